@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_SPEC := applications/HDS-2026-0042.yaml
+
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+export KUHR_PSEUDONYM_KEY_FILE ?= $(CURDIR)/keys/pseudonym.key
+export KUHR_SIGNING_KEY_FILE ?= $(CURDIR)/keys/signing.pem
+export KUHR_SOURCE ?= $(CURDIR)/data/sample
+export KUHR_DELIVERIES ?= $(CURDIR)/deliveries
+export DAGSTER_DG_UPDATE_CHECK_ENABLED := 0
+
+.PHONY: demo test lint typecheck pytest keys sample ui clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,deploy]'
+	touch $@
+
+keys: $(BIN)/.installed
+	@test -f $(KUHR_PSEUDONYM_KEY_FILE) || $(BIN)/kuhr-pipeline keys init
+
+sample: $(BIN)/.installed
+	@test -d $(KUHR_SOURCE) || $(BIN)/kuhr-pipeline synth --out $(KUHR_SOURCE) --persons 5000 --from-year 2019 --to-year 2025 --seed 42
+
+demo: keys sample
+	$(BIN)/kuhr-pipeline check $(DEMO_SPEC)
+	@$(BIN)/kuhr-pipeline deliver $(DEMO_SPEC) > .last-delivery
+	@echo
+	@echo "Delivered: $$(cat .last-delivery)"
+	@echo "Verify it:   $(BIN)/kuhr-pipeline verify $$(cat .last-delivery) --signer-pub keys/signing.pub"
+	@echo "Decrypt it:  $(BIN)/kuhr-pipeline decrypt $$(cat .last-delivery) --sk demo-keys/hds-2026-0042.sec --signer-pub keys/signing.pub --out decrypted/"
+	@rm -f .last-delivery
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check kuhr_pipeline tests
+	$(BIN)/ruff format --check kuhr_pipeline tests
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+pytest: $(BIN)/.installed
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+ui: keys sample
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf deliveries decrypted dagster_home/storage dagster_home/staging dagster_home/history dagster_home/schedules dagster_home/logs

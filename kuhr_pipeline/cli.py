@@ -1,0 +1,179 @@
+"""`kuhr-pipeline`: the command line of the delivery contract.
+
+User-caused errors (KuhrError) print one clear message and exit with their code, never a
+traceback; set KUHR_DEBUG=1 to see tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from kuhr_pipeline import settings
+from kuhr_pipeline.errors import KeyFileError, KuhrError
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Research extracts from KUHR: approved spec → pseudonymised, validated, encrypted, signed delivery."""
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to create.")
+@click.option("--persons", default=10_000, show_default=True, type=int)
+@click.option("--from-year", default=2018, show_default=True, type=int)
+@click.option("--to-year", default=2024, show_default=True, type=int)
+@click.option("--seed", default=42, show_default=True, type=int)
+def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int) -> None:
+    """Write a synthetic KUHR source in the source contract."""
+    from tqdm import tqdm
+
+    from kuhr_pipeline.synth.generate import expected_bills, generate_source
+
+    with tqdm(
+        total=expected_bills(persons, to_year - from_year + 1),
+        unit=" bills",
+        unit_scale=True,
+        desc="synth",
+        file=sys.stderr,
+    ) as bar:
+        report = generate_source(out, persons, from_year, to_year, seed, on_progress=bar.update)
+        bar.total = bar.n
+        bar.refresh()
+    click.echo(
+        f"{report.path}: {report.bills:,} bills for {report.persons:,} persons, {report.years[0]}–{report.years[-1]}"
+    )
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+def check(spec: Path) -> None:
+    """Check a spec against the contract and the catalogue (exit 0 valid, 2 refused)."""
+    from kuhr_pipeline.spec import load_spec
+
+    loaded = load_spec(spec)
+    click.echo(f"ok: {loaded.application_id} ({loaded.spec.data_level})")
+    for advisory in loaded.advisories:
+        click.echo(f"advisory: {advisory}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--source", type=click.Path(path_type=Path), help="Source dataset (default $KUHR_SOURCE).")
+@click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder (default $KUHR_DELIVERIES).")
+def deliver(spec: Path, source: Path | None, out: Path | None) -> None:
+    """Deliver one application: run its Dagster job in this process and print the delivery folder."""
+    from kuhr_pipeline.defs.launch import deliver_in_process
+
+    result = deliver_in_process(spec, source=source, deliveries=out, echo=lambda m: click.echo(m, err=True))
+    click.echo(str(result))
+
+
+def _signer(signer_pub: Path | None) -> object:
+    from kuhr_pipeline.identity.keys import read_signing_key
+    from kuhr_pipeline.keys_init import load_signer_public
+
+    if signer_pub:
+        return load_signer_public(signer_pub)
+    if os.environ.get("KUHR_SIGNING_KEY_FILE"):
+        return read_signing_key(os.environ["KUHR_SIGNING_KEY_FILE"]).public_key()
+    error = KeyFileError.single(
+        "(none)",
+        "--signer-pub",
+        "no signer key to verify against",
+        "give --signer-pub FILE (the data manager's signing public key)",
+    )
+    error.exit_code = 1
+    raise error
+
+
+@cli.command()
+@click.argument("delivery", type=click.Path(path_type=Path))
+@click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
+def verify(delivery: Path, signer_pub: Path | None) -> None:
+    """Check the signature and every file's size and SHA-256 (exit 0 intact, 1 not)."""
+    from kuhr_pipeline.delivery.verify import verify_delivery
+
+    problems = verify_delivery(delivery, _signer(signer_pub))  # type: ignore[arg-type]
+    if problems:
+        _fail("NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
+    click.echo(f"intact: {delivery}")
+
+
+@cli.command()
+@click.argument("delivery", type=click.Path(path_type=Path))
+@click.option("--sk", required=True, type=click.Path(path_type=Path), help="Recipient's Crypt4GH secret key.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the plain files.")
+@click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
+def decrypt(delivery: Path, sk: Path, out: Path, signer_pub: Path | None) -> None:
+    """Verify the delivery, then decrypt every data file."""
+    from kuhr_pipeline.delivery.verify import decrypt_delivery
+
+    for path in decrypt_delivery(delivery, _signer(signer_pub), sk, out):  # type: ignore[arg-type]
+        click.echo(str(path))
+
+
+@cli.group()
+def keys() -> None:
+    """Key management."""
+
+
+@keys.command("init")
+@click.option("--demo-recipient", help="Also write a Crypt4GH key pair NAME.sec/NAME.pub (demo use).")
+@click.option("--recipient-dir", default="keys", show_default=True, type=click.Path(path_type=Path))
+def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
+    """Write a new pseudonym master key and signing key where the environment points (never overwrites)."""
+    from kuhr_pipeline.keys_init import init_keys
+
+    paths = []
+    for variable in ("KUHR_PSEUDONYM_KEY_FILE", "KUHR_SIGNING_KEY_FILE"):
+        value = os.environ.get(variable)
+        if not value:
+            raise KeyFileError.single(f"${variable}", variable, "is not set", f"export {variable}=/path/to/key")
+        paths.append(Path(value))
+    for written in init_keys(paths[0], paths[1], demo_recipient, recipient_dir):
+        click.echo(f"wrote {written}")
+
+
+@cli.group()
+def audit() -> None:
+    """The delivery audit log."""
+
+
+@audit.command("verify")
+@click.option("--log", "log_file", type=click.Path(path_type=Path), help="Default $KUHR_DELIVERIES/audit.jsonl.")
+def audit_verify(log_file: Path | None) -> None:
+    """Check the hash chain and that every delivery folder has its line (exit 0 intact, 1 not)."""
+    from kuhr_pipeline.delivery.audit import AUDIT_LOG, verify_audit
+
+    log_file = log_file or settings.deliveries_dir() / AUDIT_LOG
+    problems = verify_audit(log_file, log_file.parent)
+    if problems:
+        _fail("audit log NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
+    click.echo(f"intact: {log_file}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="kuhr-pipeline", standalone_mode=False)
+    except KuhrError as error:
+        _fail(f"error: {error}", error.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2)
+    except Exception as error:  # a bug, not the user's fault: still no traceback unless asked for
+        if os.environ.get("KUHR_DEBUG"):
+            traceback.print_exc()
+        _fail(f"internal error: {error.__class__.__name__}: {error} (set KUHR_DEBUG=1 for details)", 1)
+    sys.exit(0)

@@ -1,0 +1,50 @@
+"""The person-level attrition table, in the contract's order, with small counts masked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from kuhr_pipeline.identity.fodselsnummer import IdReason
+
+SMALL_COUNT_THRESHOLD = 5
+
+
+@dataclass(frozen=True)
+class Attrition:
+    """Counts as computed (in memory only); `table()` is what is persisted and shown."""
+
+    steps: list[tuple[str, int]]
+    dropped_bills: dict[IdReason, int] = field(default_factory=dict)
+    threshold: int = SMALL_COUNT_THRESHOLD
+
+    @property
+    def cohort_size(self) -> int:
+        return self.steps[-1][1]
+
+    def masked(self, count: int) -> str:
+        return f"<{self.threshold}" if 0 < count < self.threshold else str(count)
+
+    def table(self) -> pa.Table:
+        rows: list[tuple[str, str | None, str | None]] = [(step, self.masked(n), None) for step, n in self.steps]
+        rows += [
+            (f"bills dropped: {reason.label}", None, self.masked(self.dropped_bills.get(reason, 0)))
+            for reason in IdReason
+            if reason != IdReason.VALID
+        ]
+        return pa.table(
+            {
+                "step": pa.array([r[0] for r in rows], pa.string()),
+                "persons": pa.array([r[1] for r in rows], pa.string()),
+                "bills": pa.array([r[2] for r in rows], pa.string()),
+            }
+        )
+
+    def markdown(self) -> str:
+        lines = ["| step | persons | bills |", "|---|---:|---:|"]
+        for step, persons, bills in zip(
+            *(self.table().column(c).to_pylist() for c in ("step", "persons", "bills")), strict=True
+        ):
+            lines.append(f"| {step} | {persons or ''} | {bills or ''} |")
+        return "\n".join(lines)

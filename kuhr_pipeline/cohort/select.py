@@ -1,0 +1,247 @@
+"""Cohort selection in two streaming passes over the source, with person-level attrition.
+
+Pass 1 reads only the columns the criteria need and finds the cohort: each person's entry
+claims (count, and the first one: earliest `behandlingstidspunkt`, ties by smallest `regning_id`
+as text), their exclusion claims, and everyone with a valid id in the period. Pass 2 reads the
+columns the delivery needs and keeps the cohort's claims, replacing the national id with its
+pseudonym before anything leaves the scan.
+
+Raw ids live only in this module's local variables, as int64 numbers; what it returns and what
+it writes hold pseudonyms only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kuhr_pipeline.cohort.attrition import Attrition
+from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
+from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids
+from kuhr_pipeline.identity.pseudonym import Pseudonymiser
+from kuhr_pipeline.source.scan import Source, period_filter, scan
+from kuhr_pipeline.spec.model import ApplicationSpec
+
+Progress = Callable[[str, int], None]
+_FIRST_CLAIM_COLUMNS = ["pasient_alder", "pasient_kjonn", "pasient_bostedskommune"]
+_COMPACT_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class CohortClaims:
+    """What pass 2 wrote: the cohort's claims with pseudonyms instead of ids."""
+
+    path: Path
+    rows: int
+    persons: int
+    attrition: Attrition
+
+
+def _reduce_entry(table: pa.Table) -> pa.Table:
+    """One row per person: entry-claim count and the values of the first entry claim."""
+    if table.num_rows == 0:
+        return table
+    table = table.sort_by([("person", "ascending"), ("behandlingstidspunkt", "ascending"), ("regning_id", "ascending")])
+    person = table.column("person").to_numpy()
+    first = np.r_[True, person[1:] != person[:-1]]
+    starts = np.flatnonzero(first)
+    counts = np.add.reduceat(table.column("entry_claims").to_numpy(), starts)
+    reduced = table.take(pa.array(starts))
+    return reduced.set_column(reduced.schema.get_field_index("entry_claims"), "entry_claims", pa.array(counts))
+
+
+def _distinct(chunks: list[np.ndarray]) -> np.ndarray:
+    return np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+
+
+def _in_kommuner(values: pa.Array, patterns: list[str]) -> np.ndarray:
+    return codes_match(values, patterns)
+
+
+def find_cohort(
+    source: Source, spec: ApplicationSpec, threshold: int = 5, on_progress: Progress | None = None
+) -> tuple[np.ndarray, Attrition]:
+    """Pass 1: the cohort's ids (sorted int64, in memory only) and the attrition counts."""
+    cohort_spec = spec.cohort
+    columns = sorted(
+        {
+            "pasient_fnr",
+            "regning_id",
+            "behandlingstidspunkt",
+            *_FIRST_CLAIM_COLUMNS,
+            *columns_for(cohort_spec.entry),
+            *columns_for(cohort_spec.exclude),
+        }
+    )
+    in_period: list[np.ndarray] = []
+    excluded: list[np.ndarray] = []
+    entry_parts: list[pa.Table] = []
+    entry_rows = 0
+    dropped = dict.fromkeys(IdReason, 0)
+    for batch in scan(source, columns, period_filter(spec.period.from_, spec.period.to)):
+        ids = check_ids(batch.column("pasient_fnr"))
+        counts = np.bincount(ids.reason, minlength=len(IdReason))
+        for reason in IdReason:
+            dropped[reason] += int(counts[reason])
+        valid = ids.valid
+        in_period.append(np.unique(ids.number[valid]))
+        entry = match(batch, cohort_spec.entry) & valid
+        if entry.any():
+            rows = pa.array(np.flatnonzero(entry))
+            part = pa.table(
+                {
+                    "person": pa.array(ids.number[entry]),
+                    "behandlingstidspunkt": batch.column("behandlingstidspunkt").take(rows),
+                    "regning_id": batch.column("regning_id").take(rows),
+                    **{c: batch.column(c).take(rows) for c in _FIRST_CLAIM_COLUMNS},
+                    "entry_claims": pa.array(np.ones(int(entry.sum()), dtype=np.int64)),
+                }
+            )
+            entry_parts.append(_reduce_entry(part))
+            entry_rows += entry_parts[-1].num_rows
+            if entry_rows > _COMPACT_ROWS:
+                entry_parts = [_reduce_entry(pa.concat_tables(entry_parts))]
+                entry_rows = entry_parts[0].num_rows
+        if cohort_spec.exclude is not None:
+            excluding = match(batch, cohort_spec.exclude) & valid
+            if excluding.any():
+                excluded.append(np.unique(ids.number[excluding]))
+        if len(in_period) > 64:
+            in_period = [_distinct(in_period)]
+        if on_progress:
+            on_progress("pass 1: finding the cohort", batch.num_rows)
+
+    persons = _distinct(in_period)
+    firsts = _reduce_entry(pa.concat_tables(entry_parts)) if entry_parts else None
+    steps: list[tuple[str, int]] = [("persons with a claim in the period", len(persons))]
+    if firsts is None or firsts.num_rows == 0:
+        cohort = np.zeros(0, dtype=np.int64)
+        keep = np.zeros(0, dtype=bool)
+        steps.append(("with an entry claim", 0))
+        for label in _LATER_STEPS(cohort_spec.min_entry_claims):
+            steps.append((label, 0))
+    else:
+        cohort = firsts.column("person").to_numpy()
+        steps.append(("with an entry claim", len(cohort)))
+        keep = firsts.column("entry_claims").to_numpy() >= cohort_spec.min_entry_claims
+        steps.append((f"with at least {cohort_spec.min_entry_claims} entry claims", int(keep.sum())))
+        age = firsts.column("pasient_alder")
+        if cohort_spec.age is not None:
+            ages = pc.fill_null(age, -1).to_numpy()
+            keep &= (ages >= cohort_spec.age.min) & (ages <= cohort_spec.age.max)
+        steps.append(("after age", int(keep.sum())))
+        if cohort_spec.sex is not None:
+            keep &= np.isin(firsts.column("pasient_kjonn").to_numpy(), cohort_spec.sex)
+        steps.append(("after sex", int(keep.sum())))
+        if cohort_spec.bostedskommuner is not None:
+            keep &= _in_kommuner(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
+        steps.append(("after kommune", int(keep.sum())))
+        if excluded:
+            keep &= ~np.isin(cohort, _distinct(excluded))
+        steps.append(("after exclusion (the cohort)", int(keep.sum())))
+        cohort = cohort[keep]
+    dropped.pop(IdReason.VALID)
+    return np.sort(cohort), Attrition(steps, dropped, threshold)
+
+
+def _LATER_STEPS(min_claims: int) -> Iterable[str]:
+    return (
+        f"with at least {min_claims} entry claims",
+        "after age",
+        "after sex",
+        "after kommune",
+        "after exclusion (the cohort)",
+    )
+
+
+def collect_claims(
+    source: Source,
+    spec: ApplicationSpec,
+    cohort: np.ndarray,
+    columns: list[str],
+    patients: Pseudonymiser,
+    practitioners: Pseudonymiser | None,
+    out: Path,
+    on_progress: Progress | None = None,
+) -> int:
+    """Pass 2: write the cohort's claims (`columns` plus pseudonyms) to `out`; returns rows written.
+
+    `pasient_fnr` and `behandler_id` are read but never written: they become
+    `pasient_pseudonym` and (when asked for) `behandler_pseudonym`.
+    """
+    cohort_text = pc.utf8_lpad(pc.cast(pa.array(cohort, pa.int64()), pa.string()), 11, "0")
+    cohort_pseudonyms = patients.fnr_numbers(cohort)
+    entry_only = spec.claims == "entry"
+    wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
+    read = sorted(
+        {
+            "pasient_fnr",
+            *wanted,
+            *(["behandler_id"] if practitioners else []),
+            *(columns_for(spec.cohort.entry) if entry_only else set()),
+        }
+    )
+    practitioner_cache: dict[str, str] = {}
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        for batch in scan(source, read, period_filter(spec.period.from_, spec.period.to)):
+            position = pc.index_in(batch.column("pasient_fnr"), value_set=cohort_text)
+            keep = pc.is_valid(position).to_numpy(zero_copy_only=False)
+            if entry_only:
+                keep &= match(batch, spec.cohort.entry)
+            if not keep.any():
+                if on_progress:
+                    on_progress("pass 2: collecting claims", batch.num_rows)
+                continue
+            take = pa.array(np.flatnonzero(keep))
+            kept = batch.take(take)
+            table = {"pasient_pseudonym": cohort_pseudonyms.take(position.take(take))}
+            if practitioners is not None:
+                table["behandler_pseudonym"] = _practitioner_pseudonyms(
+                    kept.column("behandler_id"), practitioners, practitioner_cache
+                )
+            table.update({c: kept.column(c) for c in wanted})
+            part = pa.table(table)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
+            writer.write_table(part)
+            rows += part.num_rows
+            if on_progress:
+                on_progress("pass 2: collecting claims", batch.num_rows)
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, _empty_schema(source, wanted, practitioners is not None), compression="zstd")
+        writer.close()
+        writer = None
+        tmp.replace(out)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def _practitioner_pseudonyms(ids: pa.Array, practitioners: Pseudonymiser, cache: dict[str, str]) -> pa.Array:
+    """Pseudonyms of practitioner ids, hashing each distinct id once per run."""
+    distinct = pc.unique(ids)
+    values = distinct.to_pylist()
+    missing = [v for v in values if v not in cache]
+    cache.update(zip(missing, practitioners.many(missing), strict=True))
+    mapped = pa.array([cache[v] for v in values], pa.string())
+    return mapped.take(pc.index_in(ids, value_set=distinct))
+
+
+def _empty_schema(source: Source, wanted: list[str], with_practitioner: bool) -> pa.Schema:
+    fields = [pa.field("pasient_pseudonym", pa.string())]
+    if with_practitioner:
+        fields.append(pa.field("behandler_pseudonym", pa.string()))
+    schema = source.dataset.schema
+    fields += [schema.field(c) for c in wanted]
+    return pa.schema(fields)

@@ -1,0 +1,18 @@
+"""Dagster wiring only: partitions, assets, checks, resources, jobs, sensors, schedules."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from kuhr_pipeline.defs import assets, checks
+from kuhr_pipeline.defs.jobs import deliver_application
+from kuhr_pipeline.defs.resources import default_resources
+
+
+def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[assets.application, assets.cohort, assets.extract, assets.delivery],
+        asset_checks=[checks.cohort_is_not_empty, checks.extract_passes_validation],
+        jobs=[deliver_application],
+        resources=resources or default_resources(),
+    )

@@ -1,0 +1,143 @@
+"""The asset graph: application → cohort → extract → delivery (and statistics). Wiring only."""
+
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from kuhr_pipeline import settings
+from kuhr_pipeline.cohort import CohortClaims, select_cohort
+from kuhr_pipeline.cohort.select import Progress
+from kuhr_pipeline.defs.partitions import applications_partitions
+from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.delivery.package import assemble_and_publish
+from kuhr_pipeline.delivery.publish import PublishedDelivery
+from kuhr_pipeline.extract.build import ExtractFiles, build_extract
+from kuhr_pipeline.report import markdown_table
+from kuhr_pipeline.source import open_source
+from kuhr_pipeline.spec import LoadedSpec, load_spec
+
+LOG_EVERY_ROWS = 2_000_000
+
+
+class ApplicationConfig(dg.Config):
+    """Optional path of the spec file; default `$KUHR_APPLICATIONS/<application_id>.yaml`."""
+
+    spec_path: str = ""
+
+
+def _progress(context: dg.AssetExecutionContext) -> Progress:
+    seen: dict[str, int] = {}
+
+    def report(stage: str, rows: int) -> None:
+        before = seen.get(stage, 0)
+        seen[stage] = before + rows
+        if before // LOG_EVERY_ROWS != seen[stage] // LOG_EVERY_ROWS:
+            context.log.info(f"{stage}: {seen[stage]:,} bills read")
+
+    return report
+
+
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"yaml"})
+def application(context: dg.AssetExecutionContext, config: ApplicationConfig, paths: KuhrPaths) -> LoadedSpec:
+    """The approved application spec, checked against the contract and the catalogue."""
+    application_id = context.partition_key
+    path = Path(config.spec_path) if config.spec_path else paths.applications_dir() / f"{application_id}.yaml"
+    loaded = load_spec(path)
+    if loaded.application_id != application_id:
+        raise dg.Failure(
+            f"{path}: application_id is '{loaded.application_id}', but the partition is "
+            f"'{application_id}'. Name the file after the application_id."
+        )
+    for advisory in loaded.advisories:
+        context.log.warning(advisory)
+    spec = loaded.spec
+    context.add_output_metadata(
+        {
+            "spec_sha256": loaded.sha256,
+            "data_level": spec.data_level,
+            "period": f"{spec.period.from_} – {spec.period.to}",
+            "claims": spec.claims,
+            "recipients": ", ".join(loaded.recipient_keys),
+            "advisories": dg.MetadataValue.md("\n".join(f"- {a}" for a in loaded.advisories) or "none"),
+        }
+    )
+    return loaded
+
+
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"}, pool="source_scan")
+def cohort(
+    context: dg.AssetExecutionContext, application: LoadedSpec, paths: KuhrPaths, pseudonym_key: PseudonymKey
+) -> CohortClaims:
+    """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging."""
+    master_key = pseudonym_key.master_key()  # a bad key fails here, before any data is read
+    source = open_source(paths.source_dir())
+    result = select_cohort(
+        source, application.spec, master_key, settings.staging_dir(application.application_id), _progress(context)
+    )
+    context.log.info(f"cohort: {result.persons:,} persons, {result.rows:,} claims")
+    context.add_output_metadata(
+        {
+            "persons": result.persons,
+            "dagster/row_count": result.rows,
+            "attrition": dg.MetadataValue.md(result.attrition.markdown()),
+        }
+    )
+    return result
+
+
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
+def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims) -> ExtractFiles:
+    """Exactly the approved variables, generalised as approved, in the spec's order."""
+    spec = application.spec
+    out_dir = settings.staging_dir(application.application_id) / "extract"
+    if spec.data_level != "pseudonymised":
+        context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
+        return ExtractFiles({}, pq.read_schema(cohort.path))
+    files = build_extract(spec, cohort.path, out_dir)
+    first = next(iter(files.tables()), None)
+    context.add_output_metadata(
+        {
+            "dagster/row_count": files.rows,
+            "files": ", ".join(sorted(files.files)),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(f.name, str(f.type)) for f in files.schema]
+            ),
+            "preview": dg.MetadataValue.md(
+                markdown_table(pq.ParquetFile(first[1]).read_row_group(0), 5)
+                if first and pq.ParquetFile(first[1]).num_row_groups
+                else "(empty)"
+            ),
+        }
+    )
+    return files
+
+
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"crypt4gh"})
+def delivery(
+    context: dg.AssetExecutionContext,
+    application: LoadedSpec,
+    cohort: CohortClaims,
+    extract: ExtractFiles,
+    paths: KuhrPaths,
+    signing_key: SigningKey,
+) -> PublishedDelivery:
+    """The encrypted, signed delivery package, published atomically under KUHR_DELIVERIES."""
+    published = assemble_and_publish(
+        application,
+        cohort,
+        extract,
+        paths.deliveries_dir(),
+        settings.staging_dir(application.application_id),
+        signing_key.private_key(),
+        on_step=context.log.info,
+    )
+    context.add_output_metadata(
+        {
+            "delivery_folder": dg.MetadataValue.path(str(published.path)),
+            "delivery_id": published.delivery_id,
+            "manifest_sha256": published.manifest_sha256,
+            "files": published.files,
+        }
+    )
+    return published

@@ -1,0 +1,99 @@
+"""Running the job for one application in this process, recorded in the instance at DAGSTER_HOME
+(used by `kuhr-pipeline deliver`, so CLI deliveries show in the UI's run history)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from kuhr_pipeline import settings
+from kuhr_pipeline.defs import build_definitions
+from kuhr_pipeline.defs.partitions import applications_partitions
+from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.errors import KuhrError, Problem
+from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
+from kuhr_pipeline.source import open_source
+from kuhr_pipeline.spec import LoadedSpec, load_spec
+
+
+class RunFailed(KuhrError):
+    """The run failed or validation stopped it: no delivery (exit 1)."""
+
+    exit_code = 1
+
+
+def run_tags(loaded: LoadedSpec) -> dict[str, str]:
+    return {"kuhr/application_id": loaded.application_id, "kuhr/spec_sha256": loaded.sha256[:16]}
+
+
+def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
+    if not instance.has_dynamic_partition(applications_partitions.name or "applications", application_id):
+        instance.add_dynamic_partitions(applications_partitions.name or "applications", [application_id])
+
+
+def deliver_in_process(
+    spec_path: Path,
+    source: Path | None = None,
+    deliveries: Path | None = None,
+    echo: Callable[[str], None] = print,
+    instance: dg.DagsterInstance | None = None,
+) -> Path:
+    """Check everything a user can get wrong before the run, then run; returns the delivery folder."""
+    loaded = load_spec(spec_path)
+    for advisory in loaded.advisories:
+        echo(f"advisory: {advisory}")
+    read_master_key(os.environ.get("KUHR_PSEUDONYM_KEY_FILE"))
+    read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
+    source_dir = settings.source_dir(str(source) if source else None)
+    open_source(source_dir)
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home().resolve()))
+    defs = build_definitions(
+        {
+            "paths": KuhrPaths(
+                source=str(source_dir), deliveries=str(settings.deliveries_dir(str(deliveries) if deliveries else None))
+            ),
+            "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
+            "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
+        }
+    )
+    instance = instance or dg.DagsterInstance.get()
+    ensure_partition(instance, loaded.application_id)
+    job = defs.resolve_job_def("deliver_application")
+    echo(f"delivering {loaded.application_id} from {source_dir} (Dagster instance {os.environ['DAGSTER_HOME']})")
+    result = job.execute_in_process(
+        partition_key=loaded.application_id,
+        instance=instance,
+        run_config={
+            "ops": {"application": {"config": {"spec_path": str(spec_path.resolve())}}},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
+        tags=run_tags(loaded),
+        raise_on_error=False,
+    )
+    problems = failure_messages(result)
+    if not result.success or problems:
+        raise RunFailed(
+            [Problem(str(spec_path), "run " + result.run_id[:8], p) for p in problems]
+            or [Problem(str(spec_path), "run " + result.run_id[:8], "failed; no delivery")]
+        )
+    published = result.output_for_node("delivery")
+    return Path(published.path)
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """What stopped the run: failed checks (with their descriptions) and failed steps (root cause)."""
+    messages = [
+        f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+    ]
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        text = error.message.strip().splitlines()[-1] if error and error.message.strip() else "failed"
+        messages.append(f"step {event.step_key} failed: {text}")
+    return messages

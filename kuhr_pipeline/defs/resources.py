@@ -1,0 +1,52 @@
+"""Resources: where data live, and the keys. Secrets arrive as `dg.EnvVar`, never as run config."""
+
+from pathlib import Path
+
+import dagster as dg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kuhr_pipeline import settings
+from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
+
+
+class KuhrPaths(dg.ConfigurableResource):
+    """Source, deliveries and applications folders ("" means: the environment, then the default)."""
+
+    source: str = ""
+    deliveries: str = ""
+    applications: str = ""
+
+    def source_dir(self) -> Path:
+        return settings.source_dir(self.source or None)
+
+    def deliveries_dir(self) -> Path:
+        return settings.deliveries_dir(self.deliveries or None)
+
+    def applications_dir(self) -> Path:
+        return settings.applications_dir(self.applications or None)
+
+
+class PseudonymKey(dg.ConfigurableResource):
+    """The pseudonym master key, read from the file named by KUHR_PSEUDONYM_KEY_FILE."""
+
+    key_file: str
+
+    def master_key(self) -> bytes:
+        return read_master_key(self.key_file)
+
+
+class SigningKey(dg.ConfigurableResource):
+    """The Ed25519 key that signs manifests, read from the file named by KUHR_SIGNING_KEY_FILE."""
+
+    key_file: str
+
+    def private_key(self) -> Ed25519PrivateKey:
+        return read_signing_key(self.key_file)
+
+
+def default_resources() -> dict[str, object]:
+    return {
+        "paths": KuhrPaths(),
+        "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
+        "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
+    }

@@ -1,0 +1,55 @@
+"""Crypt4GH encryption and decryption through the GA4GH reference package, streamed.
+
+The library reads and writes 64 KiB segments, so memory does not grow with file size. Its
+logger prints the session key at DEBUG level: it is held at WARNING here, whatever the caller's
+logging configuration says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import BinaryIO
+
+from crypt4gh import lib as c4gh_lib
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+logging.getLogger("crypt4gh").setLevel(logging.WARNING)
+
+
+class _HashingReader:
+    """A file wrapper that hashes what is read through it (plaintext SHA-256 in the same pass)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def readinto(self, buffer: bytearray) -> int:
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self.sha256.update(memoryview(buffer)[:n])
+            self.bytes += n
+        return n or 0
+
+
+def ephemeral_writer_key() -> bytes:
+    """A fresh X25519 private key for one delivery's headers (never stored)."""
+    return X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def encrypt_file(plain: Path, encrypted: Path, recipient_keys: list[bytes], writer_key: bytes) -> str:
+    """Encrypt `plain` to every recipient; returns the plaintext's SHA-256."""
+    keys = [(0, writer_key, pk) for pk in recipient_keys]
+    with plain.open("rb") as infile, encrypted.open("wb") as outfile:
+        reader = _HashingReader(infile)
+        c4gh_lib.encrypt(keys, reader, outfile)
+        outfile.flush()
+    return reader.sha256.hexdigest()
+
+
+def decrypt_file(encrypted: Path, plain: Path, secret_key: bytes) -> None:
+    with encrypted.open("rb") as infile, plain.open("wb") as outfile:
+        c4gh_lib.decrypt([(0, secret_key, None)], infile, outfile)

@@ -1,0 +1,111 @@
+"""The plain-text documents of a delivery: README.md and codebook.md. Never any personal data:
+only the spec's metadata, the catalogue's descriptions and the delivered schema."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.spec.model import ApplicationSpec
+
+_GENERALISATION_TEXT = {
+    "exact": "as in the source",
+    "timestamp": "date and time as in the source",
+    "group5": '5-year age groups "00-04" … "85-89", "90+"',
+    "group10": '10-year age groups "00-09" … "80-89", "90+"',
+    "kommune": "kommune number (bydel codes folded into their kommune)",
+    "fylke": "fylke: the first two digits of the kommune number",
+    "month": 'year and month "YYYY-MM"',
+    "year": "year (integer)",
+    "date": "date (no time of day)",
+}
+
+
+def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.Schema | None) -> str:
+    """The codebook for the delivered table(s): one section per column, in delivery order."""
+    catalogue = load_catalogue()
+    lines = [f"# Codebook – {spec.application_id}", "", f"{spec.title}", ""]
+    table = "statistics" if spec.data_level == "statistics" else "claims"
+    lines += [f"Columns of the `{table}` table, in order.", ""]
+    for name, how in columns:
+        variable = catalogue.variable(name)
+        arrow_type = str(schema.field(name).type) if schema is not None and name in schema.names else variable.type
+        lines += [
+            f"## `{name}`",
+            "",
+            f"- Norsk: {variable.no}",
+            f"- English: {variable.en}",
+            f"- Type: `{arrow_type}`",
+            f"- Generalisation: {how} – {_GENERALISATION_TEXT.get(how, how)}",
+            f"- Role: {variable.role.replace('_', ' ')}",
+        ]
+        if variable.pattern and how == "exact":
+            lines.append(f"- Pattern: `{variable.pattern}`")
+        if variable.value_range and how == "exact":
+            lines.append(f"- Range: {variable.value_range[0]:g} – {variable.value_range[1]:g}")
+        if spec.data_level == "statistics":
+            lines.append('- A null in this column means "all values" (a margin of the cube).')
+        codes = catalogue.codes(variable)
+        if codes:
+            lines += ["", "| code | meaning |", "|---|---|"] + [f"| `{c}` | {m} |" for c, m in codes.items()]
+        lines.append("")
+    if spec.data_level == "statistics" and spec.statistics is not None:
+        for measure in spec.statistics.measures:
+            m = catalogue.measures[measure]
+            lines += [
+                f"## `{measure}`",
+                "",
+                f"- Norsk: {m.no}",
+                f"- English: {m.en}",
+                f"- Type: `{m.type}`",
+                "- Null where the row is suppressed.",
+                "",
+            ]
+        lines += [
+            "## `suppressed`",
+            "",
+            "- English: true where the row's measures are hidden "
+            f"(fewer than {spec.statistics.min_cell} persons, or hidden so that another hidden row "
+            "cannot be derived from margins).",
+            "- Type: `bool`",
+            "",
+        ]
+    lines += [
+        "## Attrition table",
+        "",
+        "Columns `step`, `persons` (text: a number, or `<N` for small counts) and `bills` "
+        "(bills dropped for an identity reason).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def readme(spec: ApplicationSpec, delivery_id: str, data_files: list[str]) -> str:
+    files = "\n".join(f"- `{f}`" for f in data_files)
+    return f"""# KUHR delivery {delivery_id}
+
+Application: {spec.application_id} – {spec.title}
+Applicant: {spec.applicant.institution}
+Data level: {spec.data_level}; period {spec.period.from_} – {spec.period.to}; linkage domain {spec.domain}.
+
+This folder is one delivery from the KUHR register (Kontroll og utbetaling av helserefusjoner),
+made by kuhr-pipeline exactly as the approved application specifies. Patients and practitioners
+appear only as project-specific pseudonyms (keyed HMAC-SHA256); no national id is included.
+
+## Files
+- `manifest.json`: every file with its size and SHA-256, signed in `manifest.json.sig` (Ed25519).
+- `codebook.md`: what each column means.
+- Data, encrypted with Crypt4GH to each recipient's key:
+{files}
+
+## Verify, then decrypt
+1. Check the signature and every file's hash against the data manager's signing public key:
+   `kuhr-pipeline verify . --signer-pub signing.pub`
+2. Decrypt with your Crypt4GH secret key, either all at once
+   `kuhr-pipeline decrypt . --sk YOUR.sec --out plain/`
+   or file by file with the reference tool:
+   `crypt4gh decrypt --sk YOUR.sec < data/claims.parquet.c4gh > claims.parquet`
+   and compare `sha256sum claims.parquet` with the file's `plaintext_sha256` in `manifest.json`.
+
+Keep the decrypted data inside your approved secure environment (for example your TSD project).
+"""

@@ -1,0 +1,226 @@
+"""Publishing a delivery: encrypt, describe, sign, and move into place atomically.
+
+Everything is written into a hidden staging folder beside the target (`.staging-<id>`), fsynced,
+then renamed to `<delivery_id>`: a failure or a kill at any point leaves no folder that looks like
+a delivery. Plaintext conversions (CSV) are made in the pipeline's own staging area, never in the
+deliveries folder.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kuhr_pipeline import __version__
+from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
+from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
+from kuhr_pipeline.delivery.documents import codebook, readme
+from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
+from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
+from kuhr_pipeline.errors import DeliveryError
+from kuhr_pipeline.spec.model import ApplicationSpec
+
+STAGING_PREFIX = ".staging-"
+
+
+@dataclass(frozen=True)
+class DataTable:
+    """A table to deliver, as a Parquet file in the pipeline's staging area."""
+
+    name: str
+    path: Path
+    rows: int
+
+
+@dataclass(frozen=True)
+class DeliveryContents:
+    spec: ApplicationSpec
+    spec_sha256: str
+    recipient_keys: dict[str, bytes]
+    tables: list[DataTable]
+    documents: dict[str, bytes] = field(default_factory=dict)  # name → plaintext, encrypted as data too
+    codebook_columns: list[tuple[str, str]] = field(default_factory=list)
+    codebook_schema: pa.Schema | None = None
+
+
+@dataclass(frozen=True)
+class PublishedDelivery:
+    path: Path
+    delivery_id: str
+    manifest_sha256: str
+    files: int
+
+
+def new_delivery_id(now: datetime | None = None) -> str:
+    """Sorts by creation time; the random suffix keeps two runs in the same second apart."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _as_csv(table_path: Path, out: Path) -> None:
+    """Parquet → CSV (UTF-8, header, list columns joined with ","), batch by batch."""
+    parquet = pq.ParquetFile(table_path)
+    writer: pacsv.CSVWriter | None = None
+    try:
+        for batch in parquet.iter_batches(batch_size=128 * 1024):
+            columns = [pc.binary_join(col, ",") if pa.types.is_list(col.type) else col for col in batch.columns]
+            flat = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+            if writer is None:
+                writer = pacsv.CSVWriter(out, flat.schema)
+            writer.write_batch(flat)
+        if writer is None:
+            schema = pa.schema(
+                [pa.field(f.name, pa.string() if pa.types.is_list(f.type) else f.type) for f in parquet.schema_arrow]
+            )
+            writer = pacsv.CSVWriter(out, schema)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def publish_delivery(
+    contents: DeliveryContents,
+    deliveries_root: Path,
+    work_dir: Path,
+    signing_key: Ed25519PrivateKey,
+    on_step: Callable[[str], None] | None = None,
+    ran_by: str | None = None,
+) -> PublishedDelivery:
+    spec = contents.spec
+    delivery_id = new_delivery_id()
+    app_dir = deliveries_root / spec.application_id
+    target = app_dir / delivery_id
+    stage = app_dir / f"{STAGING_PREFIX}{delivery_id}"
+    plain_dir = work_dir / f"plain-{delivery_id}"
+    try:
+        (stage / "data").mkdir(parents=True)
+        plain_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise DeliveryError.single(
+            str(app_dir),
+            "KUHR_DELIVERIES",
+            f"cannot be written ({exc.strerror})",
+            "point KUHR_DELIVERIES at a writable folder with free space",
+        ) from None
+    writer_key = ephemeral_writer_key()
+    recipients = list(contents.recipient_keys.values())
+    files: list[dict[str, Any]] = []
+    try:
+        suffix = "csv" if spec.delivery.format == "csv" else "parquet"
+        for table in contents.tables:
+            plain = table.path
+            if suffix == "csv":
+                plain = plain_dir / f"{table.name}.csv"
+                _as_csv(table.path, plain)
+            rel = f"data/{table.name}.{suffix}.c4gh"
+            if on_step:
+                on_step(f"encrypting {rel} ({table.rows} rows)")
+            plaintext_sha = encrypt_file(plain, stage / rel, recipients, writer_key)
+            files.append({"path": rel, "rows": table.rows, "plaintext_sha256": plaintext_sha})
+        for name, data in contents.documents.items():
+            plain = plain_dir / name
+            plain.write_bytes(data)
+            rel = f"data/{name}.c4gh"
+            plaintext_sha = encrypt_file(plain, stage / rel, recipients, writer_key)
+            files.append({"path": rel, "rows": None, "plaintext_sha256": plaintext_sha})
+        data_files = [f["path"] for f in files]
+        (stage / "README.md").write_text(readme(spec, delivery_id, data_files), encoding="utf-8")
+        (stage / "codebook.md").write_text(
+            codebook(spec, contents.codebook_columns, contents.codebook_schema), encoding="utf-8"
+        )
+        for doc in ("README.md", "codebook.md"):
+            files.append({"path": doc, "rows": None, "plaintext_sha256": sha256_file(stage / doc)})
+        for entry in files:
+            path = stage / entry["path"]
+            entry["bytes"] = path.stat().st_size
+            entry["sha256"] = sha256_file(path)
+        signer = signing_key.public_key()
+        manifest: dict[str, Any] = {
+            "application_id": spec.application_id,
+            "delivery_id": delivery_id,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "spec_sha256": contents.spec_sha256,
+            "pipeline_version": __version__,
+            "data_level": spec.data_level,
+            "format": spec.delivery.format,
+            "period": {"from": spec.period.from_.isoformat(), "to": spec.period.to.isoformat()},
+            "linkage_domain": spec.domain,
+            "claims": spec.claims,
+            "recipients": [
+                {"name": name, "key_fingerprint": fingerprint(key)} for name, key in contents.recipient_keys.items()
+            ],
+            "signer_key_fingerprint": public_fingerprint(signer),
+            "files": sorted(files, key=lambda f: f["path"]),
+        }
+        data = manifest_bytes(manifest)
+        (stage / MANIFEST).write_bytes(data)
+        (stage / SIGNATURE).write_bytes(sign(data, signing_key))
+        for path in stage.rglob("*"):
+            _fsync(path)
+        _fsync(stage)
+        stage.rename(target)
+        _fsync(app_dir)
+    except BaseException as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise DeliveryError.single(
+                str(app_dir),
+                "KUHR_DELIVERIES",
+                f"writing the delivery failed ({exc.strerror})",
+                "free space or fix permissions, then run again; nothing was published",
+            ) from None
+        raise
+    finally:
+        shutil.rmtree(plain_dir, ignore_errors=True)
+    manifest_sha = hashlib.sha256(data).hexdigest()
+    try:
+        append_audit(
+            deliveries_root / AUDIT_LOG,
+            {
+                "application_id": spec.application_id,
+                "delivery_id": delivery_id,
+                "time": manifest["created_at"],
+                "spec_sha256": contents.spec_sha256,
+                "manifest_sha256": manifest_sha,
+                "recipients": [r["key_fingerprint"] for r in manifest["recipients"]],
+                "ran_by": ran_by or _who(),
+            },
+        )
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # a delivery without its audit line is not published
+        raise
+    return PublishedDelivery(target, delivery_id, manifest_sha, len(files))
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    return dict(json.loads((folder / MANIFEST).read_bytes()))

@@ -1,0 +1,87 @@
+"""Verifying a delivery (signature, every file's size and hash, nothing missing or extra) and
+decrypting it for one recipient."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from crypt4gh.keys import get_private_key
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from kuhr_pipeline.delivery.crypt import decrypt_file
+from kuhr_pipeline.delivery.hashing import sha256_file
+from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, public_fingerprint, signature_valid
+from kuhr_pipeline.errors import DeliveryError, Problem
+
+
+def verify_delivery(folder: Path, signer: Ed25519PublicKey) -> list[str]:
+    """Every problem found (empty: the delivery is intact and signed by `signer`)."""
+    manifest_path, signature_path = folder / MANIFEST, folder / SIGNATURE
+    if not manifest_path.is_file() or not signature_path.is_file():
+        return [f"{folder}: not a delivery (no {MANIFEST} and {SIGNATURE})"]
+    data = manifest_path.read_bytes()
+    problems = []
+    if not signature_valid(data, signature_path.read_bytes(), signer):
+        problems.append(
+            f"{signature_path}: signature does not match the manifest for signer {public_fingerprint(signer)}"
+        )
+    try:
+        manifest = json.loads(data)
+        listed = {f["path"]: f for f in manifest["files"]}
+    except (ValueError, KeyError, TypeError):
+        return [*problems, f"{manifest_path}: not a valid manifest"]
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MANIFEST, SIGNATURE}
+    for missing in sorted(set(listed) - present):
+        problems.append(f"{folder / missing}: listed in the manifest but missing")
+    for extra in sorted(present - set(listed)):
+        problems.append(f"{folder / extra}: not listed in the manifest")
+    for rel in sorted(set(listed) & present):
+        path, entry = folder / rel, listed[rel]
+        if path.stat().st_size != entry.get("bytes"):
+            problems.append(f"{path}: {path.stat().st_size} bytes, manifest says {entry.get('bytes')}")
+        elif sha256_file(path) != entry.get("sha256"):
+            problems.append(f"{path}: SHA-256 differs from the manifest")
+    return problems
+
+
+def decrypt_delivery(folder: Path, signer: Ed25519PublicKey, secret_key_file: Path, out: Path) -> list[Path]:
+    """Verify, then decrypt every data file into `out` and check it against `plaintext_sha256`."""
+    problems = verify_delivery(folder, signer)
+    if problems:
+        raise DeliveryError([Problem(str(folder), "(delivery)", p) for p in problems])
+    try:
+        secret = get_private_key(str(secret_key_file), lambda: "")
+    except Exception:  # the reference package raises a variety of types for a bad key file
+        raise DeliveryError.single(
+            str(secret_key_file),
+            "--sk",
+            "is not an unencrypted Crypt4GH secret key",
+            "give the recipient's secret key file",
+        ) from None
+    manifest = json.loads((folder / MANIFEST).read_bytes())
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in manifest["files"]:
+        rel: str = entry["path"]
+        if not rel.endswith(".c4gh"):
+            continue
+        target = out / Path(rel).name.removesuffix(".c4gh")
+        try:
+            decrypt_file(folder / rel, target, secret)
+        except Exception:  # wrong key or damaged data: the library's exceptions vary
+            target.unlink(missing_ok=True)
+            raise DeliveryError.single(
+                str(folder / rel),
+                "--sk",
+                "cannot be decrypted with this key",
+                "use the secret key of a recipient named in the manifest",
+            ) from None
+        if sha256_file(target) != entry["plaintext_sha256"]:
+            target.unlink(missing_ok=True)
+            raise DeliveryError.single(str(folder / rel), "plaintext_sha256", "decrypted data differ from the manifest")
+        written.append(target)
+    for doc in ("README.md", "codebook.md"):
+        shutil.copyfile(folder / doc, out / doc)
+    return written

@@ -1,0 +1,58 @@
+"""The one exception type for errors a user can cause, and how it reads.
+
+Every refusal names where the problem is (a file), what is wrong in it (a field) and what to do
+about it (the fix), so a data manager can act on the message without reading code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a user's input."""
+
+    file: str
+    field: str
+    problem: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}: {self.field}: {self.problem}"
+        return f"{text} (fix: {self.fix})" if self.fix else text
+
+
+class KuhrError(Exception):
+    """A user-caused error: a bad spec, a missing key, a bad source, a bad delivery.
+
+    The CLI prints it without a traceback and exits with `exit_code`.
+    """
+
+    exit_code = 2
+
+    def __init__(self, problems: Problem | list[Problem]) -> None:
+        self.problems = problems if isinstance(problems, list) else [problems]
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def single(cls, file: str, field: str, problem: str, fix: str = "") -> KuhrError:
+        return cls(Problem(str(file), field, problem, fix))
+
+
+class SpecRefused(KuhrError):
+    """The application spec may not run."""
+
+
+class SourceError(KuhrError):
+    """The source dataset does not meet the source contract."""
+
+
+class KeyFileError(KuhrError):
+    """A key file is missing, unreadable or malformed. Messages never hold key material."""
+
+
+class DeliveryError(KuhrError):
+    """A delivery failed verification, or cannot be written or read."""
+
+    exit_code = 1

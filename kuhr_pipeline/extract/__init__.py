@@ -1,0 +1,1 @@
+"""The extract: approved variables, generalised, in the spec's order."""

@@ -1,0 +1,110 @@
+"""The extract: exactly the approved variables, in the spec's order, generalised as approved.
+
+Reads the staged cohort claims batch by batch and writes one Parquet file (or one per year with
+`split_by: year`); never holds the whole extract in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.extract.generalise import generalise
+from kuhr_pipeline.spec.model import ApplicationSpec, VariableRequest
+
+YEAR_COLUMN = "ar"
+
+
+def resolved(requests: list[VariableRequest]) -> list[tuple[str, str]]:
+    """(name, generalisation) for each request, with the catalogue's default where `as` is absent."""
+    catalogue = load_catalogue()
+    return [(r.name, r.as_ or catalogue.variable(r.name).generalisations[0]) for r in requests]
+
+
+def source_columns(spec: ApplicationSpec) -> list[str]:
+    """The source columns pass 2 must keep for this spec (pseudonyms come separately)."""
+    names = [name for name, _ in resolved(spec.requested_variables() or spec.requested_group_by())]
+    wanted = [n for n in names if n not in ("pasient_pseudonym", "behandler_pseudonym")]
+    extra = [YEAR_COLUMN]
+    if spec.data_level == "statistics":
+        extra += ["egenandel", "refusjon"]
+    return list(dict.fromkeys([*wanted, *extra]))
+
+
+def needs_practitioner_pseudonym(spec: ApplicationSpec) -> bool:
+    return any(r.name == "behandler_pseudonym" for r in spec.requested_variables())
+
+
+def select_variables(batch: pa.RecordBatch | pa.Table, variables: list[tuple[str, str]]) -> pa.Table:
+    return pa.table({name: generalise(batch.column(name), how) for name, how in variables})
+
+
+@dataclass(frozen=True)
+class ExtractFiles:
+    """The extract's files in staging: name → (path, rows)."""
+
+    files: dict[str, tuple[Path, int]]
+    schema: pa.Schema
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, rows in self.files.values())
+
+    def tables(self) -> Iterator[tuple[str, Path]]:
+        yield from ((name, path) for name, (path, _) in sorted(self.files.items()))
+
+
+def build_extract(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> ExtractFiles:
+    """Write `claims.parquet` (or `claims_YYYY.parquet` per year) into out_dir."""
+    variables = resolved(spec.requested_variables())
+    split = spec.delivery.split_by == "year"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, pq.ParquetWriter] = {}
+    counts: dict[str, int] = {}
+    parquet = pq.ParquetFile(cohort_claims)
+    schema: pa.Schema | None = None
+    try:
+        for batch in parquet.iter_batches(batch_size=256 * 1024):
+            table = select_variables(batch, variables)
+            schema = table.schema
+            if split:
+                years = batch.column(YEAR_COLUMN)
+                for y in pc.unique(years).to_pylist():
+                    _write(writers, counts, out_dir, f"claims_{y}", table.filter(pc.equal(years, y)))
+            else:
+                _write(writers, counts, out_dir, "claims", table)
+        if schema is None:
+            empty = select_variables(parquet.schema_arrow.empty_table(), variables)
+            schema = empty.schema
+            if not split:
+                _write(writers, counts, out_dir, "claims", empty)
+        for writer in writers.values():
+            writer.close()
+        writers.clear()
+        files = {}
+        for name, rows in counts.items():
+            final = out_dir / f"{name}.parquet"
+            (out_dir / f".{name}.parquet.tmp").replace(final)
+            files[name] = (final, rows)
+        return ExtractFiles(files, schema)
+    finally:
+        for writer in writers.values():
+            writer.close()
+        for tmp in out_dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _write(
+    writers: dict[str, pq.ParquetWriter], counts: dict[str, int], out_dir: Path, name: str, table: pa.Table
+) -> None:
+    if name not in writers:
+        writers[name] = pq.ParquetWriter(out_dir / f".{name}.parquet.tmp", table.schema, compression="zstd")
+        counts[name] = 0
+    writers[name].write_table(table)
+    counts[name] += table.num_rows

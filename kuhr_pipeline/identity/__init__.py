@@ -1,0 +1,1 @@
+"""Fødselsnummer validation, keyed pseudonyms and key loading."""

@@ -1,0 +1,92 @@
+"""Reading key files. Messages name the file and the problem, never a byte of the key."""
+
+from __future__ import annotations
+
+import binascii
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kuhr_pipeline.errors import KeyFileError
+
+MIN_MASTER_KEY_BYTES = 32
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def _key_path(path: str | Path | None, variable: str) -> Path:
+    if not path:
+        raise KeyFileError.single(
+            f"${variable}",
+            variable,
+            "is not set",
+            f"export {variable}=/path/to/key (kuhr-pipeline keys init writes one)",
+        )
+    return Path(path)
+
+
+def _read_bytes(path: Path, variable: str) -> bytes:
+    try:
+        if path.stat().st_size > MAX_KEY_FILE_BYTES:
+            raise KeyFileError.single(str(path), variable, "is far too large to be a key file")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError.single(
+            str(path), variable, "no such key file", "point the variable at the key, or run kuhr-pipeline keys init"
+        ) from None
+    except IsADirectoryError:
+        raise KeyFileError.single(str(path), variable, "is a folder, not a key file") from None
+    except PermissionError:
+        raise KeyFileError.single(
+            str(path), variable, "cannot be read (permission denied)", "run as the key's owner"
+        ) from None
+    except OSError as exc:
+        raise KeyFileError.single(str(path), variable, f"cannot be read ({exc.strerror})") from None
+
+
+def read_master_key(path: str | Path | None, variable: str = "KUHR_PSEUDONYM_KEY_FILE") -> bytes:
+    """The pseudonym master key: ≥ 32 random bytes written as hex, whitespace ignored."""
+    key_path = _key_path(path, variable)
+    raw = _read_bytes(key_path, variable)
+    text = b"".join(raw.split())
+    try:
+        key = binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        raise KeyFileError.single(
+            str(key_path), variable, "is not hexadecimal text", "write the key as hex digits (kuhr-pipeline keys init)"
+        ) from None
+    if len(key) < MIN_MASTER_KEY_BYTES:
+        raise KeyFileError.single(
+            str(key_path),
+            variable,
+            f"holds {len(key)} bytes; at least {MIN_MASTER_KEY_BYTES} are required",
+            "write a new key with kuhr-pipeline keys init",
+        )
+    return key
+
+
+def read_signing_key(path: str | Path | None, variable: str = "KUHR_SIGNING_KEY_FILE") -> Ed25519PrivateKey:
+    """The Ed25519 signing key, PEM (PKCS8), unencrypted."""
+    key_path = _key_path(path, variable)
+    raw = _read_bytes(key_path, variable)
+    try:
+        key = serialization.load_pem_private_key(raw, password=None)
+    except (ValueError, TypeError):
+        raise KeyFileError.single(
+            str(key_path),
+            variable,
+            "is not an unencrypted PEM (PKCS8) private key",
+            "write one with kuhr-pipeline keys init",
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError.single(str(key_path), variable, "is not an Ed25519 key")
+    return key
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Create a file readable by its owner only; refuses to overwrite."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

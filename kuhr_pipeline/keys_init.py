@@ -1,0 +1,77 @@
+"""`kuhr-pipeline keys init`: new pseudonym master key, signing key pair, and demo recipient keys."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from crypt4gh.keys import c4gh
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from kuhr_pipeline.errors import KeyFileError
+from kuhr_pipeline.identity.keys import write_secret_file
+
+MASTER_KEY_BYTES = 32
+logging.getLogger("crypt4gh").setLevel(logging.WARNING)  # it logs generated keys at DEBUG
+
+
+def signing_public_path(signing_key: Path) -> Path:
+    return (
+        signing_key.with_name(signing_key.name + ".pub")
+        if signing_key.suffix != ".pem"
+        else signing_key.with_suffix(".pub")
+    )
+
+
+def init_keys(master: Path, signing: Path, demo_recipient: str | None, recipient_dir: Path) -> list[Path]:
+    """Write the keys that do not exist yet; refuses (KeyFileError, exit 1) if any already exists."""
+    targets = [master, signing, signing_public_path(signing)]
+    if demo_recipient:
+        targets += [recipient_dir / f"{demo_recipient}.sec", recipient_dir / f"{demo_recipient}.pub"]
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        error = KeyFileError.single(
+            str(existing[0]),
+            "keys init",
+            "exists already; keys are never overwritten",
+            "move it away first if you really mean to replace it",
+        )
+        error.exit_code = 1
+        raise error
+    write_secret_file(master, (secrets.token_bytes(MASTER_KEY_BYTES).hex() + "\n").encode("ascii"))
+    private = Ed25519PrivateKey.generate()
+    write_secret_file(
+        signing,
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    signing_public_path(signing).write_bytes(public_pem(private.public_key()))
+    if demo_recipient:
+        recipient_dir.mkdir(parents=True, exist_ok=True)
+        c4gh.generate(
+            str(recipient_dir / f"{demo_recipient}.sec"),
+            str(recipient_dir / f"{demo_recipient}.pub"),
+            passphrase=None,
+            comment=f"DEMO ONLY {demo_recipient}".encode(),
+        )
+        (recipient_dir / f"{demo_recipient}.sec").chmod(0o600)
+    return targets
+
+
+def public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_signer_public(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise KeyFileError.single(str(path), "--signer-pub", "no such file") from None
+    except ValueError:
+        raise KeyFileError.single(str(path), "--signer-pub", "is not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError.single(str(path), "--signer-pub", "is not an Ed25519 public key")
+    return key

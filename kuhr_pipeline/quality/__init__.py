@@ -1,0 +1,1 @@
+"""Validation: expectation suites built from files and the catalogue, run with Great Expectations."""

@@ -1,0 +1,114 @@
+"""Building the expectation suites: the JSON files in `expectations/`, extended at run time with
+expectations built from the variable catalogue for exactly the approved variables.
+
+Expectations are plain dicts here (`{"type", "kwargs"}`, the GX 1.x suite format) so building a
+suite costs no GX import; `validate.py` turns them into GX objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.spec.model import ApplicationSpec
+
+LEAK_GUARD = "expect_column_values_to_hold_no_fodselsnummer"
+PSEUDONYMS = ("pasient_pseudonym", "behandler_pseudonym")
+LIST_TYPES = ("list<string>",)
+
+Expectation = dict[str, Any]
+
+
+def expectations_dir() -> Path:
+    configured = os.environ.get("KUHR_EXPECTATIONS")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "expectations"
+
+
+def load_suite_file(name: str) -> list[Expectation]:
+    raw = json.loads((expectations_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    return list(raw["expectations"])
+
+
+def _months(start: date, end: date) -> list[str]:
+    months, y, m = [], start.year, start.month
+    while (y, m) <= (end.year, end.month):
+        months.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return months
+
+
+def _age_labels(width: int) -> list[str]:
+    return [f"{a:02d}-{a + width - 1:02d}" for a in range(0, 90, width)] + ["90+"]
+
+
+def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]) -> list[Expectation]:
+    """Expectations for each delivered (name, generalisation), from the catalogue and the spec."""
+    catalogue = load_catalogue()
+    out: list[Expectation] = [
+        {"type": "expect_table_columns_to_match_ordered_list", "kwargs": {"column_list": [name for name, _ in columns]}}
+    ]
+
+    def add(kind: str, column: str, **kwargs: Any) -> None:
+        out.append({"type": kind, "kwargs": {"column": column, **kwargs}})
+
+    start, end = spec.period.from_, spec.period.to
+    for name, how in columns:
+        variable = catalogue.variable(name)
+        if not variable.nullable:
+            add("expect_column_values_to_not_be_null", name)
+        if how == "group5":
+            add("expect_column_values_to_be_in_set", name, value_set=_age_labels(5))
+        elif how == "group10":
+            add("expect_column_values_to_be_in_set", name, value_set=_age_labels(10))
+        elif how == "fylke":
+            add("expect_column_values_to_match_regex", name, regex=r"^[0-9]{2}$")
+        elif how == "month":
+            add("expect_column_values_to_be_in_set", name, value_set=_months(start, end))
+        elif how == "year":
+            add("expect_column_values_to_be_between", name, min_value=start.year, max_value=end.year)
+        elif how in ("date", "timestamp"):
+            add(
+                "expect_column_values_to_be_between",
+                name,
+                min_value=datetime.combine(start, time.min).isoformat(),
+                max_value=datetime.combine(end, time.max).isoformat(),
+            )
+        elif variable.code_list:
+            value_set: list[Any] = list(catalogue.codes(variable))
+            if variable.type.startswith("int"):
+                value_set = [int(v) for v in value_set]
+            add("expect_column_values_to_be_in_set", name, value_set=value_set)
+        elif variable.value_range:
+            add(
+                "expect_column_values_to_be_between",
+                name,
+                min_value=variable.value_range[0],
+                max_value=variable.value_range[1],
+            )
+        elif variable.pattern:
+            add("expect_column_values_to_match_regex", name, regex=variable.pattern)
+        if name not in PSEUDONYMS and (variable.type == "string" or variable.type in LIST_TYPES):
+            add(LEAK_GUARD, name)
+    return out
+
+
+def claims_suite(spec: ApplicationSpec, columns: list[tuple[str, str]]) -> list[Expectation]:
+    """The file suite (for delivered columns only) plus the catalogue's expectations."""
+    delivered = {name for name, _ in columns}
+    from_file = [e for e in load_suite_file("claims") if e["kwargs"].get("column", next(iter(delivered))) in delivered]
+    return _unique(from_file + catalogue_expectations(spec, columns))
+
+
+def _unique(expectations: list[Expectation]) -> list[Expectation]:
+    seen: set[str] = set()
+    out = []
+    for e in expectations:
+        key = json.dumps(e, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out

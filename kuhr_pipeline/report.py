@@ -1,0 +1,31 @@
+"""Small renderings for people: Markdown tables and previews. No identifiers pass through here:
+callers hand over pseudonymised tables only."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(table: pa.Table, limit: int = 10) -> str:
+    head = table.slice(0, limit)
+    lines = ["| " + " | ".join(head.column_names) + " |", "|" + "---|" * head.num_columns]
+    for row in head.to_pylist():
+        lines.append("| " + " | ".join(_cell(v) for v in row.values()) + " |")
+    return "\n".join(lines)
+
+
+def count_chart(labels: list[str], counts: list[int], width: int = 30) -> str:
+    """A Markdown bar chart (text bars), readable in the Dagster UI without images."""
+    top = max(counts, default=0) or 1
+    lines = ["| | count | |", "|---|---:|---|"]
+    for label, n in zip(labels, counts, strict=True):
+        lines.append(f"| {label} | {n} | {'█' * max(1 if n else 0, round(width * n / top))} |")
+    return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""Where things are: the environment variables of the command-line contract and their defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_SAMPLE = PROJECT_ROOT / "data" / "sample"
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value) if value else default
+
+
+def source_dir(override: str | None = None) -> Path:
+    return Path(override) if override else _env_path("KUHR_SOURCE", BUNDLED_SAMPLE)
+
+
+def deliveries_dir(override: str | None = None) -> Path:
+    return Path(override) if override else _env_path("KUHR_DELIVERIES", Path("deliveries"))
+
+
+def applications_dir(override: str | None = None) -> Path:
+    return Path(override) if override else _env_path("KUHR_APPLICATIONS", Path("applications"))
+
+
+def dagster_home() -> Path:
+    return _env_path("DAGSTER_HOME", PROJECT_ROOT / "dagster_home")
+
+
+def staging_dir(application_id: str) -> Path:
+    """Intermediate results of one application: inside DAGSTER_HOME, never in the delivery folder."""
+    return dagster_home() / "staging" / application_id

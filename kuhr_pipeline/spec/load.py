@@ -1,0 +1,101 @@
+"""Loading an application spec: from a file to a checked spec, or a refusal naming every problem."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from kuhr_pipeline.errors import Problem, SpecRefused
+from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.spec.rules import advisories, recipient_keys, refusals
+from kuhr_pipeline.spec.yaml_safe import MAX_SPEC_BYTES, parse_yaml
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A spec that may run, with what the pipeline needs beside it."""
+
+    spec: ApplicationSpec
+    path: Path
+    sha256: str
+    recipient_keys: dict[str, bytes] = field(repr=False)
+    advisories: list[str] = field(default_factory=list)
+
+    @property
+    def application_id(self) -> str:
+        return self.spec.application_id
+
+
+def _read(path: Path) -> str:
+    where = str(path)
+    if not path.is_file():
+        raise SpecRefused.single(where, "(file)", "no such spec file", "give the path of an application YAML file")
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecRefused.single(
+            where, "(file)", f"larger than {MAX_SPEC_BYTES // 1024} KiB", "a spec is a short hand-written YAML file"
+        )
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecRefused.single(where, "(file)", f"cannot be read as UTF-8 text ({exc.__class__.__name__})") from None
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part in ("str", "VariableRequest", "list[constrained-str]"):
+            continue  # union branch names pydantic adds; not a field
+        else:
+            name += ("." if name else "") + ("from" if part == "from_" else str(part))
+    return name or "(top level)"
+
+
+def _pydantic_problems(where: str, error: ValidationError) -> list[Problem]:
+    problems: dict[str, Problem] = {}
+    for err in error.errors():
+        name = _field_name(tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            text, fix = "is not a key of the application spec contract", "remove it or correct its spelling"
+        elif err["type"] == "missing":
+            text, fix = "is required but missing", "add it"
+        else:
+            text, fix = err["msg"].rstrip("."), ""
+        problems.setdefault(name, Problem(where, name, text, fix))
+    return list(problems.values())
+
+
+def load_spec(path: str | Path, *, today: date | None = None) -> LoadedSpec:
+    """Load and check a spec; raises SpecRefused listing every problem found."""
+    path = Path(path)
+    where = str(path)
+    today = today or date.today()
+    text = _read(path)
+    try:
+        raw = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SpecRefused.single(where, "(file)", f"YAML does not parse: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise SpecRefused.single(where, "(top level)", "must be a mapping of keys to values", "see applications/")
+    try:
+        spec = ApplicationSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecRefused(_pydantic_problems(where, exc)) from None
+    problems = refusals(spec, where, today)
+    keys, key_problems = recipient_keys(spec, path)
+    problems += key_problems
+    if problems:
+        raise SpecRefused(problems)
+    return LoadedSpec(
+        spec=spec,
+        path=path,
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        recipient_keys=keys,
+        advisories=advisories(spec),
+    )

@@ -1,0 +1,142 @@
+"""The approved application spec as a pydantic model: shape and types only.
+
+Rules that need the catalogue, the clock or the file system live in `rules.py`, so that this
+module stays a faithful picture of the contract's YAML.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+APPLICATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors, and no silent type coercion: a typo must not change a delivery."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class Applicant(_Strict):
+    institution: NonEmpty
+    project_leader: NonEmpty
+
+
+class Approval(_Strict):
+    status: Literal["draft", "approved", "rejected", "withdrawn"]
+    decided: date
+    valid_until: date
+    rek_reference: NonEmpty | None = None
+    legal_basis: NonEmpty
+
+
+class Period(_Strict):
+    from_: date = Field(alias="from")
+    to: date
+
+
+class Criteria(_Strict):
+    """A claim matches when every given field matches; values in a list are alternatives."""
+
+    diagnoses: list[Code] | None = Field(default=None, min_length=1)
+    praksistyper: list[Code] | None = Field(default=None, min_length=1)
+    takster: list[Code] | None = Field(default=None, min_length=1)
+    regning_status: list[Literal["godkjent", "avvist"]] | None = Field(default=None, min_length=1)
+
+    @property
+    def given(self) -> dict[str, list[str]]:
+        """The fields that constrain a claim, by name."""
+        return {
+            name: list(values)
+            for name, values in (
+                ("diagnoses", self.diagnoses),
+                ("praksistyper", self.praksistyper),
+                ("takster", self.takster),
+                ("regning_status", self.regning_status),
+            )
+            if values is not None
+        }
+
+
+class AgeRange(_Strict):
+    min: int = Field(default=0, ge=0, le=150)
+    max: int = Field(default=150, ge=0, le=150)
+
+
+class CohortSpec(_Strict):
+    entry: Criteria
+    min_entry_claims: int = Field(default=1, ge=1, le=10_000)
+    age: AgeRange | None = None
+    sex: list[Literal[1, 2, 9]] | None = Field(default=None, min_length=1)
+    bostedskommuner: list[Code] | None = Field(default=None, min_length=1)
+    exclude: Criteria | None = None
+
+
+class VariableRequest(_Strict):
+    name: Code
+    as_: Code | None = Field(default=None, alias="as")
+
+
+VariableItem = Code | VariableRequest
+
+
+class StatisticsSpec(_Strict):
+    group_by: list[VariableItem] = Field(min_length=1, max_length=8)
+    measures: list[Code] = Field(min_length=1)
+    min_cell: int = 5
+
+
+class Recipient(_Strict):
+    name: NonEmpty
+    public_key: NonEmpty
+
+
+class DeliverySpec(_Strict):
+    format: Literal["parquet", "csv"] = "parquet"
+    split_by: Literal["none", "year"] = "none"
+    recipients: list[Recipient] = Field(min_length=1, max_length=32)
+    schedule: Literal["monthly", "quarterly", "yearly"] | None = None
+
+
+class ApplicationSpec(_Strict):
+    application_id: Annotated[str, StringConstraints(pattern=APPLICATION_ID_PATTERN)]
+    title: NonEmpty
+    applicant: Applicant
+    approval: Approval
+    data_level: Literal["pseudonymised", "statistics"]
+    linkage_domain: Annotated[str, StringConstraints(pattern=APPLICATION_ID_PATTERN)] | None = None
+    period: Period
+    cohort: CohortSpec
+    claims: Literal["all", "entry"] = "all"
+    variables: list[VariableItem] | None = Field(default=None, min_length=1, max_length=100)
+    statistics: StatisticsSpec | None = None
+    delivery: DeliverySpec
+
+    @field_validator("application_id", "linkage_domain")
+    @classmethod
+    def _ascii_only(cls, value: str | None) -> str | None:
+        # The pattern's classes are ASCII, but guard against look-alikes explicitly all the same.
+        if value is not None and not value.isascii():
+            raise ValueError("must be ASCII letters, digits, '.', '_' or '-'")
+        return value
+
+    @property
+    def domain(self) -> str:
+        """The linkage domain: pseudonyms agree across deliveries of the same domain."""
+        return self.linkage_domain or self.application_id
+
+    def requested_variables(self) -> list[VariableRequest]:
+        return [_as_request(v) for v in self.variables or []]
+
+    def requested_group_by(self) -> list[VariableRequest]:
+        return [_as_request(v) for v in (self.statistics.group_by if self.statistics else [])]
+
+
+def _as_request(item: VariableItem) -> VariableRequest:
+    return VariableRequest(name=item) if isinstance(item, str) else item

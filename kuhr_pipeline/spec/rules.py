@@ -1,0 +1,202 @@
+"""The contract's refusals and advisories that need the catalogue, the clock or the file system."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+from kuhr_pipeline.catalogue import Catalogue, load_catalogue
+from kuhr_pipeline.errors import Problem
+from kuhr_pipeline.spec.model import ApplicationSpec, Criteria, VariableRequest
+
+
+class _Refuse(Protocol):
+    def __call__(self, field: str, problem: str, fix: str = "") -> None: ...
+
+
+FIRST_DAY_OF_DATA = date(2006, 1, 1)
+KPR_FROM_YEAR = 2016
+MIN_CELL_FLOOR = 3
+
+
+def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
+    """Every reason the contract gives for refusing this spec (empty: it may run)."""
+    catalogue = load_catalogue()
+    problems: list[Problem] = []
+
+    def refuse(field: str, problem: str, fix: str = "") -> None:
+        problems.append(Problem(where, field, problem, fix))
+
+    approval = spec.approval
+    if approval.status != "approved":
+        refuse("approval.status", f"is '{approval.status}'; only an approved application may be delivered")
+    if approval.valid_until < today:
+        refuse(
+            "approval.valid_until",
+            f"{approval.valid_until} has passed; no delivery after the approval ends",
+            "ask for an extended approval",
+        )
+    if approval.decided > today:
+        refuse("approval.decided", f"{approval.decided} is in the future", "give the date of the decision")
+    if spec.data_level == "pseudonymised" and not approval.rek_reference:
+        refuse("approval.rek_reference", "is required for data_level: pseudonymised", "add the REK reference")
+
+    period = spec.period
+    if period.from_ < FIRST_DAY_OF_DATA:
+        refuse("period.from", f"{period.from_} is before KUHR's first data ({FIRST_DAY_OF_DATA})")
+    if period.from_ > today:
+        refuse("period.from", f"{period.from_} is in the future")
+    if period.from_ > period.to:
+        refuse("period", f"from ({period.from_}) is after to ({period.to})")
+
+    _check_criteria(spec.cohort.entry, "cohort.entry", refuse)
+    if spec.cohort.exclude is not None:
+        _check_criteria(spec.cohort.exclude, "cohort.exclude", refuse)
+    for i, code in enumerate(spec.cohort.bostedskommuner or []):
+        _check_code(code, f"cohort.bostedskommuner[{i}]", refuse)
+    age = spec.cohort.age
+    if age is not None and age.min > age.max:
+        refuse("cohort.age", f"min ({age.min}) is greater than max ({age.max})")
+
+    if spec.data_level == "pseudonymised":
+        if spec.variables is None:
+            refuse("variables", "is required for data_level: pseudonymised", "list the approved variables")
+        if spec.statistics is not None:
+            refuse("statistics", "is only for data_level: statistics", "remove it or change data_level")
+        _check_variables(spec.requested_variables(), "variables", catalogue, refuse, group_by=False)
+    else:
+        if spec.statistics is None:
+            refuse("statistics", "is required for data_level: statistics", "add group_by, measures and min_cell")
+        if spec.variables is not None:
+            refuse("variables", "is only for data_level: pseudonymised", "remove it or change data_level")
+        if spec.statistics is not None:
+            _check_variables(spec.requested_group_by(), "statistics.group_by", catalogue, refuse, group_by=True)
+            for i, measure in enumerate(spec.statistics.measures):
+                if measure not in catalogue.measures:
+                    refuse(
+                        f"statistics.measures[{i}]",
+                        f"'{measure}' is not a known measure",
+                        f"use one of {', '.join(catalogue.measures)}",
+                    )
+            if spec.statistics.min_cell < MIN_CELL_FLOOR:
+                refuse(
+                    "statistics.min_cell",
+                    f"{spec.statistics.min_cell} is below {MIN_CELL_FLOOR}",
+                    f"use {MIN_CELL_FLOOR} or more",
+                )
+    return problems
+
+
+def _check_code(code: str, field: str, refuse: _Refuse) -> None:
+    if "*" in code[:-1]:
+        refuse(field, f"'{code}' has a wildcard that is not at the end", "use a prefix such as 'J0*'")
+
+
+def _check_criteria(criteria: Criteria, prefix: str, refuse: _Refuse) -> None:
+    for name, values in criteria.given.items():
+        for i, code in enumerate(values):
+            _check_code(code, f"{prefix}.{name}[{i}]", refuse)
+
+
+def _check_variables(
+    requests: list[VariableRequest], prefix: str, catalogue: Catalogue, refuse: _Refuse, *, group_by: bool
+) -> None:
+    seen: set[str] = set()
+    for i, request in enumerate(requests):
+        field = f"{prefix}[{i}]"
+        variable = catalogue.variables.get(request.name)
+        if variable is None:
+            refuse(field, f"'{request.name}' is not in the variable catalogue", "see docs/catalogue.md")
+            continue
+        if request.name in seen:
+            refuse(field, f"'{request.name}' is listed twice", "list each variable once")
+        seen.add(request.name)
+        if not variable.deliverable:
+            refuse(
+                field,
+                f"'{request.name}' is a direct identifier and is never delivered",
+                "use pasient_pseudonym or behandler_pseudonym",
+            )
+            continue
+        if group_by and not variable.group_by:
+            refuse(field, f"'{request.name}' cannot be grouped by", "group by a code list, age, kommune, time or ar")
+        if request.as_ is not None and request.as_ not in variable.generalisations:
+            refuse(
+                f"{field}.as",
+                f"'{request.as_}' is not allowed for {request.name}",
+                f"use one of {', '.join(variable.generalisations)}",
+            )
+
+
+def recipient_keys(spec: ApplicationSpec, spec_path: Path) -> tuple[dict[str, bytes], list[Problem]]:
+    """Read every recipient's Crypt4GH public key, relative to the spec's folder and inside it."""
+    keys: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    folder = spec_path.resolve().parent
+    for i, recipient in enumerate(spec.delivery.recipients):
+        field = f"delivery.recipients[{i}].public_key"
+        key_path = (folder / recipient.public_key).resolve()
+        if not key_path.is_relative_to(folder):
+            problems.append(
+                Problem(
+                    str(spec_path),
+                    field,
+                    f"'{recipient.public_key}' lies outside the spec's folder",
+                    "keep recipient keys beside the spec",
+                )
+            )
+            continue
+        try:
+            key = read_crypt4gh_public_key(key_path)
+        except FileNotFoundError:
+            problems.append(
+                Problem(
+                    str(spec_path),
+                    field,
+                    f"'{recipient.public_key}' does not exist",
+                    "put the recipient's Crypt4GH public key there",
+                )
+            )
+            continue
+        except ValueError as exc:
+            problems.append(
+                Problem(
+                    str(spec_path), field, f"'{recipient.public_key}' {exc}", "use a key written by crypt4gh-keygen"
+                )
+            )
+            continue
+        keys[recipient.name] = key
+    return keys, problems
+
+
+def read_crypt4gh_public_key(path: Path) -> bytes:
+    """The 32-byte X25519 key of a Crypt4GH public key file; ValueError if it is not one."""
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    if path.stat().st_size > 4096:
+        raise ValueError("is not a Crypt4GH public key (too large)")
+    lines = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
+    if len(lines) < 3 or lines[0] != b"-----BEGIN CRYPT4GH PUBLIC KEY-----" or not lines[-1].startswith(b"-----END"):
+        raise ValueError("is not a Crypt4GH public key")
+    try:
+        key = base64.b64decode(b"".join(lines[1:-1]), validate=True)
+    except ValueError:
+        raise ValueError("is not a Crypt4GH public key (bad base64)") from None
+    if len(key) != 32:
+        raise ValueError("is not a Crypt4GH public key (wrong length)")
+    return key
+
+
+def advisories(spec: ApplicationSpec) -> list[str]:
+    """Warnings that do not stop a delivery."""
+    catalogue = load_catalogue()
+    types = spec.cohort.entry.praksistyper
+    primary = catalogue.primary_care_practice_types
+    if types and all(t in primary for t in types) and spec.period.from_.year >= KPR_FROM_YEAR:
+        return [
+            "The request covers only primary-care practice types and years from "
+            f"{KPR_FROM_YEAR} on: helsedata.no recommends KPR (Kommunalt pasient- og brukerregister) as the source."
+        ]
+    return []

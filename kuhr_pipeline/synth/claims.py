@@ -1,0 +1,320 @@
+"""One year of synthetic bills for a slice of the population, built column by column in numpy.
+
+Choices (sources in docs/synthetic-data.md):
+- Contacts per person and practice type are Poisson with an age-dependent rate (codes.PRACTICE_TYPES):
+  about 3 fastlege consultations a year on average, more for small children and the old.
+- Dates: uniform over the year; practice types other than legevakt avoid weekends; legevakt has
+  most contacts in the evening, at night and at weekends. Respiratory and gastro codes are drawn
+  three times as often in Dec–Feb and half as often in Jun–Aug.
+- Code system by practice type (ICPC-2 for GP, legevakt, physio, chiro; ICD-10 for specialists,
+  psychologists and poliklinikk; none for private lab/radiology). A second diagnosis on 15 %.
+- Fee codes by practice type and time of day: 2ad day, 2ak evening, 2ae e-consultation (20 % of
+  GP contacts), 11ad/11ak home visits, 1bd/1ad/1g simple contacts, 2cd time supplement.
+- Co-payment: none under 16 (fritaksgrunn B); a few bills exempt for A/G/H; once a person's paid
+  egenandel in the year reaches the ceiling, later bills are free with fritaksgrunn F.
+- 2 % of bills avvist with HELFO's published reasons (no refund then).
+- A configurable share of bills carry a bad id: missing, malformed or with bad check digits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kuhr_pipeline.source.schema import SOURCE_SCHEMA
+from kuhr_pipeline.synth import codes, kommuner
+from kuhr_pipeline.synth.population import Population
+
+SECOND_DIAGNOSIS_SHARE = 0.15
+AVVIST_SHARE = 0.02
+OTHER_FRITAK_SHARE = 0.01
+UNSPECIFIED_SEX_SHARE = 0.0005
+OSLO_BYDEL_SHARE = 0.3
+PRACTICE_ELSEWHERE_SHARE = 0.12
+
+_TYPE_NAMES = [t[0] for t in codes.PRACTICE_TYPES]
+_LEGEVAKT = {_TYPE_NAMES.index("LEVA"), _TYPE_NAMES.index("LEKO")}
+_FRITAK = ["A", "B", "F", "G", "H"]
+_GP = {_TYPE_NAMES.index(t) for t in ("FALE", "FALO")}
+
+_ALL_CODES = [c for c, _, _ in codes.ICPC_CODES] + [c for c, _, _ in codes.ICD_CODES]
+_CODE_ARRAY = pa.array(_ALL_CODES, pa.string())
+_FEES = sorted(codes.REFUSJON)
+_FEE_ARRAY = pa.array(_FEES, pa.string())
+_FEE_INDEX = {f: i for i, f in enumerate(_FEES)}
+_FEE_REFUND = np.array([codes.REFUSJON[f] for f in _FEES])
+
+
+def _code_subset(practice: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code indices, base weights and winter flags a practice type draws its diagnoses from."""
+    icpc = practice in codes.ICPC_SYSTEM_TYPES
+    table = codes.ICPC_CODES if icpc else codes.ICD_CODES
+    offset = 0 if icpc else len(codes.ICPC_CODES)
+    prefixes = {
+        "FYNO": ("L",),
+        "KINO": ("L",),
+        "PSNO": ("F",),
+        "SPPS": ("F",),
+        "SPON": ("J", "H66"),
+        "SPOL": ("H2", "H4", "H5"),
+        "SPHU": ("L", "C44", "D22"),
+        "SPIN": ("I", "E", "K"),
+        "SPGY": ("N", "O", "Z"),
+    }.get(practice, ("",))
+    chosen = [i for i, (c, _, _) in enumerate(table) if c.startswith(prefixes)]
+    weights = np.array([table[i][1] for i in chosen])
+    if practice in ("LEVA", "LEKO"):  # legevakt: A29/A97/A99, infections and injuries dominate
+        weights = weights * np.array([3.0 if table[i][0][0] in "ARSDL" else 0.5 for i in chosen])
+    winter = np.array([table[i][2] for i in chosen])
+    return np.array(chosen) + offset, weights, winter
+
+
+_SUBSETS = [_code_subset(t) for t in _TYPE_NAMES]
+_CODE_SYSTEM = [t[1] for t in codes.PRACTICE_TYPES]
+
+
+def _season_factor(month: np.ndarray) -> np.ndarray:
+    return np.select([np.isin(month, (12, 1, 2)), np.isin(month, (6, 7, 8))], [3.0, 0.5], 1.0)
+
+
+def _draw_codes(rng: np.random.Generator, type_idx: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """One diagnosis code index per bill (−1 where the practice type codes none)."""
+    out = np.full(len(type_idx), -1, dtype=np.int32)
+    for t, (chosen, weights, winter) in enumerate(_SUBSETS):
+        if _CODE_SYSTEM[t] is None:
+            continue
+        rows = np.flatnonzero(type_idx == t)
+        if not len(rows):
+            continue
+        for season, factor in ((0, 3.0), (1, 0.5), (2, 1.0)):
+            season_rows = rows[_season_code(month[rows]) == season]
+            if not len(season_rows):
+                continue
+            w = weights * np.where(winter, factor, 1.0)
+            out[season_rows] = rng.choice(chosen, size=len(season_rows), p=w / w.sum())
+    return out
+
+
+def _season_code(month: np.ndarray) -> np.ndarray:
+    return np.select([np.isin(month, (12, 1, 2)), np.isin(month, (6, 7, 8))], [0, 1], 2)
+
+
+def _list_array(first: np.ndarray, second: np.ndarray, values: pa.Array) -> pa.Array:
+    """A list<string> column of one or two codes per row (−1 means absent) by index into `values`."""
+    counts = (first >= 0).astype(np.int32) + (second >= 0).astype(np.int32)
+    offsets = np.zeros(len(first) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    flat = np.stack([first, second], axis=1).ravel()
+    flat = flat[flat >= 0]
+    return pa.ListArray.from_arrays(pa.array(offsets), pc.take(values, pa.array(flat, pa.int32())))
+
+
+def _bad_ids(rng: np.random.Generator, ids: np.ndarray, share: float) -> pa.Array:
+    """The id column as text, with `share` of rows missing, malformed or with bad check digits."""
+    text = pc.utf8_lpad(pc.cast(pa.array(ids), pa.string()), 11, "0")
+    n = len(ids)
+    bad = np.flatnonzero(rng.random(n) < share)
+    if not len(bad):
+        return text
+    kind = rng.integers(0, 3, len(bad))
+    values = text.to_pylist()
+    for row, k in zip(bad.tolist(), kind.tolist(), strict=True):
+        if k == 0:
+            values[row] = None
+        elif k == 1:
+            values[row] = values[row][: rng.integers(6, 11)] if rng.random() < 0.7 else values[row][:9] + "X1"
+        else:
+            last = int(values[row][-1])
+            values[row] = values[row][:10] + str((last + 1 + int(rng.integers(0, 9))) % 10)
+    return pa.array(values, pa.string())
+
+
+def make_year(
+    rng: np.random.Generator,
+    population: Population,
+    persons: np.ndarray,
+    year: int,
+    first_regning: int,
+    bad_id_share: float,
+    pools: np.ndarray,
+) -> pa.Table:
+    """All bills of `year` for the persons at index `persons` of the population."""
+    birth = population.birth_date[persons]
+    birth_year = birth.astype("datetime64[Y]").astype(np.int64) + 1970
+    age_now = np.clip(year - birth_year, 0, 120)
+    band = np.searchsorted(codes.AGE_BANDS, age_now, side="right") - 1
+    rates = np.array([t[3] for t in codes.PRACTICE_TYPES]).T  # band x type
+    lam = rates[band] * (birth_year <= year)[:, None]
+    counts = rng.poisson(lam)
+    per_person = counts.sum(axis=1)
+    local = np.repeat(np.arange(len(persons)), per_person)
+    type_idx = np.repeat(np.tile(np.arange(counts.shape[1]), len(persons)), counts.ravel())
+    n = len(local)
+
+    # date and time of day
+    year_start = np.datetime64(f"{year}-01-01")
+    days_in_year = int((np.datetime64(f"{year + 1}-01-01") - year_start).astype(int))
+    day = rng.integers(0, days_in_year, n)
+    legevakt = np.isin(type_idx, list(_LEGEVAKT))
+    weekday = (day + (year_start.astype("datetime64[D]").astype(np.int64) + 3) % 7) % 7  # 0 = Monday
+    weekend = weekday >= 5
+    day = np.where(weekend & ~legevakt, day - (weekday - 4), day)  # move to Friday
+    date = year_start + day.astype("timedelta64[D]")
+    born_before = date >= birth[local]
+    hour = np.where(
+        legevakt,
+        rng.choice(24, n, p=_legevakt_hours()),
+        np.where(rng.random(n) < 0.08, rng.integers(16, 20, n), rng.integers(8, 16, n)),
+    )
+    seconds = hour * 3600 + rng.integers(0, 3600, n)
+    timestamp = date.astype("datetime64[s]") + seconds.astype("timedelta64[s]")
+
+    keep = born_before
+    local, type_idx, timestamp, hour, date = local[keep], type_idx[keep], timestamp[keep], hour[keep], date[keep]
+    legevakt, weekend_kept = legevakt[keep], (weekend & legevakt)[keep]
+    n = len(local)
+    person = persons[local]
+    month = date.astype("datetime64[M]").astype(np.int64) % 12 + 1
+
+    # age at the contact
+    birth_p = population.birth_date[person]
+    birth_year_p = birth_year[local]
+    had_birthday = (date - date.astype("datetime64[Y]")) >= (birth_p - birth_p.astype("datetime64[Y]"))
+    age = (year - birth_year_p - (~had_birthday)).astype(np.int16)
+
+    # diagnoses
+    main = _draw_codes(rng, type_idx, month)
+    second = np.where((rng.random(n) < SECOND_DIAGNOSIS_SHARE) & (main >= 0), _draw_codes(rng, type_idx, month), -1)
+    second = np.where(second == main, -1, second)
+
+    # fee codes
+    evening = (hour >= 16) | (hour < 8) | weekend_kept
+    gp = np.isin(type_idx, list(_GP))
+    fee = np.full(n, -1, dtype=np.int32)
+    supplement = np.full(n, -1, dtype=np.int32)
+    r = rng.random(n)
+    gp_kind = np.select([r < 0.2, r < 0.3, r < 0.305], [1, 2, 3], 0)  # 0 consult, 1 e, 2 simple, 3 home
+    consult = np.where(evening, _FEE_INDEX["2ak"], _FEE_INDEX["2ad"])
+    simple = np.array([_FEE_INDEX[f] for f in codes.GP_SIMPLE])[rng.integers(0, 3, n)]
+    home = np.where(evening, _FEE_INDEX["11ak"], _FEE_INDEX["11ad"])
+    fee = np.where(gp, np.choose(gp_kind, [consult, np.full(n, _FEE_INDEX["2ae"]), simple, home]), fee)
+    fee = np.where(legevakt, consult, fee)
+    for practice, table in (
+        ("FYNO", codes.PHYSIO_FEES),
+        ("KINO", codes.CHIRO_FEES),
+        ("PSNO", codes.PSYCH_FEES),
+        ("LARO", codes.LAB_FEES),
+    ):
+        rows = type_idx == _TYPE_NAMES.index(practice)
+        fee = np.where(rows, np.array([_FEE_INDEX[f] for f in table])[rng.integers(0, len(table), n)], fee)
+    specialist = fee < 0
+    fee = np.where(
+        specialist,
+        np.array([_FEE_INDEX[f] for f in codes.SPECIALIST_FEES])[rng.integers(0, len(codes.SPECIALIST_FEES), n)],
+        fee,
+    )
+    supplement = np.where((gp | legevakt) & (gp_kind == 0) & (rng.random(n) < 0.25), _FEE_INDEX["2cd"], supplement)
+
+    # co-payment
+    day_fee, evening_fee, simple_fee, ceiling = codes.egenandel_for(year)
+    amount = np.select(
+        [
+            gp & (gp_kind == 2),
+            (gp | legevakt) & evening,
+            gp | legevakt,
+            type_idx == _TYPE_NAMES.index("LARO"),
+            type_idx == _TYPE_NAMES.index("FYNO"),
+        ],
+        [simple_fee, evening_fee, day_fee, simple_fee, round(day_fee * 1.5)],
+        round(day_fee * 2.2),
+    ).astype(np.float64)
+    fritak = np.full(n, -1, dtype=np.int8)  # index into _FRITAK
+    child = age < 16
+    other = (rng.random(n) < OTHER_FRITAK_SHARE) & ~child
+    fritak[other] = np.array([0, 3, 4], dtype=np.int8)[rng.integers(0, 3, int(other.sum()))]  # A, G, H
+    amount[child | other] = 0.0
+    fritak[child] = 1  # B
+    order = np.lexsort((timestamp, person))
+    paid_sorted = amount[order]
+    person_sorted = person[order]
+    cumulative = np.cumsum(paid_sorted)
+    starts = np.r_[True, person_sorted[1:] != person_sorted[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    before = cumulative - paid_sorted - (cumulative[group_start] - paid_sorted[group_start])
+    over = (before >= ceiling) & (paid_sorted > 0)
+    paid_sorted = np.where(over, 0.0, np.minimum(paid_sorted, np.maximum(ceiling - before, 0.0)))
+    amount[order] = paid_sorted
+    frikort = np.zeros(n, dtype=bool)
+    frikort[order] = over
+    fritak[frikort] = 2  # F
+
+    refund = _FEE_REFUND[fee] + np.where(supplement >= 0, _FEE_REFUND[np.maximum(supplement, 0)], 0.0)
+    refund = refund + np.where(frikort | child, np.where(evening, evening_fee, day_fee) * (gp | legevakt), 0.0)
+    avvist = rng.random(n) < AVVIST_SHARE
+    reason_p = np.array([p for _, p in codes.REJECTION_REASONS])
+    reason = np.full(n, -1, dtype=np.int8)
+    reason[avvist] = rng.choice(len(reason_p), int(avvist.sum()), p=reason_p / reason_p.sum())
+    refund[avvist] = 0.0
+
+    # residence in this year (after a move from the move year on), practice kommune
+    numbers = [*kommuner.numbers_in(year), *kommuner.OSLO_BYDELER]
+    kommune_idx = np.where(year >= population.move_year[person], population.moved_to[person], population.home[person])
+    bosted = kommune_idx.astype(np.int32)
+    oslo_bydel = (kommune_idx == kommuner.OSLO_INDEX) & (rng.random(n) < OSLO_BYDEL_SHARE)
+    bosted[oslo_bydel] = len(kommuner.KOMMUNER) + rng.integers(0, len(kommuner.OSLO_BYDELER), int(oslo_bydel.sum()))
+    practice_idx = np.where(
+        rng.random(n) < PRACTICE_ELSEWHERE_SHARE,
+        rng.choice(len(kommuner.KOMMUNER), n, p=kommuner.weights()),
+        kommune_idx,
+    )
+
+    # practitioners: everyone has a fastlege; other contacts go to someone of that practice type
+    pool_start = np.r_[0, np.cumsum(pools)[:-1]]
+    behandler_local = np.where(
+        type_idx == 0, population.fastlege[person] % pools[0], rng.integers(0, 1 << 30, n) % pools[type_idx]
+    )
+    behandler = 1_000_000 + pool_start[type_idx] + behandler_local
+
+    sex = population.sex[person].copy()
+    sex[rng.random(n) < UNSPECIFIED_SEX_SHARE] = 9
+    regning = first_regning + np.arange(n, dtype=np.int64)
+    columns = {
+        "regning_id": pc.cast(pa.array(regning), pa.string()),
+        "pasient_fnr": _bad_ids(rng, population.fnr[person], bad_id_share),
+        "pasient_kjonn": pa.array(sex, pa.int8()),
+        "pasient_fodselsar": pa.array(birth_year_p.astype(np.int16), pa.int16()),
+        "pasient_alder": pa.array(age, pa.int16()),
+        "pasient_bostedskommune": _labels(numbers, bosted),
+        "behandler_id": pc.cast(pa.array(behandler), pa.string()),
+        "behandler_praksistype": _labels(_TYPE_NAMES, type_idx),
+        "behandler_spesialitet": _labels([t[2] for t in codes.PRACTICE_TYPES], type_idx),
+        "behandler_praksiskommune": _labels(numbers, practice_idx),
+        "behandlingstidspunkt": pa.array(timestamp.astype("datetime64[ms]"), pa.timestamp("ms")),
+        "takstkoder": _list_array(fee, supplement, _FEE_ARRAY),
+        "diagnosekodeverk": _labels(_CODE_SYSTEM, np.where(main >= 0, type_idx, -1)),
+        "diagnosekoder": _list_array(main, second, _CODE_ARRAY),
+        "fritaksgrunn": _labels(_FRITAK, fritak),
+        "egenandel": pa.array(amount, pa.float64()),
+        "refusjon": pa.array(np.round(refund, 2), pa.float64()),
+        "regning_status": _labels(["godkjent", "avvist"], avvist.astype(np.int8)),
+        "avvisningsgrunn": _labels([r for r, _ in codes.REJECTION_REASONS], reason),
+    }
+    return pa.Table.from_pydict(columns, schema=SOURCE_SCHEMA)
+
+
+def _labels(labels: Sequence[str | None], index: np.ndarray) -> pa.Array:
+    """A string column from label indices; −1 (or a None label) gives null. Vectorised in Arrow."""
+    idx = pa.array(index.astype(np.int32), mask=index < 0)
+    return pc.take(pa.array(labels, pa.string()), idx)
+
+
+def _legevakt_hours() -> np.ndarray:
+    w = np.ones(24)
+    w[8:16] = 2.0
+    w[16:23] = 5.0
+    w[23] = 2.0
+    w[0:7] = 0.8
+    return w / w.sum()

@@ -1,0 +1,260 @@
+"""Every refusal of the application spec contract, the advisory, and the bundled examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.helpers import run_cli, write_spec
+
+
+def refused(
+    spec_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    changes: dict,
+    field: str,
+    remove: list[str] | None = None,
+    text: str = "",
+) -> str:
+    path = write_spec(spec_dir, changes, remove=remove)
+    code, out, err = run_cli(["check", path], capsys)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err
+    assert str(path) in err
+    assert field in err, err
+    assert text in err, err
+    return err
+
+
+def test_valid_spec_is_ok(spec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["check", write_spec(spec_dir)], capsys)
+    assert code == 0
+    assert out.startswith("ok: TEST-0001")
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "applications").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_passes_check(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["check", example], capsys)
+    assert code == 0, err
+    assert out.startswith("ok:")
+
+
+def test_yaml_that_does_not_parse(spec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = spec_dir / "bad.yaml"
+    path.write_text("application_id: [unclosed\n")
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "YAML does not parse" in err and "Traceback" not in err
+
+
+def test_unknown_key(spec_dir, capsys):
+    refused(spec_dir, capsys, {"cohort.entry.diagnosis": ["R74"]}, "cohort.entry.diagnosis", text="not a key")
+
+
+def test_missing_required_field(spec_dir, capsys):
+    refused(spec_dir, capsys, {}, "approval.legal_basis", remove=["approval.legal_basis"], text="missing")
+
+
+def test_wrong_type(spec_dir, capsys):
+    refused(spec_dir, capsys, {"cohort.min_entry_claims": "two"}, "cohort.min_entry_claims")
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "", "has space", "ÅS-1", "-leading"])
+def test_application_id_pattern(spec_dir, capsys, bad_id):
+    refused(spec_dir, capsys, {"application_id": bad_id}, "application_id")
+
+
+@pytest.mark.parametrize("status", ["draft", "rejected", "withdrawn"])
+def test_status_not_approved(spec_dir, capsys, status):
+    refused(spec_dir, capsys, {"approval.status": status}, "approval.status", text=status)
+
+
+def test_valid_until_in_the_past(spec_dir, capsys):
+    refused(spec_dir, capsys, {"approval.valid_until": "2020-01-01"}, "approval.valid_until", text="has passed")
+
+
+def test_decided_in_the_future(spec_dir, capsys):
+    refused(spec_dir, capsys, {"approval.decided": "2099-01-01"}, "approval.decided", text="future")
+
+
+def test_rek_reference_required_for_person_level(spec_dir, capsys):
+    refused(spec_dir, capsys, {}, "approval.rek_reference", remove=["approval.rek_reference"])
+
+
+def test_period_before_2006(spec_dir, capsys):
+    refused(spec_dir, capsys, {"period.from": "2005-12-31"}, "period.from", text="2006")
+
+
+def test_period_from_in_the_future(spec_dir, capsys):
+    refused(spec_dir, capsys, {"period.from": "2099-01-01", "period.to": "2099-12-31"}, "period.from", text="future")
+
+
+def test_period_from_after_to(spec_dir, capsys):
+    refused(spec_dir, capsys, {"period.from": "2020-01-01", "period.to": "2019-01-01"}, "period", text="after to")
+
+
+def test_period_to_in_the_future_is_allowed(spec_dir, capsys):
+    code, _, err = run_cli(["check", write_spec(spec_dir, {"period.to": "2099-12-31"})], capsys)
+    assert code == 0, err
+
+
+def test_variable_not_in_catalogue(spec_dir, capsys):
+    refused(
+        spec_dir,
+        capsys,
+        {"variables": ["pasient_pseudonym", "favourite_colour"]},
+        "variables[1]",
+        text="not in the variable catalogue",
+    )
+
+
+def test_variable_listed_twice(spec_dir, capsys):
+    refused(spec_dir, capsys, {"variables": ["pasient_kjonn", "pasient_kjonn"]}, "variables[1]", text="twice")
+
+
+@pytest.mark.parametrize("identifier", ["pasient_fnr", "behandler_id"])
+def test_direct_identifier(spec_dir, capsys, identifier):
+    refused(
+        spec_dir, capsys, {"variables": ["pasient_pseudonym", identifier]}, "variables[1]", text="direct identifier"
+    )
+
+
+def test_generalisation_not_allowed(spec_dir, capsys):
+    refused(
+        spec_dir,
+        capsys,
+        {"variables": [{"name": "pasient_kjonn", "as": "group5"}]},
+        "variables[0].as",
+        text="not allowed",
+    )
+
+
+def test_statistics_without_statistics(spec_dir, capsys):
+    refused(spec_dir, capsys, {"data_level": "statistics"}, "statistics", text="required")
+
+
+def test_statistics_with_variables(spec_dir, capsys):
+    err = refused(
+        spec_dir,
+        capsys,
+        {"data_level": "statistics", "statistics": {"group_by": ["ar"], "measures": ["persons"], "min_cell": 5}},
+        "variables",
+        text="only for data_level: pseudonymised",
+    )
+    assert "statistics" in err
+
+
+def test_pseudonymised_without_variables(spec_dir, capsys):
+    refused(spec_dir, capsys, {}, "variables", remove=["variables"], text="required")
+
+
+def test_pseudonymised_with_statistics(spec_dir, capsys):
+    refused(
+        spec_dir,
+        capsys,
+        {"statistics": {"group_by": ["ar"], "measures": ["persons"]}},
+        "statistics",
+        text="only for data_level: statistics",
+    )
+
+
+def _statistics(**stats):
+    base = {"group_by": ["ar"], "measures": ["persons"], "min_cell": 5}
+    return {"data_level": "statistics", "variables": None, "statistics": {**base, **stats}}
+
+
+def test_unknown_measure(spec_dir, capsys):
+    path = write_spec(spec_dir, _statistics(measures=["persons", "median_income"]), remove=["variables"])
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "statistics.measures[1]" in err and "median_income" in err
+
+
+def test_unknown_group_by(spec_dir, capsys):
+    path = write_spec(spec_dir, _statistics(group_by=["ar", "shoe_size"]), remove=["variables"])
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "statistics.group_by[1]" in err
+
+
+def test_min_cell_below_three(spec_dir, capsys):
+    path = write_spec(spec_dir, _statistics(min_cell=2), remove=["variables"])
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "statistics.min_cell" in err
+
+
+def test_recipient_key_missing(spec_dir, capsys):
+    refused(
+        spec_dir,
+        capsys,
+        {"delivery.recipients": [{"name": "X", "public_key": "nope.pub"}]},
+        "delivery.recipients[0].public_key",
+        text="does not exist",
+    )
+
+
+def test_recipient_key_not_crypt4gh(spec_dir, capsys):
+    (spec_dir / "fake.pub").write_text("ssh-rsa AAAA not a crypt4gh key\n")
+    refused(
+        spec_dir,
+        capsys,
+        {"delivery.recipients": [{"name": "X", "public_key": "fake.pub"}]},
+        "delivery.recipients[0].public_key",
+        text="not a Crypt4GH public key",
+    )
+
+
+def test_no_recipients(spec_dir, capsys):
+    refused(spec_dir, capsys, {"delivery.recipients": []}, "delivery.recipients")
+
+
+def test_recipient_key_outside_spec_folder(spec_dir, capsys, tmp_path):
+    (tmp_path / "outside.pub").write_text((spec_dir / "recipient.pub").read_text())
+    refused(
+        spec_dir,
+        capsys,
+        {"delivery.recipients": [{"name": "X", "public_key": "../outside.pub"}]},
+        "delivery.recipients[0].public_key",
+        text="outside",
+    )
+
+
+def test_wildcard_not_at_end(spec_dir, capsys):
+    refused(spec_dir, capsys, {"cohort.entry.diagnoses": ["R*4"]}, "cohort.entry.diagnoses[0]", text="wildcard")
+
+
+def test_age_min_above_max(spec_dir, capsys):
+    refused(spec_dir, capsys, {"cohort.age": {"min": 10, "max": 5}}, "cohort.age", text="greater than max")
+
+
+def test_advisory_for_primary_care_only(spec_dir, capsys):
+    path = write_spec(spec_dir, {"cohort.entry.praksistyper": ["FALE", "LEVA"]})
+    code, out, _ = run_cli(["check", path], capsys)
+    assert code == 0
+    assert "advisory:" in out and "KPR" in out
+
+
+def test_no_advisory_with_specialists(spec_dir, capsys):
+    path = write_spec(spec_dir, {"cohort.entry.praksistyper": ["FALE", "SPES"]})
+    code, out, _ = run_cli(["check", path], capsys)
+    assert code == 0 and "advisory" not in out
+
+
+def test_alias_bomb_refused(spec_dir, capsys):
+    path = spec_dir / "bomb.yaml"
+    path.write_text('a: &a ["x","x"]\nb: &b [*a,*a]\nc: &c [*b,*b]\n')
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "aliases" in err
+
+
+def test_huge_file_refused(spec_dir, capsys):
+    path = spec_dir / "huge.yaml"
+    path.write_text("title: " + "x" * 300_000 + "\n")
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "larger than" in err
+
+
+def test_deep_nesting_refused(spec_dir, capsys):
+    path = spec_dir / "deep.yaml"
+    path.write_text("a: " + "[" * 50 + "]" * 50 + "\n")
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "nested deeper" in err
