@@ -72,6 +72,16 @@ def open_source(path: str | Path) -> Source:
             "generate a source with kuhr-pipeline synth or point at the register export",
         )
     check_schema(dataset.schema, where)
+    unpartitioned = [
+        f.path for f in dataset.get_fragments() if PARTITION_COLUMN not in ds.get_partition_keys(f.partition_expression)
+    ]
+    if unpartitioned:
+        raise SourceError.single(
+            where,
+            f"column {PARTITION_COLUMN}",
+            f"is missing for {unpartitioned[0]}: the dataset is not partitioned by ar=YYYY folders",
+            "export one folder per treatment year (ar=2015/…)",
+        )
     return Source(path, dataset)
 
 
@@ -83,8 +93,6 @@ def check_schema(schema: pa.Schema, where: str) -> None:
             problems.append((expected.name, f"is missing (expected {expected.type})"))
         elif not type_matches(expected.type, schema.field(index).type):
             problems.append((expected.name, f"has type {schema.field(index).type}, expected {expected.type}"))
-    if PARTITION_COLUMN not in schema.names:
-        problems.append((PARTITION_COLUMN, "is missing: the dataset is not partitioned by ar=YYYY folders"))
     if problems:
         raise SourceError(
             [

@@ -1,0 +1,90 @@
+"""The source reader refuses what does not meet the contract, naming the column and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kuhr_pipeline.errors import SourceError
+from kuhr_pipeline.source import open_source, period_filter, scan
+from kuhr_pipeline.source.schema import SOURCE_SCHEMA
+from tests.helpers import person_id, write_source
+
+
+def good_source(folder: Path) -> Path:
+    return write_source(
+        folder,
+        [
+            {"pasient_fnr": person_id(1), "when": "2020-01-01T10:00:00"},
+            {"pasient_fnr": person_id(2), "when": "2021-06-01T10:00:00"},
+        ],
+    )
+
+
+def refused(path: Path, *texts: str) -> None:
+    with pytest.raises(SourceError) as caught:
+        open_source(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for text in texts:
+        assert text in message, message
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    refused(tmp_path / "nope", "does not exist")
+
+
+def test_a_file_is_not_a_dataset(tmp_path: Path) -> None:
+    (tmp_path / "file.parquet").write_bytes(b"x")
+    refused(tmp_path / "file.parquet", "not a folder")
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    refused(tmp_path / "empty", "empty")
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    folder = tmp_path / "s" / "ar=2020"
+    folder.mkdir(parents=True)
+    schema = pa.schema([f for f in SOURCE_SCHEMA if f.name != "egenandel"])
+    pq.write_table(schema.empty_table(), folder / "p.parquet")
+    refused(tmp_path / "s", "column egenandel", "missing")
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    folder = tmp_path / "s" / "ar=2020"
+    folder.mkdir(parents=True)
+    schema = pa.schema([pa.field(f.name, pa.string()) if f.name == "pasient_alder" else f for f in SOURCE_SCHEMA])
+    pq.write_table(schema.empty_table(), folder / "p.parquet")
+    refused(tmp_path / "s", "column pasient_alder", "has type string, expected int16")
+
+
+def test_not_partitioned_by_year(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    pq.write_table(SOURCE_SCHEMA.empty_table(), folder / "p.parquet")
+    refused(folder, "column ar", "not partitioned")
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    source = good_source(tmp_path / "s")
+    victim = next((source / "ar=2021").glob("*.parquet"))
+    victim.write_bytes(victim.read_bytes()[:40])
+    with pytest.raises(SourceError) as caught:
+        opened = open_source(source)
+        list(scan(opened, ["pasient_fnr"]))
+    assert str(source) in str(caught.value)
+
+
+def test_scan_prunes_by_period_and_projects(tmp_path: Path) -> None:
+    from datetime import date
+
+    source = open_source(good_source(tmp_path / "s"))
+    batches = list(scan(source, ["regning_id", "ar"], period_filter(date(2021, 1, 1), date(2021, 12, 31))))
+    table = pa.Table.from_batches(batches)
+    assert table.column_names == ["regning_id", "ar"]
+    assert table.column("ar").to_pylist() == [2021]

@@ -1,0 +1,144 @@
+"""The synthetic source: contract, determinism, and the register's rules it must mirror."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+
+from kuhr_pipeline.identity.fodselsnummer import IdKind, IdReason, check_ids
+from kuhr_pipeline.source import open_source
+from kuhr_pipeline.source.schema import SOURCE_SCHEMA
+from kuhr_pipeline.synth import generate_source
+from kuhr_pipeline.synth.codes import egenandel_for
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
+    out = tmp_path_factory.mktemp("synth") / "source"
+    generate_source(out, persons=3000, from_year=2019, to_year=2024, seed=7)
+    return ds.dataset(out, format="parquet", partitioning="hive").to_table()
+
+
+def test_schema_is_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    generate_source(out, persons=200, from_year=2023, to_year=2024, seed=1)
+    source = open_source(out)  # raises if any column is missing or of the wrong type
+    assert source.years == [2023, 2024]
+    assert sorted(p.name for p in out.iterdir()) == ["ar=2023", "ar=2024"]
+    fragment = next(iter(source.dataset.get_fragments()))
+    physical = fragment.physical_schema
+    for field in SOURCE_SCHEMA:
+        assert physical.field(field.name).type == field.type, field.name
+
+
+def test_same_seed_same_data_other_seed_other_data(tmp_path: Path) -> None:
+    def table(seed: int, name: str) -> pa.Table:
+        generate_source(tmp_path / name, persons=300, from_year=2024, to_year=2024, seed=seed)
+        return ds.dataset(tmp_path / name, format="parquet", partitioning="hive").to_table()
+
+    assert table(5, "a").equals(table(5, "b"))
+    assert not table(5, "a2").equals(table(6, "c"))
+
+
+def test_id_quality_shares(synthetic: pa.Table) -> None:
+    ids = check_ids(synthetic.column("pasient_fnr"))
+    bad = np.isin(ids.reason, (IdReason.MISSING, IdReason.MALFORMED, IdReason.BAD_CHECK_DIGITS)).mean()
+    assert 0.002 < bad < 0.008  # 0.4 % configured
+    valid = ids.valid
+    persons = np.unique(ids.number[valid])
+    kinds = check_ids(pa.array([f"{n:011d}" for n in persons])).kind
+    d_share = (kinds == IdKind.D_NUMBER).mean()
+    assert 0.015 < d_share < 0.05
+    assert (kinds == IdKind.H_NUMBER).sum() >= 1
+
+
+def test_children_pay_no_egenandel(synthetic: pa.Table) -> None:
+    children = synthetic.filter(pc.less(synthetic.column("pasient_alder"), 16))
+    assert children.num_rows > 100
+    assert pc.all(pc.equal(children.column("egenandel"), 0.0)).as_py()
+    assert pc.all(pc.equal(children.column("fritaksgrunn"), "B")).as_py()
+    adults = synthetic.filter(pc.greater_equal(synthetic.column("pasient_alder"), 16))
+    assert pc.sum(adults.column("egenandel")).as_py() > 0
+
+
+def test_frikort_only_after_the_ceiling(tmp_path: Path) -> None:
+    # no bad ids here, so every bill of a person can be found by their id
+    generate_source(tmp_path / "s", persons=1500, from_year=2023, to_year=2024, seed=3, bad_id_share=0.0)
+    synthetic = ds.dataset(tmp_path / "s", format="parquet", partitioning="hive").to_table()
+    ids = check_ids(synthetic.column("pasient_fnr"))
+    table = synthetic.filter(pa.array(ids.valid)).append_column("person", pa.array(ids.number[ids.valid]))
+    frikort = table.filter(pc.equal(table.column("fritaksgrunn"), "F"))
+    assert frikort.num_rows > 0
+    checked = 0
+    for row in frikort.slice(0, 50).to_pylist():
+        year, person, when = row["ar"], row["person"], row["behandlingstidspunkt"]
+        earlier = table.filter(
+            pc.and_(
+                pc.and_(pc.equal(table.column("person"), person), pc.equal(table.column("ar"), year)),
+                pc.less_equal(table.column("behandlingstidspunkt"), pa.scalar(when, pa.timestamp("ms"))),
+            )
+        )
+        paid = pc.sum(earlier.column("egenandel")).as_py()
+        assert paid >= egenandel_for(year)[3] - 1e-6, (person, year, paid)
+        assert row["egenandel"] == 0.0
+        checked += 1
+    assert checked > 0
+
+
+def test_kommune_numbering_by_year(synthetic: pa.Table) -> None:
+    by_year = {}
+    for year in (2019, 2021, 2024):
+        kommuner = set(
+            synthetic.filter(pc.equal(synthetic.column("ar"), year)).column("pasient_bostedskommune").to_pylist()
+        )
+        by_year[year] = kommuner
+    assert "0219" in by_year[2019] and "3024" not in by_year[2019]  # Bærum before 2020
+    assert "3024" in by_year[2021] and "0219" not in by_year[2021]
+    assert "3201" in by_year[2024] and "3024" not in by_year[2024]
+    assert any("0312" <= k <= "0335" for k in by_year[2024])  # Oslo bydel codes
+
+
+def test_code_systems_by_practice_type(synthetic: pa.Table) -> None:
+    pairs = set(
+        zip(
+            synthetic.column("behandler_praksistype").to_pylist(),
+            synthetic.column("diagnosekodeverk").to_pylist(),
+            strict=True,
+        )
+    )
+    for practice in ("FALE", "LEVA", "FYNO", "KINO"):
+        assert {s for p, s in pairs if p == practice} == {"ICPC-2"}, practice
+    for practice in ("PSNO", "SPOL", "SYKE"):
+        assert {s for p, s in pairs if p == practice} == {"ICD-10"}, practice
+    assert {s for p, s in pairs if p == "LARO"} == {None}
+
+
+def test_evening_fee_codes_and_legevakt(synthetic: pa.Table) -> None:
+    hours = pc.hour(synthetic.column("behandlingstidspunkt"))
+    evening = synthetic.filter(pc.or_(pc.greater_equal(hours, 16), pc.less(hours, 8)))
+    share_legevakt = pc.mean(pc.is_in(evening.column("behandler_praksistype"), pa.array(["LEVA", "LEKO"]))).as_py()
+    assert share_legevakt > 0.3
+    fees = set(pc.list_flatten(evening.column("takstkoder")).to_pylist())
+    assert "2ak" in fees
+
+
+def test_some_bills_are_rejected_with_a_reason(synthetic: pa.Table) -> None:
+    avvist = synthetic.filter(pc.equal(synthetic.column("regning_status"), "avvist"))
+    assert 0.01 < avvist.num_rows / synthetic.num_rows < 0.04
+    assert avvist.column("avvisningsgrunn").null_count == 0
+    assert pc.all(pc.equal(avvist.column("refusjon"), 0.0)).as_py()
+
+
+def test_generator_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    from kuhr_pipeline.errors import KuhrError
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file").write_text("keep me")
+    with pytest.raises(KuhrError, match="not empty"):
+        generate_source(tmp_path / "x", persons=10)
+    assert (tmp_path / "x" / "file").read_text() == "keep me"
