@@ -1,0 +1,305 @@
+"""End to end: `kuhr-pipeline deliver` on a synthetic source, then the reference crypt4gh tool,
+verify, decrypt, and a scan of everything persisted for the source's national ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from kuhr_pipeline.keys_init import init_keys
+from kuhr_pipeline.synth import generate_source
+from tests.conftest import make_recipient
+from tests.helpers import run_cli, write_source, write_spec
+
+CRYPT4GH = Path(sys.executable).with_name("crypt4gh")
+
+SPEC = {
+    "application_id": "E2E-0001",
+    "period": {"from": "2019-01-01", "to": "2020-12-31"},
+    "cohort": {"entry": {"diagnoses": ["R74", "R78", "R80"], "praksistyper": ["FALE", "LEVA"]}},
+    "variables": [
+        "pasient_pseudonym",
+        "pasient_kjonn",
+        {"name": "pasient_alder", "as": "group10"},
+        {"name": "pasient_bostedskommune", "as": "fylke"},
+        {"name": "behandlingstidspunkt", "as": "month"},
+        "behandler_pseudonym",
+        "diagnosekoder",
+        "takstkoder",
+        "egenandel",
+    ],
+    "delivery": {
+        "format": "parquet",
+        "split_by": "year",
+        "recipients": [{"name": "Alice", "public_key": "alice.pub"}, {"name": "Bob", "public_key": "bob.pub"}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("source") / "kuhr"
+    generate_source(out, persons=800, from_year=2019, to_year=2020, seed=11)
+    return out
+
+
+@pytest.fixture
+def setup(tmp_path: Path, keys_env: dict[str, Path], source: Path) -> dict[str, Path]:
+    apps = tmp_path / "applications"
+    apps.mkdir()
+    alice_sec, _ = make_recipient(apps, "alice")
+    bob_sec, _ = make_recipient(apps, "bob")
+    carol_sec, _ = make_recipient(tmp_path, "carol")
+    spec = write_spec(apps, SPEC, name="E2E-0001.yaml")
+    return {**keys_env, "spec": spec, "alice": alice_sec, "bob": bob_sec, "carol": carol_sec, "source": source}
+
+
+def deliver(setup: dict[str, Path], capsys: pytest.CaptureFixture[str], source: Path | None = None) -> tuple:
+    return run_cli(["deliver", setup["spec"], "--source", source or setup["source"]], capsys)
+
+
+def test_deliver_then_reference_tool_decrypts_for_each_recipient(setup, capsys, tmp_path) -> None:
+    code, out, err = deliver(setup, capsys)
+    assert code == 0, err
+    folder = Path(out.strip())
+    assert folder.parent.parent == setup["deliveries"] and folder.parent.name == "E2E-0001"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in (
+        "application_id",
+        "delivery_id",
+        "created_at",
+        "spec_sha256",
+        "pipeline_version",
+        "data_level",
+        "period",
+        "linkage_domain",
+        "recipients",
+        "signer_key_fingerprint",
+        "files",
+    ):
+        assert key in manifest, key
+    data = [f for f in manifest["files"] if f["path"].endswith(".c4gh")]
+    assert {f["path"] for f in data} >= {
+        "data/claims_2019.parquet.c4gh",
+        "data/claims_2020.parquet.c4gh",
+        "data/attrition.parquet.c4gh",
+        "data/validation_summary.json.c4gh",
+    }
+    for entry in data:
+        for secret in (setup["alice"], setup["bob"]):
+            with (folder / entry["path"]).open("rb") as fin:
+                plain = subprocess.run(
+                    [str(CRYPT4GH), "decrypt", "--sk", str(secret)], stdin=fin, capture_output=True, check=True
+                ).stdout
+            assert hashlib.sha256(plain).hexdigest() == entry["plaintext_sha256"]
+        with (folder / entry["path"]).open("rb") as fin:
+            third = subprocess.run(
+                [str(CRYPT4GH), "decrypt", "--sk", str(setup["carol"])], stdin=fin, capture_output=True
+            )
+        assert third.returncode != 0 or hashlib.sha256(third.stdout).hexdigest() != entry["plaintext_sha256"]
+    code, out, err = run_cli(["verify", folder, "--signer-pub", setup["signing_pub"]], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["audit", "verify"], capsys)
+    assert code == 0, err
+
+
+def test_decrypted_claims_equal_the_validated_extract(setup, capsys, tmp_path) -> None:
+    code, out, err = deliver(setup, capsys)
+    assert code == 0, err
+    folder = Path(out.strip())
+    plain = tmp_path / "plain"
+    code, _, err = run_cli(
+        ["decrypt", folder, "--sk", setup["alice"], "--out", plain, "--signer-pub", setup["signing_pub"]], capsys
+    )
+    assert code == 0, err
+    staged = setup["home"] / "staging" / "E2E-0001" / "extract"
+    for year in (2019, 2020):
+        delivered = pq.read_table(plain / f"claims_{year}.parquet")
+        assert delivered.equals(pq.read_table(staged / f"claims_{year}.parquet"))
+        assert delivered.column_names == [v if isinstance(v, str) else v["name"] for v in SPEC["variables"]]
+        assert set(delivered.column("behandlingstidspunkt").to_pylist()) <= {f"{year}-{m:02d}" for m in range(1, 13)}
+    attrition = pq.read_table(plain / "attrition.parquet")
+    assert attrition.column_names == ["step", "persons", "bills"]
+    summary = json.loads((plain / "validation_summary.json").read_text())
+    assert summary["success"] is True
+    assert "partial_unexpected_list" not in json.dumps(summary)
+
+
+def test_two_runs_give_identical_tables(setup, capsys, tmp_path) -> None:
+    tables = []
+    for run in range(2):
+        code, out, err = deliver(setup, capsys)
+        assert code == 0, err
+        plain = tmp_path / f"plain{run}"
+        run_cli(
+            ["decrypt", out.strip(), "--sk", setup["bob"], "--out", plain, "--signer-pub", setup["signing_pub"]], capsys
+        )
+        tables.append(pq.read_table(plain / "claims_2019.parquet"))
+    assert tables[0].equals(tables[1])
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "remove", "extra", "manifest", "codebook", "signer"])
+def test_verify_rejects_damage(setup, capsys, tmp_path, damage) -> None:
+    code, out, err = deliver(setup, capsys)
+    assert code == 0, err
+    folder = Path(out.strip())
+    signer = setup["signing_pub"]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json.sig")
+    if damage == "flip":
+        for victim in files:  # one flipped byte in any file is caught
+            original = victim.read_bytes()
+            flipped = bytearray(original)
+            flipped[len(flipped) // 2] ^= 0x01
+            victim.write_bytes(bytes(flipped))
+            code, _, err = run_cli(["verify", folder, "--signer-pub", signer], capsys)
+            assert code == 1, victim
+            victim.write_bytes(original)
+        return
+    if damage == "truncate":
+        victim = folder / "data" / "claims_2019.parquet.c4gh"
+        victim.write_bytes(victim.read_bytes()[:-10])
+    elif damage == "remove":
+        (folder / "data" / "claims_2020.parquet.c4gh").unlink()
+    elif damage == "extra":
+        (folder / "data" / "notes.txt").write_text("extra")
+    elif damage == "manifest":
+        manifest = folder / "manifest.json"
+        manifest.write_text(manifest.read_text().replace('"E2E-0001"', '"E2E-0002"', 1))
+    elif damage == "codebook":
+        codebook = folder / "codebook.md"
+        codebook.write_text(codebook.read_text() + "\nedited\n")
+    elif damage == "signer":
+        other = tmp_path / "other"
+        init_keys(other / "m.key", other / "s.pem", None, other)
+        signer = other / "s.pub"
+    code, out, err = run_cli(["verify", folder, "--signer-pub", signer], capsys)
+    assert code == 1 and "NOT intact" in err and "Traceback" not in err
+
+
+def _ids_in_source(source: Path) -> set[str]:
+    values = ds.dataset(source, format="parquet", partitioning="hive").to_table(columns=["pasient_fnr"])
+    return {v for v in values.column(0).to_pylist() if v and len(v) >= 6}
+
+
+def _strings_of_parquet(path: Path) -> str:
+    table = pq.read_table(path)
+    parts = []
+    for column in table.columns:
+        if pa.types.is_list(column.type):
+            column = column.combine_chunks().flatten()
+        parts.append(" ".join(str(v) for v in column.to_pylist()))
+    return "\n".join(parts)
+
+
+def test_no_national_id_anywhere(setup, capsys, tmp_path) -> None:
+    code, out, err = deliver(setup, capsys)
+    assert code == 0, err
+    plain = tmp_path / "plain"
+    code, out2, err2 = run_cli(
+        ["decrypt", out.strip(), "--sk", setup["alice"], "--out", plain, "--signer-pub", setup["signing_pub"]], capsys
+    )
+    assert code == 0
+    ids = _ids_in_source(setup["source"])
+    assert len(ids) > 500
+    texts = [out, err, out2, err2]
+    for root in (setup["home"], setup["deliveries"], plain):
+        for path in root.rglob("*"):
+            if not path.is_file():
+                continue
+            texts.append(path.read_bytes().decode("latin-1"))
+            if path.suffix == ".parquet":
+                texts.append(_strings_of_parquet(path))
+    digits = re.compile(r"\d{6,}")
+    found = {m for text in texts for m in digits.findall(text)} & ids
+    assert not found, f"{len(found)} national ids leaked"
+
+
+def test_failed_validation_stops_the_delivery(setup, capsys, tmp_path) -> None:
+    from tests.helpers import person_id
+
+    victim = person_id(3)
+    source = write_source(
+        tmp_path / "bad",
+        [
+            {
+                "pasient_fnr": person_id(1),
+                "when": "2019-02-01T10:00:00",
+                "diagnosekoder": ["R74"],
+                "regning_status": "avvist",
+                "avvisningsgrunn": f"duplikat av regning for {victim}",
+            },
+            {
+                "pasient_fnr": person_id(2),
+                "when": "2019-02-01T10:00:00",
+                "diagnosekoder": ["R74"],
+                "behandler_praksistype": "FALE",
+            },
+            {"pasient_fnr": person_id(4), "when": "2019-03-01T10:00:00", "diagnosekoder": ["R74"], "pasient_kjonn": 7},
+        ],
+    )
+    spec = write_spec(
+        setup["spec"].parent,
+        {**SPEC, "variables": ["pasient_pseudonym", "pasient_kjonn", "avvisningsgrunn"]},
+        name="E2E-0001.yaml",
+    )
+    code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 1, err
+    assert "expect_column_values_to_hold_no_fodselsnummer on avvisningsgrunn" in err
+    assert "expect_column_values_to_be_in_set on pasient_kjonn" in err
+    assert victim not in err + out
+    assert not (setup["deliveries"] / "E2E-0001").exists() or not [
+        p for p in (setup["deliveries"] / "E2E-0001").iterdir()
+    ]
+
+
+def test_empty_cohort_is_reported_not_delivered(setup, capsys) -> None:
+    spec = write_spec(setup["spec"].parent, {**SPEC, "cohort": {"entry": {"diagnoses": ["Q99"]}}}, name="E2E-0001.yaml")
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
+    assert code == 1
+    assert "cohort is empty" in err
+    assert not (setup["deliveries"] / "E2E-0001").exists()
+
+
+def test_missing_key_is_refused_before_the_run(setup, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("KUHR_PSEUDONYM_KEY_FILE", str(setup["home"] / "nope.key"))
+    code, out, err = deliver(setup, capsys)
+    assert code == 2
+    assert "KUHR_PSEUDONYM_KEY_FILE" in err and "no such key file" in err and "Traceback" not in err
+    assert not (setup["home"] / "staging").exists()
+
+
+def test_refused_spec_never_runs(setup, capsys) -> None:
+    spec = write_spec(
+        setup["spec"].parent,
+        {
+            **SPEC,
+            "approval": {
+                **{
+                    "status": "withdrawn",
+                    "decided": "2026-01-01",
+                    "valid_until": "2030-12-31",
+                    "rek_reference": "REK 1",
+                    "legal_basis": "x",
+                }
+            },
+        },
+        name="E2E-0001.yaml",
+    )
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
+    assert code == 2 and "approval.status" in err
+    assert not (setup["home"] / "staging").exists()
+
+
+def test_source_folder_is_untouched(source: Path) -> None:
+    assert shutil.which(str(CRYPT4GH)) or CRYPT4GH.exists()
+    assert all(p.suffix == ".parquet" for p in source.rglob("*") if p.is_file())
