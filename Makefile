@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_SPEC := applications/HDS-2026-0042.yaml
+DEMO_STATS_SPEC := applications/HDS-2026-0107.yaml
 
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export KUHR_PSEUDONYM_KEY_FILE ?= $(CURDIR)/keys/pseudonym.key
@@ -27,12 +28,15 @@ sample: $(BIN)/.installed
 
 demo: keys sample
 	$(BIN)/kuhr-pipeline check $(DEMO_SPEC)
+	$(BIN)/kuhr-pipeline check $(DEMO_STATS_SPEC)
+	@$(BIN)/kuhr-pipeline deliver $(DEMO_STATS_SPEC) > .last-statistics
 	@$(BIN)/kuhr-pipeline deliver $(DEMO_SPEC) > .last-delivery
 	@echo
 	@echo "Delivered: $$(cat .last-delivery)"
 	@echo "Verify it:   $(BIN)/kuhr-pipeline verify $$(cat .last-delivery) --signer-pub keys/signing.pub"
 	@echo "Decrypt it:  $(BIN)/kuhr-pipeline decrypt $$(cat .last-delivery) --sk demo-keys/hds-2026-0042.sec --signer-pub keys/signing.pub --out decrypted/"
-	@rm -f .last-delivery
+	@echo "Statistics:  $$(cat .last-statistics) (decrypt with demo-keys/hds-2026-0107.sec)"
+	@rm -f .last-delivery .last-statistics
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check kuhr_pipeline tests

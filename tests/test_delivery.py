@@ -303,3 +303,40 @@ def test_refused_spec_never_runs(setup, capsys) -> None:
 def test_source_folder_is_untouched(source: Path) -> None:
     assert shutil.which(str(CRYPT4GH)) or CRYPT4GH.exists()
     assert all(p.suffix == ".parquet" for p in source.rglob("*") if p.is_file())
+
+
+def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
+    stats_spec = {
+        **SPEC,
+        "data_level": "statistics",
+        "statistics": {
+            "group_by": ["ar", "pasient_kjonn", {"name": "pasient_alder", "as": "group10"}],
+            "measures": ["persons", "claims", "sum_refusjon"],
+            "min_cell": 5,
+        },
+        "delivery": {**SPEC["delivery"], "format": "csv", "split_by": "none"},
+    }
+    spec = write_spec(setup["spec"].parent, stats_spec, name="E2E-0001.yaml", remove=["variables"])
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
+    assert code == 0, err
+    plain = tmp_path / "plain"
+    code, _, err = run_cli(
+        ["decrypt", out.strip(), "--sk", setup["alice"], "--out", plain, "--signer-pub", setup["signing_pub"]], capsys
+    )
+    assert code == 0, err
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(plain / "statistics.csv", convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    assert table.column_names == [
+        "ar",
+        "pasient_kjonn",
+        "pasient_alder",
+        "persons",
+        "claims",
+        "sum_refusjon",
+        "suppressed",
+    ]
+    rows = table.to_pylist()
+    total = [r for r in rows if r["ar"] is None and r["pasient_kjonn"] is None and r["pasient_alder"] is None]
+    assert len(total) == 1 and total[0]["persons"] >= 5
+    assert all(r["persons"] is None or r["persons"] == 0 or r["persons"] >= 5 for r in rows)

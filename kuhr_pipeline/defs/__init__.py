@@ -11,8 +11,12 @@ from kuhr_pipeline.defs.resources import default_resources
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[assets.application, assets.cohort, assets.extract, assets.delivery],
-        asset_checks=[checks.cohort_is_not_empty, checks.extract_passes_validation],
+        assets=[assets.application, assets.cohort, assets.extract, assets.statistics, assets.delivery],
+        asset_checks=[
+            checks.cohort_is_not_empty,
+            checks.extract_passes_validation,
+            checks.statistics_passes_validation,
+        ],
         jobs=[deliver_application],
         resources=resources or default_resources(),
     )

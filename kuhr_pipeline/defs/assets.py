@@ -1,5 +1,6 @@
 """The asset graph: application → cohort → extract → delivery (and statistics). Wiring only."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -10,9 +11,11 @@ from kuhr_pipeline.cohort import CohortClaims, select_cohort
 from kuhr_pipeline.cohort.select import Progress
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
-from kuhr_pipeline.delivery.package import assemble_and_publish
+from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
-from kuhr_pipeline.extract.build import ExtractFiles, build_extract
+from kuhr_pipeline.disclosure import kanon
+from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
+from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
 from kuhr_pipeline.report import markdown_table
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
@@ -95,6 +98,10 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
         return ExtractFiles({}, pq.read_schema(cohort.path))
     files = build_extract(spec, cohort.path, out_dir)
+    report = kanon.disclosure_report(
+        [p for _, p in files.tables()], [n for n, _ in resolved(spec.requested_variables())]
+    )
+    (out_dir.parent / DISCLOSURE_REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
     first = next(iter(files.tables()), None)
     context.add_output_metadata(
         {
@@ -103,6 +110,7 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(f.name, str(f.type)) for f in files.schema]
             ),
+            "disclosure_report": dg.MetadataValue.md(kanon.markdown(report)),
             "preview": dg.MetadataValue.md(
                 markdown_table(pq.ParquetFile(first[1]).read_row_group(0), 5)
                 if first and pq.ParquetFile(first[1]).num_row_groups
@@ -113,12 +121,32 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
     return files
 
 
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
+def statistics(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims) -> StatisticsTable:
+    """For data_level statistics: every cell and margin, with primary and secondary suppression."""
+    spec = application.spec
+    result = build_statistics(spec, cohort.path, settings.staging_dir(application.application_id) / "statistics")
+    if result.path is None:
+        context.add_output_metadata({"note": "data_level is pseudonymised: no statistics table"})
+        return result
+    context.add_output_metadata(
+        {
+            "dagster/row_count": result.rows,
+            "suppressed_primary": result.primary,
+            "suppressed_secondary": result.secondary,
+            "preview": dg.MetadataValue.md(markdown_table(pq.read_table(result.path), 12)),
+        }
+    )
+    return result
+
+
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"crypt4gh"})
 def delivery(
     context: dg.AssetExecutionContext,
     application: LoadedSpec,
     cohort: CohortClaims,
     extract: ExtractFiles,
+    statistics: StatisticsTable,
     paths: KuhrPaths,
     signing_key: SigningKey,
 ) -> PublishedDelivery:
@@ -127,6 +155,7 @@ def delivery(
         application,
         cohort,
         extract,
+        statistics,
         paths.deliveries_dir(),
         settings.staging_dir(application.application_id),
         signing_key.private_key(),

@@ -1,8 +1,9 @@
 """Crypt4GH encryption and decryption through the GA4GH reference package, streamed.
 
 The library reads and writes 64 KiB segments, so memory does not grow with file size. Its
-logger prints the session key at DEBUG level: it is held at WARNING here, whatever the caller's
-logging configuration says.
+logger prints the session key at DEBUG level, and logs an ERROR for every header packet that is
+for another recipient: it is silenced here (our own errors say what failed), whatever the
+caller's logging configuration says.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from crypt4gh import lib as c4gh_lib
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-logging.getLogger("crypt4gh").setLevel(logging.WARNING)
+logging.getLogger("crypt4gh").setLevel(logging.CRITICAL)
 
 
 class _HashingReader:

@@ -1,0 +1,72 @@
+"""A disclosure report for person-level extracts (report only; the data are not altered).
+
+Quasi-identifiers are the catalogue's `quasi_identifier` variables present in the delivery,
+except the pseudonyms and the time of contact (which differ per claim, not per person). Each
+person is described by the combinations of those values on their claims; an equivalence class
+is the set of persons sharing one combination. Reported: the smallest class, the number of
+persons in some class smaller than 5, and the combination of quasi-identifiers that isolates the
+most persons.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from kuhr_pipeline.catalogue import load_catalogue
+
+SMALL_CLASS = 5
+_NOT_PER_PERSON = {"pasient_pseudonym", "behandler_pseudonym", "behandlingstidspunkt"}
+
+
+def quasi_identifiers(columns: list[str]) -> list[str]:
+    catalogue = load_catalogue()
+    return [c for c in columns if catalogue.variable(c).role == "quasi_identifier" and c not in _NOT_PER_PERSON]
+
+
+def _small_class_persons(table: pa.Table, columns: list[str]) -> tuple[int, int]:
+    """(smallest class size, persons in any class smaller than SMALL_CLASS) for these columns."""
+    combos = (
+        table.select(["pasient_pseudonym", *columns])
+        .group_by(columns)
+        .aggregate([("pasient_pseudonym", "count_distinct")])
+    )
+    sizes = combos.column("pasient_pseudonym_count_distinct")
+    smallest = int(pc.min(sizes).as_py() or 0)
+    small = combos.filter(pc.less(sizes, SMALL_CLASS))
+    if small.num_rows == 0:
+        return smallest, 0
+    joined = table.select(["pasient_pseudonym", *columns]).join(small.select(columns), keys=columns, join_type="inner")
+    return smallest, int(pc.count_distinct(joined.column("pasient_pseudonym")).as_py())
+
+
+def disclosure_report(files: list[Path], columns: list[str]) -> dict[str, Any]:
+    qis = quasi_identifiers(columns)
+    if "pasient_pseudonym" not in columns or not qis or not files:
+        return {"quasi_identifiers": qis, "note": "no person-level quasi-identifiers delivered"}
+    table = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=["pasient_pseudonym", *qis])
+    persons = int(pc.count_distinct(table.column("pasient_pseudonym")).as_py())
+    smallest, at_risk = _small_class_persons(table, qis)
+    worst: tuple[int, list[str]] = (-1, [])
+    for size in range(1, len(qis) + 1):
+        for subset in combinations(qis, size):
+            _, n = _small_class_persons(table, list(subset))
+            if n > worst[0]:
+                worst = (n, list(subset))
+    return {
+        "quasi_identifiers": qis,
+        "persons": persons,
+        "smallest_equivalence_class": smallest,
+        f"persons_in_classes_smaller_than_{SMALL_CLASS}": at_risk,
+        "most_identifying_combination": worst[1],
+        "persons_isolated_by_that_combination": max(worst[0], 0),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    return "\n".join(f"- **{k.replace('_', ' ')}**: {v}" for k, v in report.items())

@@ -1,0 +1,143 @@
+"""Small-cell suppression: primary, secondary along every margin, exact shown cells."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kuhr_pipeline.disclosure.cube import build_cube
+from kuhr_pipeline.disclosure.suppression import equations, recoverable, suppress
+
+MIN_CELL = 5
+
+
+def claims_file(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str]) -> Path:
+    """One claim per person; `leaves` maps a cell's values to its number of persons."""
+    rows = []
+    person = 0
+    for values, persons in leaves.items():
+        for _ in range(persons):
+            person += 1
+            rows.append(
+                {
+                    "pasient_pseudonym": f"{person:032x}",
+                    "egenandel": 100.0,
+                    "refusjon": 10.0,
+                    **dict(zip(dims, values, strict=True)),
+                }
+            )
+    schema = pa.schema(
+        [
+            ("pasient_pseudonym", pa.string()),
+            ("egenandel", pa.float64()),
+            ("refusjon", pa.float64()),
+            *[(d, pa.string()) for d in dims],
+        ]
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "claims.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def run(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str]) -> tuple[pa.Table, pa.Table]:
+    cube = build_cube(claims_file(folder, leaves, dims), [(d, "exact") for d in dims])
+    result = suppress(cube, ["persons", "claims", "sum_egenandel", "sum_refusjon"], MIN_CELL)
+    return cube.table, result.table
+
+
+def cell(table: pa.Table, dims: list[str], key: tuple) -> dict:
+    for row in table.to_pylist():
+        if tuple(row[d] for d in dims) == key:
+            return row
+    raise KeyError(key)
+
+
+def assert_safe(table: pa.Table, dims: list[str]) -> None:
+    assert recoverable(table, dims) == []
+    for row in table.to_pylist():
+        if not row["suppressed"]:
+            assert row["persons"] == 0 or row["persons"] >= MIN_CELL
+        else:
+            assert row["persons"] is None and row["claims"] is None and row["sum_egenandel"] is None
+
+
+def test_hidden_from_its_row_margin(tmp_path: Path) -> None:
+    dims = ["a", "b"]
+    _, out = run(tmp_path, {("x", "p"): 2, ("x", "q"): 50, ("y", "p"): 40, ("y", "q"): 60}, dims)
+    assert cell(out, dims, ("x", "p"))["suppressed"]
+    row = [cell(out, dims, k) for k in (("x", None), ("x", "p"), ("x", "q"))]
+    assert sum(r["suppressed"] for r in row) >= 2  # the margin x alone cannot reveal (x, p)
+    assert_safe(out, dims)
+
+
+def test_hidden_from_its_column_margin(tmp_path: Path) -> None:
+    dims = ["a", "b"]
+    _, out = run(tmp_path, {("x", "p"): 2, ("x", "q"): 50, ("y", "p"): 40, ("y", "q"): 60}, dims)
+    column = [cell(out, dims, k) for k in ((None, "p"), ("x", "p"), ("y", "p"))]
+    assert sum(r["suppressed"] for r in column) >= 2
+    assert_safe(out, dims)
+
+
+def test_hidden_from_the_grand_total_through_a_margin(tmp_path: Path) -> None:
+    dims = ["a"]
+    _, out = run(tmp_path, {("x",): 3, ("y",): 50}, dims)
+    total, x, y = cell(out, dims, (None,)), cell(out, dims, ("x",)), cell(out, dims, ("y",))
+    assert x["suppressed"]
+    assert y["suppressed"] or total["suppressed"]  # else total − y = x
+    assert_safe(out, dims)
+
+
+def test_hidden_margin_is_not_the_sum_of_its_shown_children(tmp_path: Path) -> None:
+    dims = ["a", "b"]
+    # every cell large, but one whole row small: the margin (x, ·) is primary
+    _, out = run(tmp_path, {("x", "p"): 2, ("x", "q"): 1, ("y", "p"): 40, ("y", "q"): 60}, dims)
+    assert cell(out, dims, ("x", None))["suppressed"]
+    assert_safe(out, dims)
+
+
+def test_shown_cells_are_exact(tmp_path: Path) -> None:
+    dims = ["a", "b"]
+    leaves = {("x", "p"): 2, ("x", "q"): 50, ("y", "p"): 40, ("y", "q"): 60, ("z", "p"): 7, ("z", "q"): 9}
+    raw, out = run(tmp_path, leaves, dims)
+    for before, after in zip(raw.to_pylist(), out.to_pylist(), strict=True):
+        if not after["suppressed"]:
+            for measure in ("persons", "claims", "sum_egenandel", "sum_refusjon"):
+                assert after[measure] == before[measure]
+    assert cell(out, dims, (None, None))["persons"] == sum(leaves.values())
+    assert cell(out, dims, ("y", "q"))["claims"] == 60
+
+
+def test_cube_has_every_cell_and_margin(tmp_path: Path) -> None:
+    dims = ["a", "b"]
+    raw, _ = run(tmp_path, {("x", "p"): 6, ("y", "q"): 7}, dims)
+    keys = {tuple(r[d] for d in dims) for r in raw.to_pylist()}
+    assert keys == {("x", "p"), ("y", "q"), ("x", None), ("y", None), (None, "p"), (None, "q"), (None, None)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_property_random_cubes(tmp_path_factory, shape: list[int], data: st.DataObject) -> None:
+    dims = [f"d{i}" for i in range(len(shape))]
+    cells = list(itertools.product(*[[f"v{j}" for j in range(n)] for n in shape]))
+    counts = data.draw(st.lists(st.integers(min_value=0, max_value=12), min_size=len(cells), max_size=len(cells)))
+    leaves = {c: n for c, n in zip(cells, counts, strict=True) if n}
+    if not leaves:
+        return
+    raw, out = run(tmp_path_factory.mktemp("cube"), leaves, dims)
+    assert_safe(out, dims)
+    keys = [tuple(r[d] for d in dims) for r in out.to_pylist()]
+    hidden = {k for k, r in zip(keys, out.to_pylist(), strict=True) if r["suppressed"]}
+    for (parent, _), children in equations(keys).items():
+        assert sum(m in hidden for m in [parent, *children]) != 1
+    for before, after in zip(raw.to_pylist(), out.to_pylist(), strict=True):
+        if not after["suppressed"]:
+            assert after["claims"] == before["claims"]

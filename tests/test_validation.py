@@ -1,0 +1,206 @@
+"""Each expectation family passes on a good table and fails on a table broken the way it guards against."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kuhr_pipeline.disclosure.cube import Cube
+from kuhr_pipeline.disclosure.suppression import suppress
+from kuhr_pipeline.quality.statistics_rules import validate_statistics
+from kuhr_pipeline.quality.suites import claims_suite
+from kuhr_pipeline.quality.validate import validate_tables
+from kuhr_pipeline.spec.model import ApplicationSpec
+from tests.helpers import BASE_SPEC, person_id
+
+COLUMNS = [
+    ("pasient_pseudonym", "exact"),
+    ("pasient_kjonn", "exact"),
+    ("pasient_alder", "group5"),
+    ("pasient_bostedskommune", "fylke"),
+    ("behandlingstidspunkt", "month"),
+    ("diagnosekoder", "exact"),
+    ("avvisningsgrunn", "exact"),
+    ("egenandel", "exact"),
+]
+
+GOOD = {
+    "pasient_pseudonym": ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"],
+    "pasient_kjonn": pa.array([1, 2], pa.int8()),
+    "pasient_alder": ["00-04", "90+"],
+    "pasient_bostedskommune": ["03", "46"],
+    "behandlingstidspunkt": ["2019-01", "2020-12"],
+    "diagnosekoder": [["R74", "A04"], []],
+    "avvisningsgrunn": [None, "duplikatregning"],
+    "egenandel": [0.0, 170.0],
+}
+
+
+def spec() -> ApplicationSpec:
+    raw = {
+        **BASE_SPEC,
+        "period": {"from": date(2019, 1, 1), "to": date(2020, 12, 31)},
+        "approval": {**BASE_SPEC["approval"], "decided": date(2026, 1, 1), "valid_until": date(2030, 12, 31)},
+    }
+    return ApplicationSpec.model_validate(raw)
+
+
+def validate(tmp_path: Path, **changes: object):
+    table = pa.table({**GOOD, **changes})
+    path = tmp_path / "claims.parquet"
+    pq.write_table(table, path)
+    return validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+
+
+def failed(report) -> set[tuple[str, str]]:
+    return {(o.type, o.column) for o in report.failed}
+
+
+def test_good_table_passes(tmp_path: Path) -> None:
+    report = validate(tmp_path)
+    assert report.success, report.markdown()
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"pasient_pseudonym": ["0123456789abcdef0123456789abcdef", person_id(1)]},
+            ("expect_column_values_to_match_regex", "pasient_pseudonym"),
+        ),
+        (
+            {"pasient_pseudonym": ["0123456789abcdef0123456789abcdef", None]},
+            ("expect_column_values_to_not_be_null", "pasient_pseudonym"),
+        ),
+        ({"pasient_kjonn": pa.array([1, 3], pa.int8())}, ("expect_column_values_to_be_in_set", "pasient_kjonn")),
+        ({"pasient_alder": ["00-04", "91"]}, ("expect_column_values_to_be_in_set", "pasient_alder")),
+        ({"pasient_bostedskommune": ["03", "0301"]}, ("expect_column_values_to_match_regex", "pasient_bostedskommune")),
+        (
+            {"behandlingstidspunkt": ["2019-01", "2021-01"]},
+            ("expect_column_values_to_be_in_set", "behandlingstidspunkt"),
+        ),
+        ({"diagnosekoder": [["R74"], ["r74 "]]}, ("expect_column_values_to_match_regex", "diagnosekoder")),
+        ({"egenandel": [0.0, -5.0]}, ("expect_column_values_to_be_between", "egenandel")),
+        (
+            {"avvisningsgrunn": [None, f"se regning for {person_id(2)}"]},
+            ("expect_column_values_to_hold_no_fodselsnummer", "avvisningsgrunn"),
+        ),
+        (
+            {"diagnosekoder": [["R74"], [person_id(3)]]},
+            ("expect_column_values_to_hold_no_fodselsnummer", "diagnosekoder"),
+        ),
+    ],
+    ids=[
+        "pattern",
+        "not-null",
+        "code-list",
+        "age-labels",
+        "fylke",
+        "period",
+        "list-pattern",
+        "range",
+        "leak-free-text",
+        "leak-list",
+    ],
+)
+def test_broken_table_fails(tmp_path: Path, changes: dict, expected: tuple[str, str]) -> None:
+    report = validate(tmp_path, **changes)
+    assert expected in failed(report), report.markdown()
+    assert person_id(1) not in str(report.to_json()) and person_id(2) not in str(report.to_json())
+
+
+def test_column_order_is_checked(tmp_path: Path) -> None:
+    table = pa.table({k: GOOD[k] for k in reversed(list(GOOD))})
+    path = tmp_path / "claims.parquet"
+    pq.write_table(table, path)
+    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+    assert ("expect_table_columns_to_match_ordered_list", "(table)") in failed(report)
+
+
+def test_eleven_digits_that_are_not_an_id_pass(tmp_path: Path) -> None:
+    report = validate(tmp_path, avvisningsgrunn=[None, "regning 12345678901 avvist"])
+    assert report.success, report.markdown()
+
+
+def _statistics(tmp_path: Path, rows: list[dict]) -> Path:
+    table = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [("ar", pa.int16()), ("persons", pa.int64()), ("claims", pa.int64()), ("suppressed", pa.bool_())]
+        ),
+    )
+    path = tmp_path / "statistics.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def test_statistics_suite_passes_on_suppressed_output(tmp_path: Path) -> None:
+    cube = Cube(
+        ["ar"],
+        pa.table(
+            {
+                "ar": pa.array([2019, 2020, None], pa.int16()),
+                "persons": [3, 40, 43],
+                "claims": [3, 40, 43],
+                "sum_egenandel": [1.0, 2.0, 3.0],
+                "sum_refusjon": [1.0, 2.0, 3.0],
+            }
+        ),
+    )
+    path = tmp_path / "s.parquet"
+    pq.write_table(suppress(cube, ["persons", "claims"], 5).table, path)
+    assert validate_statistics(path, 5, ["ar"]).success
+
+
+def test_statistics_suite_fails_on_a_small_shown_cell(tmp_path: Path) -> None:
+    path = _statistics(
+        tmp_path,
+        [
+            {"ar": 2019, "persons": 3, "claims": 3, "suppressed": False},
+            {"ar": None, "persons": 3, "claims": 3, "suppressed": False},
+        ],
+    )
+    report = validate_statistics(path, 5, ["ar"])
+    assert {o.type for o in report.failed} == {"expect_shown_rows_to_count_at_least_min_cell_persons"}
+
+
+def test_statistics_suite_fails_on_a_recoverable_cell(tmp_path: Path) -> None:
+    path = _statistics(
+        tmp_path,
+        [
+            {"ar": 2019, "persons": None, "claims": None, "suppressed": True},
+            {"ar": 2020, "persons": 40, "claims": 40, "suppressed": False},
+            {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
+        ],
+    )
+    report = validate_statistics(path, 5, ["ar"])
+    assert {o.type for o in report.failed} == {"expect_no_suppressed_cell_recoverable_from_a_margin"}
+
+
+def test_statistics_suite_fails_when_a_suppressed_row_shows_a_measure(tmp_path: Path) -> None:
+    path = _statistics(
+        tmp_path,
+        [
+            {"ar": 2019, "persons": None, "claims": 3, "suppressed": True},
+            {"ar": 2020, "persons": None, "claims": None, "suppressed": True},
+            {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
+        ],
+    )
+    report = validate_statistics(path, 5, ["ar"])
+    assert {o.type for o in report.failed} == {"expect_suppressed_rows_to_have_null_measures"}
+
+
+def test_timestamps_inside_the_period(tmp_path: Path) -> None:
+    columns = [("behandlingstidspunkt", "timestamp")]
+    good = pa.table(
+        {"behandlingstidspunkt": pa.array([datetime(2019, 1, 1), datetime(2020, 12, 31, 23, 59)], pa.timestamp("ms"))}
+    )
+    bad = pa.table({"behandlingstidspunkt": pa.array([datetime(2018, 12, 31, 23, 59)], pa.timestamp("ms"))})
+    for table, ok in ((good, True), (bad, False)):
+        path = tmp_path / "t.parquet"
+        pq.write_table(table, path)
+        assert validate_tables("claims", [path], claims_suite(spec(), columns)).success is ok
