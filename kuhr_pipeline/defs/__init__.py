@@ -7,6 +7,8 @@ import dagster as dg
 from kuhr_pipeline.defs import assets, checks
 from kuhr_pipeline.defs.jobs import deliver_application
 from kuhr_pipeline.defs.resources import default_resources
+from kuhr_pipeline.defs.schedules import recurring_deliveries
+from kuhr_pipeline.defs.sensors import new_applications
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
@@ -18,5 +20,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
             checks.statistics_passes_validation,
         ],
         jobs=[deliver_application],
+        sensors=[new_applications],
+        schedules=[recurring_deliveries],
         resources=resources or default_resources(),
     )

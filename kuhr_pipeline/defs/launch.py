@@ -11,27 +11,18 @@ import dagster as dg
 
 from kuhr_pipeline import settings
 from kuhr_pipeline.defs import build_definitions
-from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import LoadedSpec, load_spec
+from kuhr_pipeline.spec import load_spec
 
 
 class RunFailed(KuhrError):
     """The run failed or validation stopped it: no delivery (exit 1)."""
 
     exit_code = 1
-
-
-def run_tags(loaded: LoadedSpec) -> dict[str, str]:
-    return {"kuhr/application_id": loaded.application_id, "kuhr/spec_sha256": loaded.sha256[:16]}
-
-
-def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
-    if not instance.has_dynamic_partition(applications_partitions.name or "applications", application_id):
-        instance.add_dynamic_partitions(applications_partitions.name or "applications", [application_id])
 
 
 def deliver_in_process(
@@ -67,7 +58,7 @@ def deliver_in_process(
         partition_key=loaded.application_id,
         instance=instance,
         run_config={
-            "ops": {"application": {"config": {"spec_path": str(spec_path.resolve())}}},
+            **run_config_for(spec_path),
             "loggers": {"console": {"config": {"log_level": "INFO"}}},
         },
         tags=run_tags(loaded),

@@ -1,0 +1,31 @@
+"""Run requests and tags for one application, shared by the CLI, the sensor and the schedule."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from kuhr_pipeline.defs.partitions import applications_partitions
+from kuhr_pipeline.spec import LoadedSpec
+
+
+def run_tags(loaded: LoadedSpec) -> dict[str, str]:
+    return {"kuhr/application_id": loaded.application_id, "kuhr/spec_sha256": loaded.sha256[:16]}
+
+
+def run_config_for(spec_path: Path) -> dict[str, object]:
+    """Run config holds the spec's path only: never a secret (run config is stored in run history)."""
+    return {"ops": {"application": {"config": {"spec_path": str(spec_path.resolve())}}}}
+
+
+def run_request_for(loaded: LoadedSpec, run_key: str) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=loaded.application_id,
+        run_config=run_config_for(loaded.path),
+        tags=run_tags(loaded),
+    )
+
+
+def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
+    if not instance.has_dynamic_partition(applications_partitions.name or "applications", application_id):
+        instance.add_dynamic_partitions(applications_partitions.name or "applications", [application_id])

@@ -1,0 +1,49 @@
+"""When a recurring delivery is due: once per calendar month, quarter or year while approved.
+
+Due means: no delivery of the application since the current period began. A missed tick is
+therefore caught up on the next one, and a delivery made by hand (or by the sensor) in the
+period counts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+SCHEDULES = ("monthly", "quarterly", "yearly")
+
+
+def period_start(schedule: str, today: date) -> date:
+    if schedule == "monthly":
+        return today.replace(day=1)
+    if schedule == "quarterly":
+        return date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    if schedule == "yearly":
+        return date(today.year, 1, 1)
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def period_label(schedule: str, today: date) -> str:
+    start = period_start(schedule, today)
+    return {
+        "monthly": f"{start:%Y-%m}",
+        "quarterly": f"{start.year}-Q{(start.month - 1) // 3 + 1}",
+        "yearly": f"{start.year}",
+    }[schedule]
+
+
+def last_delivery_date(deliveries_root: Path, application_id: str) -> date | None:
+    """The UTC date of the newest published delivery (delivery ids start with YYYYMMDD)."""
+    folder = deliveries_root / application_id
+    if not folder.is_dir():
+        return None
+    dates = [
+        date(int(p.name[:4]), int(p.name[4:6]), int(p.name[6:8]))
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name[:8].isdigit() and (p / "manifest.json").exists()
+    ]
+    return max(dates, default=None)
+
+
+def is_due(schedule: str, today: date, last_delivery: date | None) -> bool:
+    return last_delivery is None or last_delivery < period_start(schedule, today)

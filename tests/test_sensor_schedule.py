@@ -1,0 +1,114 @@
+"""The sensor on a temporary applications folder, and the schedule on fixed dates."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from kuhr_pipeline.defs import build_definitions
+from kuhr_pipeline.defs.resources import KuhrPaths
+from kuhr_pipeline.defs.schedules import recurring_deliveries
+from kuhr_pipeline.defs.sensors import new_applications
+from kuhr_pipeline.scheduling import is_due, period_label, period_start
+from tests.helpers import write_spec
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def evaluate_sensor(instance: dg.DagsterInstance, folder: Path) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, resources={"paths": KuhrPaths(applications=str(folder))})
+    return new_applications(context)
+
+
+def test_new_spec_adds_partition_and_requests_one_run(instance, spec_dir: Path) -> None:
+    write_spec(spec_dir, {"application_id": "NEW-1"}, name="NEW-1.yaml")
+    result = evaluate_sensor(instance, spec_dir)
+    assert [r.partition_key for r in result.run_requests] == ["NEW-1"]
+    assert result.run_requests[0].run_key.startswith("NEW-1:")
+    assert result.run_requests[0].tags["kuhr/application_id"] == "NEW-1"
+    assert "spec_path" in str(result.run_requests[0].run_config)
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["NEW-1"]]
+
+
+def test_unchanged_spec_keeps_its_run_key_and_changed_spec_gets_a_new_one(instance, spec_dir: Path) -> None:
+    path = write_spec(spec_dir, {"application_id": "NEW-2"}, name="NEW-2.yaml")
+    first = evaluate_sensor(instance, spec_dir).run_requests[0].run_key
+    instance.add_dynamic_partitions("applications", ["NEW-2"])
+    again = evaluate_sensor(instance, spec_dir)
+    assert again.run_requests[0].run_key == first  # Dagster runs a run key once: no second delivery
+    assert again.dynamic_partitions_requests == []
+    path.write_text(path.read_text().replace("Test application", "Test application, amended"))
+    assert evaluate_sensor(instance, spec_dir).run_requests[0].run_key != first
+
+
+def test_refused_spec_is_reported_and_does_not_stop_the_others(instance, spec_dir: Path, capsys) -> None:
+    write_spec(spec_dir, {"application_id": "BAD-1", "approval.status": "withdrawn"}, name="BAD-1.yaml")
+    (spec_dir / "broken.yaml").write_text("application_id: [\n")
+    write_spec(spec_dir, {"application_id": "GOOD-1"}, name="GOOD-1.yaml")
+    result = evaluate_sensor(instance, spec_dir)
+    assert [r.partition_key for r in result.run_requests] == ["GOOD-1"]
+    log = capsys.readouterr().err
+    assert "approval.status" in log and "broken.yaml" in log
+
+
+def evaluate_schedule(instance: dg.DagsterInstance, folder: Path, deliveries: Path, when: datetime) -> list:
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when,
+        resources={"paths": KuhrPaths(applications=str(folder), deliveries=str(deliveries))},
+    )
+    return list(recurring_deliveries(context))
+
+
+def _recurring(spec_dir: Path, application_id: str, schedule: str, valid_until: str = "2030-12-31") -> None:
+    write_spec(
+        spec_dir,
+        {"application_id": application_id, "delivery.schedule": schedule, "approval.valid_until": valid_until},
+        name=f"{application_id}.yaml",
+    )
+
+
+def _delivered(deliveries: Path, application_id: str, day: date) -> None:
+    folder = deliveries / application_id / f"{day:%Y%m%d}T060000000Z-abcdef"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+
+
+def test_schedule_due_not_due_and_expired(instance, spec_dir: Path, tmp_path: Path, capsys) -> None:
+    deliveries = tmp_path / "deliveries"
+    _recurring(spec_dir, "Q-1", "quarterly")
+    _recurring(spec_dir, "M-1", "monthly")
+    _recurring(spec_dir, "Y-1", "yearly", valid_until="2026-12-31")
+    write_spec(spec_dir, {"application_id": "ONCE-1"}, name="ONCE-1.yaml")  # no schedule: never by the schedule
+    _delivered(deliveries, "Q-1", date(2026, 10, 2))  # already delivered this quarter
+    _delivered(deliveries, "M-1", date(2026, 10, 20))  # last month: due again in November
+    requests = evaluate_schedule(instance, spec_dir, deliveries, datetime(2026, 11, 25, 6, 0))
+    assert sorted(r.partition_key for r in requests) == ["M-1", "Y-1"]
+    assert {r.run_key for r in requests} == {"M-1:2026-11", "Y-1:2026"}
+    assert instance.has_dynamic_partition("applications", "M-1")
+
+    # after the approval has ended, nothing is delivered, and the log says why
+    later = evaluate_schedule(instance, spec_dir, deliveries, datetime(2027, 1, 4, 6, 0))
+    assert "Y-1" not in {r.partition_key for r in later}
+    assert "Y-1.yaml: approval expired; not delivered" in capsys.readouterr().err
+
+
+def test_period_rules() -> None:
+    assert period_start("quarterly", date(2026, 11, 25)) == date(2026, 10, 1)
+    assert period_label("quarterly", date(2026, 11, 25)) == "2026-Q4"
+    assert is_due("monthly", date(2026, 12, 1), date(2026, 11, 30))
+    assert not is_due("yearly", date(2026, 12, 1), date(2026, 1, 1))
+    assert is_due("yearly", date(2026, 1, 1), None)
+
+
+def test_definitions_hold_sensor_and_schedule() -> None:
+    defs = build_definitions()
+    assert defs.resolve_sensor_def("new_applications").name == "new_applications"
+    assert defs.resolve_schedule_def("recurring_deliveries").cron_schedule == "0 6 * * *"
