@@ -204,3 +204,11 @@ def test_timestamps_inside_the_period(tmp_path: Path) -> None:
         path = tmp_path / "t.parquet"
         pq.write_table(table, path)
         assert validate_tables("claims", [path], claims_suite(spec(), columns)).success is ok
+
+
+def test_dates_inside_the_period(tmp_path: Path) -> None:
+    columns = [("behandlingstidspunkt", "date")]
+    for values, ok in (([date(2019, 1, 1), date(2020, 12, 31)], True), ([date(2018, 12, 31)], False)):
+        path = tmp_path / "d.parquet"
+        pq.write_table(pa.table({"behandlingstidspunkt": pa.array(values, pa.date32())}), path)
+        assert validate_tables("claims", [path], claims_suite(spec(), columns)).success is ok

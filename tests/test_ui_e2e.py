@@ -1,0 +1,206 @@
+"""Dagster for real: webserver and daemon on loopback, the sensor's run, a run launched through the
+GraphQL API the UI uses, and the asset graph page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kuhr_pipeline.keys_init import init_keys
+from kuhr_pipeline.synth import generate_source
+from tests.conftest import REPO, make_recipient
+from tests.helpers import run_cli, write_spec
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+ARTIFACTS = REPO / "test-artifacts"
+APP = "UI-0001"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Dagster:
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["data"]
+
+    def runs(self) -> list[dict]:
+        data = self.graphql(
+            """query Runs($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
+                 ... on Runs { results { runId status } } } }""",
+            {"tags": [{"key": "kuhr/application_id", "value": APP}]},
+        )
+        return list(data["runsOrError"]["results"])
+
+    def failure(self, run_id: str) -> str:
+        data = self.graphql(
+            """query Events($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
+                 __typename ... on MessageEvent { message }
+                 ... on ExecutionStepFailureEvent { error { message cause { message } } }
+                 ... on RunFailureEvent { error { message } } } } } }""",
+            {"runId": run_id},
+        )
+        events = data["logsForRun"]["events"]
+        return json.dumps([e for e in events if "Failure" in e["__typename"] or "error" in e], indent=1)[-4000:]
+
+    def wait_for(self, predicate, what: str, timeout: float = 300.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs()
+            failed = [r for r in runs if r["status"] == "FAILURE"]
+            if failed:
+                raise AssertionError(f"a run failed: {self.failure(failed[0]['runId'])}")
+            if predicate(runs):
+                return runs
+            time.sleep(2)
+        raise AssertionError(f"timed out waiting for {what}: {self.runs()}")
+
+
+@pytest.fixture(scope="module")
+def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster, dict[str, Path]]]:
+    root = tmp_path_factory.mktemp("ui")
+    home, apps, deliveries, source = root / "home", root / "applications", root / "deliveries", root / "source"
+    home.mkdir()
+    apps.mkdir()
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n"
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
+        "concurrency:\n  pools:\n    default_limit: 1\n"
+    )
+    init_keys(root / "keys" / "pseudonym.key", root / "keys" / "signing.pem", None, root / "keys")
+    generate_source(source, persons=400, from_year=2019, to_year=2020, seed=3)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "KUHR_APPLICATIONS": str(apps),
+        "KUHR_SOURCE": str(source),
+        "KUHR_DELIVERIES": str(deliveries),
+        "KUHR_PSEUDONYM_KEY_FILE": str(root / "keys" / "pseudonym.key"),
+        "KUHR_SIGNING_KEY_FILE": str(root / "keys" / "signing.pem"),
+        "DAGSTER_DG_UPDATE_CHECK_ENABLED": "0",
+    }
+    port = free_port()
+    logs = [open(root / "webserver.log", "w"), open(root / "daemon.log", "w")]  # noqa: SIM115
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=REPO,
+            env=env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    server = Dagster(port)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                server.graphql("{ version }")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError((root / "webserver.log").read_text()[-3000:]) from None
+                time.sleep(1)
+        yield server, {"root": root, "apps": apps, "deliveries": deliveries, "keys": root / "keys", "home": home}
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
+
+
+def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
+    server, paths = dagster
+    make_recipient(paths["apps"], "recipient")
+    write_spec(
+        paths["apps"], {"application_id": APP, "cohort.entry.diagnoses": ["R74", "R78", "A04"]}, name=f"{APP}.yaml"
+    )
+    runs = server.wait_for(lambda rs: any(r["status"] == "SUCCESS" for r in rs), "the sensor's run")
+    assert len(runs) == 1
+    delivered = sorted((paths["deliveries"] / APP).glob("2*"))
+    assert len(delivered) == 1
+    code, _, err = run_cli(["verify", delivered[0], "--signer-pub", paths["keys"] / "signing.pub"], capsys)
+    assert code == 0, err
+
+    launched = server.graphql(
+        """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
+             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "kuhr_pipeline",
+                    "repositoryName": "__repository__",
+                    "jobName": "deliver_application",
+                },
+                "runConfigData": {
+                    "ops": {"application": {"config": {"spec_path": str(paths["apps"] / f"{APP}.yaml")}}}
+                },
+                "executionMetadata": {
+                    "tags": [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
+                },
+            }
+        },
+    )
+    assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+    server.wait_for(lambda rs: sum(r["status"] == "SUCCESS" for r in rs) == 2, "the GraphQL run")
+    assert len(sorted((paths["deliveries"] / APP).glob("2*"))) == 2
+    code, out, err = run_cli(["audit", "verify", "--log", paths["deliveries"] / "audit.jsonl"], capsys)
+    assert code == 0, err
+
+
+def test_asset_graph_page_in_headless_chromium(dagster) -> None:
+    server, paths = dagster
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is installed by .ci/run (apt-get install chromium)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "asset-graph.png"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={paths['root'] / 'chromium'}",
+        "--window-size=1600,1000",
+        "--virtual-time-budget=20000",
+    ]
+    page = f"{server.url}/asset-groups/delivery"
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    subprocess.run([chromium, *flags, f"--screenshot={screenshot}", page], capture_output=True, timeout=120)
+    for name in ("application", "cohort", "extract", "statistics", "delivery"):
+        assert name in dom, name
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
