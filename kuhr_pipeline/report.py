@@ -22,10 +22,14 @@ def markdown_table(table: pa.Table, limit: int = 10) -> str:
     return "\n".join(lines)
 
 
-def count_chart(labels: list[str], counts: list[int], width: int = 30) -> str:
-    """A Markdown bar chart (text bars), readable in the Dagster UI without images."""
-    top = max(counts, default=0) or 1
-    lines = ["| | count | |", "|---|---:|---|"]
-    for label, n in zip(labels, counts, strict=True):
-        lines.append(f"| {label} | {n} | {'█' * max(1 if n else 0, round(width * n / top))} |")
+def count_chart(counts: dict[str, str], title: str, width: int = 30) -> str:
+    """A Markdown bar chart (text bars), readable in the Dagster UI without images. Counts are text:
+    a masked small count ("<5") is drawn as a stub."""
+    numbers = {label: int(n) if n.isdigit() else 1 for label, n in counts.items()}
+    top = max(numbers.values(), default=0) or 1
+    lines = [f"| {title} | count | |", "|---|---:|---|"]
+    for label, n in counts.items():
+        lines.append(
+            f"| {label} | {n} | {'█' * max(1 if numbers[label] else 0, round(width * numbers[label] / top))} |"
+        )
     return "\n".join(lines)

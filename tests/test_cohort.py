@@ -106,7 +106,9 @@ def test_exact_cohort_person_by_person(source, spec_dir: Path, tmp_path: Path) -
 
 
 def test_attrition_in_contract_order(source, spec_dir: Path) -> None:
-    _, attrition = find_cohort(source, _spec(spec_dir))
+    found = find_cohort(source, _spec(spec_dir))
+    attrition = found.attrition
+    assert sorted(found.first_claim_ages.tolist()) == [10] * 9 + [15]
     assert attrition.steps == [
         ("persons with a claim in the period", 17),
         ("with an entry claim", 15),
@@ -170,3 +172,10 @@ def test_empty_cohort_is_a_result(source, spec_dir: Path, tmp_path: Path) -> Non
     assert result.persons == 0 and result.rows == 0
     assert pq.read_table(result.path).num_rows == 0
     assert result.attrition.steps[1] == ("with an entry claim", 0)
+    assert result.profile.claims_per_month == {}
+
+
+def test_profile_masks_small_counts(source, spec_dir: Path, tmp_path: Path) -> None:
+    profile = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "stage").profile
+    assert profile.persons_per_age_group == {"10-19": "10"}
+    assert profile.claims_per_month["2019-09"] == "<5"

@@ -37,3 +37,38 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "All code locations passed validation" in result.stderr + result.stdout
+
+
+def test_cli_materialisation_of_one_partition(tmp_path: Path, keys_env: dict[str, Path], spec_dir: Path) -> None:
+    """`dagster asset materialize … --partition ID`, as documented in the README."""
+    from kuhr_pipeline.synth import generate_source
+    from tests.helpers import write_spec
+
+    source = tmp_path / "source"
+    generate_source(source, persons=300, from_year=2019, to_year=2020, seed=5)
+    write_spec(spec_dir, {"cohort.entry.diagnoses": ["R74", "A04", "K86"]}, name="TEST-0001.yaml")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("applications", ["TEST-0001"])
+    env = {**os.environ, "KUHR_APPLICATIONS": str(spec_dir), "KUHR_SOURCE": str(source)}
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "kuhr_pipeline.definitions",
+            "--select",
+            "*delivery",
+            "--partition",
+            "TEST-0001",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    delivered = list((keys_env["deliveries"] / "TEST-0001").glob("2*/manifest.json"))
+    assert len(delivered) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from kuhr_pipeline.cohort.attrition import Attrition
-from kuhr_pipeline.cohort.select import CohortClaims, Progress, collect_claims, find_cohort
+from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, Progress, collect_claims, find_cohort
 from kuhr_pipeline.extract.build import needs_practitioner_pseudonym, source_columns
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
@@ -23,15 +25,32 @@ def select_cohort(
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised) in `out_dir`."""
     threshold = max(5, spec.statistics.min_cell) if spec.statistics else 5
-    cohort, attrition = find_cohort(source, spec, threshold, on_progress)
+    found = find_cohort(source, spec, threshold, on_progress)
     patients = Pseudonymiser(master_key, patient_domain(spec.domain))
     practitioners = (
         Pseudonymiser(master_key, practitioner_domain(spec.domain)) if needs_practitioner_pseudonym(spec) else None
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / COHORT_CLAIMS_FILE
-    rows = collect_claims(source, spec, cohort, source_columns(spec), patients, practitioners, out, on_progress)
-    return CohortClaims(out, rows, len(cohort), attrition)
+    rows, months = collect_claims(
+        source, spec, found.ids, source_columns(spec), patients, practitioners, out, on_progress
+    )
+    profile = CohortProfile(
+        persons_per_age_group={
+            label: found.attrition.masked(n) for label, n in _age_groups(found.first_claim_ages).items()
+        },
+        claims_per_month={f"{k // 100}-{k % 100:02d}": found.attrition.masked(n) for k, n in sorted(months.items())},
+    )
+    return CohortClaims(out, rows, len(found.ids), found.attrition, profile)
+
+
+def _age_groups(ages: np.ndarray) -> dict[str, int]:
+    """Persons per 10-year age group at their first entry claim ("ukjent" where the age is missing)."""
+    groups: dict[str, int] = {}
+    for age in ages.tolist():
+        label = "ukjent" if age < 0 else ("90+" if age >= 90 else f"{age // 10 * 10:02d}-{age // 10 * 10 + 9:02d}")
+        groups[label] = groups.get(label, 0) + 1
+    return dict(sorted(groups.items()))
 
 
 __all__ = ["Attrition", "CohortClaims", "select_cohort"]

@@ -34,6 +34,14 @@ _COMPACT_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
+class CohortProfile:
+    """A picture of the cohort for the data manager: counts only, small ones masked."""
+
+    persons_per_age_group: dict[str, str]
+    claims_per_month: dict[str, str]
+
+
+@dataclass(frozen=True)
 class CohortClaims:
     """What pass 2 wrote: the cohort's claims with pseudonyms instead of ids."""
 
@@ -41,6 +49,16 @@ class CohortClaims:
     rows: int
     persons: int
     attrition: Attrition
+    profile: CohortProfile
+
+
+@dataclass(frozen=True)
+class FoundCohort:
+    """Pass 1's result. `ids` are raw national ids as numbers: in memory only, never returned by an asset."""
+
+    ids: np.ndarray
+    attrition: Attrition
+    first_claim_ages: np.ndarray
 
 
 def _reduce_entry(table: pa.Table) -> pa.Table:
@@ -66,8 +84,8 @@ def _in_kommuner(values: pa.Array, patterns: list[str]) -> np.ndarray:
 
 def find_cohort(
     source: Source, spec: ApplicationSpec, threshold: int = 5, on_progress: Progress | None = None
-) -> tuple[np.ndarray, Attrition]:
-    """Pass 1: the cohort's ids (sorted int64, in memory only) and the attrition counts."""
+) -> FoundCohort:
+    """Pass 1: the cohort's ids (sorted int64, in memory only), the attrition counts, and ages."""
     cohort_spec = spec.cohort
     columns = sorted(
         {
@@ -122,7 +140,7 @@ def find_cohort(
     steps: list[tuple[str, int]] = [("persons with a claim in the period", len(persons))]
     if firsts is None or firsts.num_rows == 0:
         cohort = np.zeros(0, dtype=np.int64)
-        keep = np.zeros(0, dtype=bool)
+        ages = np.zeros(0, dtype=np.int64)
         steps.append(("with an entry claim", 0))
         for label in _LATER_STEPS(cohort_spec.min_entry_claims):
             steps.append((label, 0))
@@ -145,9 +163,11 @@ def find_cohort(
         if excluded:
             keep &= ~np.isin(cohort, _distinct(excluded))
         steps.append(("after exclusion (the cohort)", int(keep.sum())))
-        cohort = cohort[keep]
+        order = np.argsort(cohort[keep])
+        cohort = cohort[keep][order]
+        ages = pc.fill_null(firsts.column("pasient_alder"), -1).to_numpy()[keep][order]
     dropped.pop(IdReason.VALID)
-    return np.sort(cohort), Attrition(steps, dropped, threshold)
+    return FoundCohort(cohort, Attrition(steps, dropped, threshold), ages)
 
 
 def _LATER_STEPS(min_claims: int) -> Iterable[str]:
@@ -169,8 +189,10 @@ def collect_claims(
     practitioners: Pseudonymiser | None,
     out: Path,
     on_progress: Progress | None = None,
-) -> int:
-    """Pass 2: write the cohort's claims (`columns` plus pseudonyms) to `out`; returns rows written.
+) -> tuple[int, dict[int, int]]:
+    """Pass 2: write the cohort's claims (`columns` plus pseudonyms) to `out`.
+
+    Returns the rows written and the claims per month (YYYYMM → count).
 
     `pasient_fnr` and `behandler_id` are read but never written: they become
     `pasient_pseudonym` and (when asked for) `behandler_pseudonym`.
@@ -179,9 +201,11 @@ def collect_claims(
     cohort_pseudonyms = patients.fnr_numbers(cohort)
     entry_only = spec.claims == "entry"
     wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
+    months: dict[int, int] = {}
     read = sorted(
         {
             "pasient_fnr",
+            "behandlingstidspunkt",
             *wanted,
             *(["behandler_id"] if practitioners else []),
             *(columns_for(spec.cohort.entry) if entry_only else set()),
@@ -214,6 +238,10 @@ def collect_claims(
                 writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
             writer.write_table(part)
             rows += part.num_rows
+            stamps = kept.column("behandlingstidspunkt")
+            month_keys = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps)).to_numpy()
+            for key, count in zip(*np.unique(month_keys, return_counts=True), strict=True):
+                months[int(key)] = months.get(int(key), 0) + int(count)
             if on_progress:
                 on_progress("pass 2: collecting claims", batch.num_rows)
         if writer is None:
@@ -225,7 +253,7 @@ def collect_claims(
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
-    return rows
+    return rows, months
 
 
 def _practitioner_pseudonyms(ids: pa.Array, practitioners: Pseudonymiser, cache: dict[str, str]) -> pa.Array:

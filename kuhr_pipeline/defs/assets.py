@@ -16,7 +16,7 @@ from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
-from kuhr_pipeline.report import markdown_table
+from kuhr_pipeline.report import count_chart, markdown_table
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
 
@@ -84,6 +84,10 @@ def cohort(
             "persons": result.persons,
             "dagster/row_count": result.rows,
             "attrition": dg.MetadataValue.md(result.attrition.markdown()),
+            "persons_per_age_group": dg.MetadataValue.md(
+                count_chart(result.profile.persons_per_age_group, "age at first entry claim")
+            ),
+            "claims_per_month": dg.MetadataValue.md(count_chart(result.profile.claims_per_month, "month")),
         }
     )
     return result
