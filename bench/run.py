@@ -1,0 +1,124 @@
+"""One command for the register-scale benchmark (see bench/README.md).
+
+    .venv/bin/python bench/run.py            # ~20 million bills
+    .venv/bin/python bench/run.py --small    # ~2 million bills
+
+Generates a synthetic source, then times as whole processes (GNU time -v: wall time, peak RSS)
+the synthetic generator, `kuhr-pipeline deliver` of bench/benchmark-application.yaml, the floor
+(bench/floor.py) and the naive pandas script (bench/naive.py); appends the figures, the machine
+and the command to bench/RESULTS.md, newest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+BIN = Path(sys.executable).parent
+BILLS_PER_PERSON = 5.2 * 6  # bills per person over the six years 2019–2024 (measured on the generator)
+
+
+def timed(name: str, command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
+    print(f"[bench] {name}: {' '.join(command)}", flush=True)
+    with log.open("w") as out:
+        done = subprocess.run(["/usr/bin/time", "-v", *command], env=env, stdout=out, stderr=subprocess.STDOUT)
+    text = log.read_text()
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed (exit {done.returncode}); see {log}\n{text[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    assert wall and rss, text[-1000:]
+    parts = [float(p) for p in wall.group(1).split(":")]
+    seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    result = {"seconds": seconds, "rss_gb": int(rss.group(1)) / 1024 / 1024}
+    print(f"[bench] {name}: {seconds:.1f} s, {result['rss_gb']:.2f} GB peak RSS", flush=True)
+    return result
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores, {cpu}, {int(memory.split()[1]) // 1024 // 1024} GiB, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="about 2 million bills")
+    parser.add_argument("--bills", type=int, default=20_000_000)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kuhr-bench"))
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive script")
+    parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
+    args = parser.parse_args()
+    bills = 2_000_000 if args.small else args.bills
+    persons = int(bills / BILLS_PER_PERSON)
+    work = args.work / f"{bills}"
+    source = work / "source"
+    env = {**os.environ, "DAGSTER_HOME": str(work / "dagster_home"), "KUHR_DELIVERIES": str(work / "deliveries"),
+           "KUHR_PSEUDONYM_KEY_FILE": str(work / "keys" / "pseudonym.key"),
+           "KUHR_SIGNING_KEY_FILE": str(work / "keys" / "signing.pem"), "DAGSTER_DG_UPDATE_CHECK_ENABLED": "0"}
+    for folder in ("dagster_home", "deliveries", "keys", "out"):
+        shutil.rmtree(work / folder, ignore_errors=True)
+    (work / "dagster_home").mkdir(parents=True)
+    (work / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (work / "out").mkdir()
+    cli = str(BIN / "kuhr-pipeline")
+    subprocess.run([cli, "keys", "init"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+    results: dict[str, dict[str, float]] = {}
+    if not source.exists():
+        results["synth"] = timed("synth", [cli, "synth", "--out", str(source), "--persons", str(persons),
+                                           "--from-year", "2019", "--to-year", "2024"], env, work / "synth.log")
+    actual = int(subprocess.run([sys.executable, "-c", "import pyarrow.dataset as ds,sys;"
+                                 f"print(ds.dataset({str(source)!r}, partitioning='hive').count_rows())"],
+                                capture_output=True, text=True, check=True).stdout)
+    results["deliver"] = timed("deliver", [cli, "deliver", str(BENCH / "benchmark-application.yaml"),
+                                           "--source", str(source)], env, work / "deliver.log")
+    cohort_file = work / "cohort-ids.txt"  # synthetic ids, for the floor only; not timed
+    subprocess.run([sys.executable, str(BENCH / "cohort_ids.py"), str(source), str(cohort_file)], check=True, env=env)
+    results["floor"] = timed("floor", [sys.executable, str(BENCH / "floor.py"), str(source), str(cohort_file),
+                                       str(work / "out" / "floor.parquet")], env, work / "floor.log")
+    if not args.no_naive:
+        results["naive"] = timed("naive", [sys.executable, str(BENCH / "naive.py"), str(source),
+                                           str(work / "out" / "naive.parquet")], env, work / "naive.log")
+    report(results, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record)
+
+
+def report(results: dict[str, dict[str, float]], bills: int, command: str, no_record: bool) -> None:
+    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {bills:,} bills", "",
+             f"Command: `.venv/bin/python {command}`  ", f"Machine: {machine()}", "",
+             "| step | wall time (s) | peak RSS (GB) |", "|---|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['seconds']:.1f} | {r['rss_gb']:.2f} |")
+    lines.append("")
+    if "synth" in results:
+        lines.append(f"- synth: {bills / results['synth']['seconds'] / 1e6:.2f} million bills/s")
+    deliver, floor = results["deliver"]["seconds"], results["floor"]["seconds"]
+    lines.append(f"- deliver / floor: {deliver / floor:.2f}× (goal ≤ 2×)")
+    if "naive" in results:
+        lines.append(f"- naive / deliver: {results['naive']['seconds'] / deliver:.1f}× (goal ≥ 10×)")
+    lines.append(f"- deliver peak RSS: {results['deliver']['rss_gb']:.2f} GB (goal ≤ 1.5 GB at 20 M bills)")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if no_record:
+        return
+    path = BENCH / "RESULTS.md"
+    header = "# Benchmark results (newest first)\n\nProduced by `bench/run.py`; see bench/README.md.\n\n"
+    old = path.read_text().removeprefix(header) if path.exists() else ""
+    path.write_text(header + text + "\n" + old)
+
+
+if __name__ == "__main__":
+    main()
