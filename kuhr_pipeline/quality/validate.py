@@ -1,12 +1,15 @@
 """Running expectation suites with Great Expectations on Parquet tables, column by column.
 
-Why column by column: GX's cost depends on the frame it is handed. Each expectation gets a
-one-column, Arrow-backed pandas frame (`types_mapper=pd.ArrowDtype`); list columns are validated
-in flattened form (one row per code), and table-level expectations run on an empty frame with the
-full schema. Peak memory is about one column of the extract, not the extract.
+Why this shape: GX's cost depends on the frame it is handed. Each column's expectations get a
+one-column, Arrow-backed pandas frame (`types_mapper=pd.ArrowDtype`) of the column's *distinct*
+values (list columns flattened first), and every result is weighted back by how often each
+distinct value occurs (Arrow's `value_counts`). Codes, labels and pseudonyms repeat a lot, so GX
+looks at thousands of values instead of millions of rows, and the counts it reports are the
+counts over rows. Table-level expectations run on an empty frame with the full schema. Peak
+memory is about one column of the extract, not the extract.
 
-Results are scrubbed: sample values (`partial_unexpected_list` and friends) never leave this
-module, since a failing value could be an identifier.
+Results keep counts only: GX's sample values (`partial_unexpected_list` and friends) never leave
+this module, since a failing value could be an identifier.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,15 +31,6 @@ import pyarrow.parquet as pq
 
 from kuhr_pipeline.quality.suites import Expectation
 
-_SCRUB = (
-    "partial_unexpected_list",
-    "partial_unexpected_counts",
-    "partial_unexpected_index_list",
-    "unexpected_list",
-    "unexpected_index_list",
-    "unexpected_rows",
-    "observed_value_list",
-)
 TABLE = "(table)"
 
 
@@ -110,33 +105,41 @@ class _Validator:
         asset = self._context.data_sources.add_pandas("kuhr").add_dataframe_asset("frame")
         self._batch = asset.add_batch_definition_whole_dataframe("whole")
 
-    def run(self, frame: pd.DataFrame, expectations: list[Expectation]) -> list[dict[str, Any]]:
+    def run(self, frame: pd.DataFrame, weights: np.ndarray, expectations: list[Expectation]) -> list[dict[str, Any]]:
+        """Validate distinct values; counts are weighted by each value's number of rows."""
         suite = self._gx.ExpectationSuite(name="kuhr", expectations=[dict(e) for e in expectations])
-        result = self._batch.get_batch(batch_parameters={"dataframe": frame}).validate(suite, result_format="SUMMARY")
+        result = self._batch.get_batch(batch_parameters={"dataframe": frame}).validate(
+            suite, result_format={"result_format": "COMPLETE"}
+        )
         out = []
         for r in result.results:
-            summary = {k: v for k, v in (r.result or {}).items() if k not in _SCRUB}
+            raw = r.result or {}
+            unexpected = raw.get("unexpected_index_list") or []
             info = r.exception_info or {}
             raised = bool(info.get("raised_exception")) if isinstance(info, dict) else False
             out.append(
                 {
                     "success": bool(r.success),
-                    "result": summary,
+                    "element_count": int(weights.sum()),
+                    "unexpected_count": int(weights[np.asarray(unexpected, dtype=np.int64)].sum()),
                     "exception": str(info.get("exception_message"))[:200] if raised else None,
                 }
             )
         return out
 
 
-def _column(files: list[Path], column: str) -> pd.DataFrame:
-    """One column across all files, list columns flattened, as an Arrow-backed frame."""
+def _column(files: list[Path], column: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """One column across all files (lists flattened): its distinct values as an Arrow-backed frame,
+    and how many rows hold each."""
     values = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=[column]).column(column)
     if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
         values = pc.list_flatten(values)
     if pa.types.is_date(values.type):
         # GX 1.24 misjudges not-null on Arrow-backed dates (fails with 0 unexpected): compare as timestamps
         values = pc.cast(values, pa.timestamp("ms"))
-    return pd.DataFrame({column: values.to_pandas(types_mapper=pd.ArrowDtype)})
+    counted = pc.value_counts(values)  # nulls form one entry of their own
+    distinct = counted.field("values")
+    return pd.DataFrame({column: distinct.to_pandas(types_mapper=pd.ArrowDtype)}), counted.field("counts").to_numpy()
 
 
 def validate_tables(suite: str, files: list[Path], expectations: list[Expectation]) -> ValidationReport:
@@ -149,19 +152,19 @@ def validate_tables(suite: str, files: list[Path], expectations: list[Expectatio
     schema = pq.read_schema(files[0])
     for column, indices in by_column.items():
         if column == TABLE:
-            frame = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+            frame, weights = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype), np.zeros(0, dtype=np.int64)
         elif column not in schema.names:
             for i in indices:
                 outcomes[i].success = False
                 outcomes[i].exception = "column is not in the table"
             continue
         else:
-            frame = _column(files, column)
-        for i, result in zip(indices, validator.run(frame, [expectations[i] for i in indices]), strict=True):
+            frame, weights = _column(files, column)
+        for i, result in zip(indices, validator.run(frame, weights, [expectations[i] for i in indices]), strict=True):
             o = outcomes[i]
             o.success = result["success"]
-            o.element_count = int(result["result"].get("element_count") or 0)
-            o.unexpected_count = int(result["result"].get("unexpected_count") or 0)
+            o.element_count = result["element_count"]
+            o.unexpected_count = result["unexpected_count"]
             o.exception = result["exception"]
         del frame
     return ValidationReport(suite, outcomes)

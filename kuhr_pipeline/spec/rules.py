@@ -108,7 +108,11 @@ def _check_variables(
         field = f"{prefix}[{i}]"
         variable = catalogue.variables.get(request.name)
         if variable is None:
-            refuse(field, f"'{request.name}' is not in the variable catalogue", "see docs/catalogue.md")
+            refuse(
+                field,
+                f"'{request.name}' is not in the variable catalogue",
+                "see kuhr_pipeline/catalogue/catalogue.yaml",
+            )
             continue
         if request.name in seen:
             refuse(field, f"'{request.name}' is listed twice", "list each variable once")
