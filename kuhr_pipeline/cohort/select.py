@@ -108,7 +108,7 @@ def find_cohort(
         for reason in IdReason:
             dropped[reason] += int(counts[reason])
         valid = ids.valid
-        in_period.append(np.unique(ids.number[valid]))
+        in_period.append(ids.distinct_valid)
         entry = match(batch, cohort_spec.entry) & valid
         if entry.any():
             rows = pa.array(np.flatnonzero(entry))
