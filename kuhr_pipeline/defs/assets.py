@@ -77,6 +77,7 @@ def cohort(
     master_key = pseudonym_key.master_key()  # a bad key fails here, before any data is read
     preload_great_expectations()  # the checks need GX after this step: import it while the source is scanned
     source = open_source(paths.source_dir())
+    context.log.info(f"cohort: scanning {source.path} (years {source.years[0]}–{source.years[-1]})")
     result = select_cohort(
         source, application.spec, master_key, settings.staging_dir(application.application_id), _progress(context)
     )
@@ -103,6 +104,7 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
     if spec.data_level != "pseudonymised":
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
         return ExtractFiles({}, pq.read_schema(cohort.path))
+    context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {cohort.rows:,} claims")
     files = build_extract(spec, cohort.path, out_dir)
     report = kanon.disclosure_report(
         [p for _, p in files.tables()], [n for n, _ in resolved(spec.requested_variables())]
@@ -157,6 +159,7 @@ def delivery(
     signing_key: SigningKey,
 ) -> PublishedDelivery:
     """The encrypted, signed delivery package, published atomically under KUHR_DELIVERIES."""
+    context.log.info(f"delivery: publishing under {paths.deliveries_dir()}")
     published = assemble_and_publish(
         application,
         cohort,

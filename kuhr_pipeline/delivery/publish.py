@@ -8,6 +8,7 @@ deliveries folder.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import hashlib
 import json
@@ -36,6 +37,7 @@ from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.spec.model import ApplicationSpec
 
 STAGING_PREFIX = ".staging-"
+LOCK_SUFFIX = ".lock"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,49 @@ def new_delivery_id(now: datetime | None = None) -> str:
     """Sorts by creation time; the random suffix keeps two runs in the same second apart."""
     now = now or datetime.now(UTC)
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+def _lock_path(stage: Path) -> Path:
+    return stage.with_name(stage.name + LOCK_SUFFIX)
+
+
+def _hold_lock(stage: Path) -> int:
+    """Lock a staging folder (via a lock file beside it) for as long as this process lives;
+    the kernel drops the lock on any exit, SIGKILL included."""
+    fd = os.open(_lock_path(stage), os.O_CREAT | os.O_WRONLY, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _release_lock(stage: Path, fd: int) -> None:
+    _lock_path(stage).unlink(missing_ok=True)
+    os.close(fd)
+
+
+def remove_stale_staging(app_dir: Path) -> list[Path]:
+    """Remove staging left by a writer that is gone (killed, machine restarted): its lock is free."""
+    removed = []
+    for stage in app_dir.glob(f"{STAGING_PREFIX}*"):
+        if stage.name.endswith(LOCK_SUFFIX):
+            continue
+        try:
+            fd = os.open(_lock_path(stage), os.O_RDONLY)
+        except FileNotFoundError:
+            fd = -1  # the lock is created before the folder and removed after it: no lock, no writer
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # a live run is writing it
+            os.close(fd)
+        shutil.rmtree(stage, ignore_errors=True)
+        _lock_path(stage).unlink(missing_ok=True)
+        removed.append(stage)
+    for lock in app_dir.glob(f"{STAGING_PREFIX}*{LOCK_SUFFIX}"):
+        if not lock.with_name(lock.name.removesuffix(LOCK_SUFFIX)).exists():
+            lock.unlink(missing_ok=True)
+    return removed
 
 
 def _fsync(path: Path) -> None:
@@ -115,10 +160,17 @@ def publish_delivery(
     target = app_dir / delivery_id
     stage = app_dir / f"{STAGING_PREFIX}{delivery_id}"
     plain_dir = work_dir / f"plain-{delivery_id}"
+    lock = -1
     try:
+        app_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(app_dir)
+        lock = _hold_lock(stage)
         (stage / "data").mkdir(parents=True)
         plain_dir.mkdir(parents=True)
     except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if lock >= 0:
+            _release_lock(stage, lock)
         raise DeliveryError.single(
             str(app_dir),
             "KUHR_DELIVERIES",
@@ -194,6 +246,7 @@ def publish_delivery(
             ) from None
         raise
     finally:
+        _release_lock(stage, lock)
         shutil.rmtree(plain_dir, ignore_errors=True)
     manifest_sha = hashlib.sha256(data).hexdigest()
     try:

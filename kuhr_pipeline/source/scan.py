@@ -72,6 +72,17 @@ def open_source(path: str | Path) -> Source:
             "generate a source with kuhr-pipeline synth or point at the register export",
         )
     check_schema(dataset.schema, where)
+    for fragment in dataset.get_fragments():  # the dataset's schema is the first file's: check every file
+        try:
+            physical = fragment.physical_schema
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError.single(
+                fragment.path,
+                "(file)",
+                f"is not a readable Parquet file: {_first_line(exc)}",
+                "re-export the damaged file; nothing was delivered",
+            ) from None
+        check_schema(pa.schema([*physical, pa.field(PARTITION_COLUMN, pa.int16())]), fragment.path)
     unpartitioned = [
         f.path for f in dataset.get_fragments() if PARTITION_COLUMN not in ds.get_partition_keys(f.partition_expression)
     ]

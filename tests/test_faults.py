@@ -1,0 +1,166 @@
+"""Faults: a bad source, a bad key, an unwritable output, SIGKILL during each asset. Each gives a
+clear error, no delivery, no staging debris in the deliveries folder, and a rerun that succeeds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from kuhr_pipeline.synth import generate_source
+from tests.conftest import make_recipient
+from tests.helpers import run_cli, write_spec
+
+CLI = Path(sys.executable).with_name("kuhr-pipeline")
+SPEC = {
+    "application_id": "FAULT-1",
+    "period": {"from": "2019-01-01", "to": "2020-12-31"},
+    "cohort": {"entry": {"diagnoses": ["R74", "A04", "K86"]}},
+    "variables": [
+        "pasient_pseudonym",
+        "pasient_kjonn",
+        {"name": "behandlingstidspunkt", "as": "month"},
+        "diagnosekoder",
+        "egenandel",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pristine") / "source"
+    generate_source(out, persons=500, from_year=2019, to_year=2020, seed=21)
+    return out
+
+
+@pytest.fixture
+def setup(tmp_path: Path, keys_env: dict[str, Path], pristine: Path) -> dict[str, Path]:
+    source = tmp_path / "source"
+    shutil.copytree(pristine, source)
+    apps = tmp_path / "applications"
+    apps.mkdir()
+    secret, _ = make_recipient(apps, "recipient")
+    return {**keys_env, "source": source, "spec": write_spec(apps, SPEC, name="FAULT-1.yaml"), "secret": secret}
+
+
+def deliveries_left(setup: dict[str, Path]) -> list[str]:
+    folder = setup["deliveries"] / "FAULT-1"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def assert_nothing_published(setup: dict[str, Path]) -> None:
+    left = deliveries_left(setup)
+    assert not [name for name in left if not name.startswith(".")], left  # no delivery
+
+
+def rerun_succeeds(setup: dict[str, Path], capsys) -> Path:
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 0, err
+    assert [n for n in deliveries_left(setup) if n.startswith(".")] == []  # no staging debris
+    return Path(out.strip())
+
+
+def test_truncated_parquet_in_the_source(setup, capsys) -> None:
+    victim = sorted((setup["source"] / "ar=2020").glob("*.parquet"))[0]
+    original = victim.read_bytes()
+    victim.write_bytes(original[: len(original) // 2])
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code in (1, 2) and "Traceback" not in err
+    assert str(setup["source"]) in err
+    assert_nothing_published(setup)
+    victim.write_bytes(original)
+    rerun_succeeds(setup, capsys)
+
+
+def test_corrupt_bytes_in_a_parquet_file(setup, capsys) -> None:
+    victim = sorted((setup["source"] / "ar=2019").glob("*.parquet"))[0]
+    original = victim.read_bytes()
+    damaged = bytearray(original)
+    for i in range(100, len(damaged) - 100, 997):
+        damaged[i] ^= 0xFF
+    victim.write_bytes(bytes(damaged))
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code != 0 and "Traceback" not in err
+    assert_nothing_published(setup)
+    victim.write_bytes(original)
+    rerun_succeeds(setup, capsys)
+
+
+def test_column_of_the_wrong_type(setup, capsys) -> None:
+    victim = sorted((setup["source"] / "ar=2020").glob("*.parquet"))[0]
+    table = pq.read_table(victim)
+    index = table.schema.get_field_index("egenandel")
+    pq.write_table(table.set_column(index, "egenandel", table.column("egenandel").cast("string")), victim)
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 2 and "column egenandel" in err and "expected double" in err
+    assert_nothing_published(setup)
+
+
+def test_unreadable_key(setup, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("KUHR_SIGNING_KEY_FILE", str(setup["home"]))  # a folder, not a key
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 2 and "KUHR_SIGNING_KEY_FILE" in err and "is a folder" in err
+    assert_nothing_published(setup)
+    assert not (setup["home"] / "staging").exists()
+
+
+def test_output_folder_that_cannot_be_written(setup, capsys, monkeypatch, tmp_path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the deliveries folder should be")
+    monkeypatch.setenv("KUHR_DELIVERIES", str(blocker / "deliveries"))
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 1 and "KUHR_DELIVERIES" in err and "cannot be written" in err and "Traceback" not in err
+    monkeypatch.setenv("KUHR_DELIVERIES", str(setup["deliveries"]))
+    rerun_succeeds(setup, capsys)
+
+
+@pytest.mark.parametrize(
+    "kill_on",
+    [
+        "cohort: scanning",
+        "extract: selecting",
+        "delivery: publishing",
+        "encrypting data/claims",
+        "encrypting data/attrition",
+    ],
+)
+def test_sigkill_during_each_asset(setup, capsys, kill_on, tmp_path) -> None:
+    env = {**os.environ}
+    process = subprocess.Popen(
+        [str(CLI), "deliver", str(setup["spec"]), "--source", str(setup["source"])],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if kill_on in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL, "".join(seen)[-2000:]
+    assert_nothing_published(setup)
+    delivered = rerun_succeeds(setup, capsys)
+
+    # the tables after an interrupted run equal those of an uninterrupted one
+    again = rerun_succeeds(setup, capsys)
+    tables = []
+    for folder in (delivered, again):
+        plain = tmp_path / folder.name
+        code, _, err = run_cli(
+            ["decrypt", folder, "--sk", setup["secret"], "--out", plain, "--signer-pub", setup["signing_pub"]], capsys
+        )
+        assert code == 0, err
+        tables.append(pq.read_table(plain / "claims.parquet"))
+    assert tables[0].equals(tables[1])
+    code, _, err = run_cli(["audit", "verify"], capsys)
+    assert code == 0, err
