@@ -47,3 +47,62 @@ def keys_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]
         "home": home,
         "deliveries": tmp_path / "deliveries",
     }
+
+
+class PostgresDatabase:
+    """A fresh database on the machine's PostgreSQL (trust auth), dropped afterwards."""
+
+    def __init__(self) -> None:
+        import uuid
+
+        self.name = f"kuhr_test_{uuid.uuid4().hex[:12]}"
+        self._admin("CREATE DATABASE")
+
+    def _admin(self, statement: str) -> None:
+        import psycopg2
+
+        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'{statement} "{self.name}"' + (" WITH (FORCE)" if statement.startswith("DROP") else ""))
+        finally:
+            admin.close()
+
+    def drop(self) -> None:
+        self._admin("DROP DATABASE IF EXISTS")
+
+    def query(self, sql: str) -> list[tuple]:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=self.name)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
+    def home(self, folder: Path) -> dict[str, str]:
+        """A DAGSTER_HOME with the production deploy/dagster.yaml, and the variables it reads."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+        return {
+            "DAGSTER_HOME": str(folder),
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": "5432",
+            "DAGSTER_PG_USER": "postgres",
+            "DAGSTER_PG_PASSWORD": "unused-trust-auth",
+            "DAGSTER_PG_DB": self.name,
+            "DAGSTER_COMPUTE_LOG_DIR": str(folder / "compute_logs"),
+        }
+
+
+@pytest.fixture
+def postgres_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    database = PostgresDatabase()
+    env = database.home(tmp_path / "pg_home")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield {"home": Path(env["DAGSTER_HOME"]), "env": env, "database": database.name, "query": database.query}
+    database.drop()

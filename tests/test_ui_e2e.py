@@ -18,7 +18,7 @@ import pytest
 
 from kuhr_pipeline.keys_init import init_keys
 from kuhr_pipeline.synth import generate_source
-from tests.conftest import REPO, make_recipient
+from tests.conftest import REPO, PostgresDatabase, make_recipient
 from tests.helpers import run_cli, write_spec
 
 pytestmark = pytest.mark.slow
@@ -79,18 +79,14 @@ class Dagster:
 def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster, dict[str, Path]]]:
     root = tmp_path_factory.mktemp("ui")
     home, apps, deliveries, source = root / "home", root / "applications", root / "deliveries", root / "source"
-    home.mkdir()
     apps.mkdir()
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\n"
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
-        "concurrency:\n  pools:\n    default_limit: 1\n"
-    )
+    database = PostgresDatabase()  # the production instance config, on the machine's PostgreSQL
+    instance_env = database.home(home)
     init_keys(root / "keys" / "pseudonym.key", root / "keys" / "signing.pem", None, root / "keys")
     generate_source(source, persons=400, from_year=2019, to_year=2020, seed=3)
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(home),
+        **instance_env,
         "KUHR_APPLICATIONS": str(apps),
         "KUHR_SOURCE": str(source),
         "KUHR_DELIVERIES": str(deliveries),
@@ -127,7 +123,17 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
                 if time.monotonic() > deadline:
                     raise AssertionError((root / "webserver.log").read_text()[-3000:]) from None
                 time.sleep(1)
-        yield server, {"root": root, "apps": apps, "deliveries": deliveries, "keys": root / "keys", "home": home}
+        yield (
+            server,
+            {
+                "root": root,
+                "apps": apps,
+                "deliveries": deliveries,
+                "keys": root / "keys",
+                "home": home,
+                "database": database,
+            },
+        )
     finally:
         for process in processes:
             process.terminate()
@@ -138,6 +144,7 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
                 process.kill()
         for log in logs:
             log.close()
+        database.drop()
 
 
 def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
@@ -177,6 +184,11 @@ def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     assert len(sorted((paths["deliveries"] / APP).glob("2*"))) == 2
     code, out, err = run_cli(["audit", "verify", "--log", paths["deliveries"] / "audit.jsonl"], capsys)
     assert code == 0, err
+    recorded = paths["database"].query(
+        "select r.status from runs r join run_tags t on t.run_id = r.run_id "
+        f"where t.key = 'kuhr/application_id' and t.value = '{APP}'"
+    )
+    assert recorded == [("SUCCESS",), ("SUCCESS",)]  # both runs, the sensor's and the UI's, in PostgreSQL
 
 
 def test_asset_graph_page_in_headless_chromium(dagster) -> None:
