@@ -17,7 +17,7 @@ export DAGSTER_DG_UPDATE_CHECK_ENABLED := 0
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,deploy]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 keys: $(BIN)/.installed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from kuhr_pipeline.defs import assets, checks
-from kuhr_pipeline.defs.jobs import deliver_application
+from kuhr_pipeline.defs.jobs import deliver_application, deliver_application_celery
 from kuhr_pipeline.defs.resources import default_resources
 from kuhr_pipeline.defs.schedules import recurring_deliveries
 from kuhr_pipeline.defs.sensors import new_applications
@@ -19,7 +19,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
             checks.extract_passes_validation,
             checks.statistics_passes_validation,
         ],
-        jobs=[deliver_application],
+        jobs=[deliver_application, deliver_application_celery],
         sensors=[new_applications],
         schedules=[recurring_deliveries],
         resources=resources or default_resources(),

@@ -1,0 +1,102 @@
+"""Scale-out on Celery: a real worker process (RabbitMQ broker) executes the job's steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kuhr_pipeline.synth import generate_source
+from tests.conftest import REPO, PostgresDatabase, make_recipient
+from tests.helpers import write_spec
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+
+
+def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path]) -> None:
+    import dagster as dg
+
+    database = PostgresDatabase()
+    env = {**os.environ, **database.home(tmp_path / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    source = tmp_path / "source"
+    generate_source(source, persons=300, from_year=2019, to_year=2020, seed=9)
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    make_recipient(apps, "recipient")
+    spec = write_spec(
+        apps, {"application_id": "CEL-0001", "cohort.entry.diagnoses": ["R74", "A04"]}, name="CEL-0001.yaml"
+    )
+    env.update({"KUHR_SOURCE": str(source), "KUHR_APPLICATIONS": str(apps)})
+    config = tmp_path / "celery.yaml"
+    config.write_text(f"broker: '{BROKER}'\nbackend: 'rpc://'\n")
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("w") as log:
+        worker = subprocess.Popen(
+            [
+                str(BIN / "dagster-celery"),
+                "worker",
+                "start",
+                "-A",
+                "dagster_celery.app",
+                "-y",
+                str(config),
+                "-n",
+                f"kuhr-test-{os.getpid()}@localhost",
+                "-l",
+                "INFO",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "KUHR_"))})
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("applications", ["CEL-0001"])
+        run_config = {
+            "execution": {"config": {"broker": BROKER, "backend": "rpc://"}},
+            "ops": {"application": {"config": {"spec_path": str(spec)}}},
+        }
+        (tmp_path / "run.json").write_text(json.dumps(run_config))
+        time.sleep(3)  # let the worker connect to the broker
+        result = subprocess.run(
+            [
+                str(BIN / "dagster"),
+                "job",
+                "execute",
+                "-m",
+                "kuhr_pipeline.definitions",
+                "-j",
+                "deliver_application_celery",
+                "-c",
+                str(tmp_path / "run.json"),
+                "--tags",
+                json.dumps({"dagster/partition": "CEL-0001"}),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, (result.stderr[-3000:], worker_log.read_text()[-3000:])
+        delivered = list((keys_env["deliveries"] / "CEL-0001").glob("2*/manifest.json"))
+        assert len(delivered) == 1
+        worker_text = worker_log.read_text()
+        assert "execute_plan" in worker_text and "succeeded" in worker_text, worker_text[-3000:]
+        assert database.query("select status from runs") == [("SUCCESS",)]
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        database.drop()
