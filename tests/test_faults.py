@@ -164,3 +164,34 @@ def test_sigkill_during_each_asset(setup, capsys, kill_on, tmp_path) -> None:
     assert tables[0].equals(tables[1])
     code, _, err = run_cli(["audit", "verify"], capsys)
     assert code == 0, err
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 600 KiB tmpfs: too small for a delivery (root may mount; elsewhere the test is skipped)."""
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mountpoint)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mountpoint
+    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_full_or_read_only_output_folder(setup, capsys, monkeypatch, small_disk, fault) -> None:
+    if fault == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    else:
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        (small_disk / "ballast").write_bytes(b"\0" * (free - 12 * 1024))  # 12 KiB left: too little
+    monkeypatch.setenv("KUHR_DELIVERIES", str(small_disk / "deliveries"))
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 1 and "Traceback" not in err, err
+    assert "KUHR_DELIVERIES" in err and ("cannot be written" in err or "writing the delivery failed" in err), err
+    if fault == "full":
+        left = sorted(p.name for p in (small_disk / "deliveries" / "FAULT-1").iterdir())
+        assert left == [], left  # neither a delivery nor staging debris
+        assert not (small_disk / "deliveries" / "audit.jsonl").exists()
+    monkeypatch.setenv("KUHR_DELIVERIES", str(setup["deliveries"]))
+    rerun_succeeds(setup, capsys)
