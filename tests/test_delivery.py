@@ -340,3 +340,21 @@ def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
     total = [r for r in rows if r["ar"] is None and r["pasient_kjonn"] is None and r["pasient_alder"] is None]
     assert len(total) == 1 and total[0]["persons"] >= 5
     assert all(r["persons"] is None or r["persons"] == 0 or r["persons"] >= 5 for r in rows)
+
+
+def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> None:
+    from tests.helpers import person_id
+
+    rows = [{"pasient_fnr": person_id(n), "when": "2019-02-01T10:00:00", "diagnosekoder": ["R74"]} for n in range(8)]
+    rows[0]["pasient_alder"] = 200  # impossible age: not delivered, but the source suite sees it
+    source = write_source(tmp_path / "odd", rows)
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", source], capsys)
+    assert code == 0, err
+    assert "source quality: 1 of 10 expectations failed on a sample of 8 bills" in err
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("cohort"), "source_data_quality"), limit=1
+        )
+    assert records and records[0].evaluation is not None and not records[0].evaluation.passed

@@ -18,6 +18,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
             checks.cohort_is_not_empty,
             checks.extract_passes_validation,
             checks.statistics_passes_validation,
+            checks.source_data_quality,
         ],
         jobs=[deliver_application, deliver_application_celery],
         sensors=[new_applications],

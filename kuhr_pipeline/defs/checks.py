@@ -13,6 +13,7 @@ from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import record_report
 from kuhr_pipeline.quality.suites import claims_suite
 from kuhr_pipeline.quality.validate import ValidationReport
+from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec
 
 # Partitioned checks are a Dagster 1.13 preview, and the only way a check gets exactly its own
@@ -89,3 +90,30 @@ def statistics_passes_validation(
     report = validate_statistics(statistics.path, statistics.min_cell, list(statistics.dimensions))
     record_report(settings.staging_dir(application.application_id), report, [statistics.path])
     return _result(context, report)
+
+
+@dg.asset_check(
+    asset=cohort,
+    blocking=False,
+    partitions_def=applications_partitions,
+    additional_ins={"application": dg.AssetIn("application")},
+    required_resource_keys={"paths"},
+    description="Data quality of the source on a sample of each year: reported as a warning, never blocking.",
+)
+def source_data_quality(context: dg.AssetCheckExecutionContext, application: LoadedSpec) -> dg.AssetCheckResult:
+    from kuhr_pipeline.quality.source_quality import check_source_quality  # imports GX lazily
+
+    report, rows = check_source_quality(open_source(context.resources.paths.source_dir()), application.spec)
+    context.log.info(
+        f"source quality: {len(report.failed)} of {len(report.outcomes)} expectations failed "
+        f"on a sample of {rows:,} bills"
+    )
+    return dg.AssetCheckResult(
+        passed=report.success,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None
+        if report.success
+        else "source data quality: "
+        + "; ".join(f"{o.type} on {o.column} ({o.unexpected_count} of {o.element_count})" for o in report.failed),
+        metadata={"results": dg.MetadataValue.md(report.markdown()), "sample_bills": rows},
+    )

@@ -75,11 +75,12 @@ def deliver_in_process(
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
-    """What stopped the run: failed checks (with their descriptions) and failed steps (root cause)."""
+    """What stopped the run: failed blocking checks (with their descriptions) and failed steps (root cause).
+    Warnings (the source's data quality) are shown in the UI and do not stop a delivery."""
     messages = [
         f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
         for evaluation in result.get_asset_check_evaluations()
-        if not evaluation.passed
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     ]
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error

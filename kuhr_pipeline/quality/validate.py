@@ -18,6 +18,7 @@ import logging
 import sys
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,9 @@ class _Validator:
         return out
 
 
-def _column(files: list[Path], column: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """One column across all files (lists flattened): its distinct values as an Arrow-backed frame,
-    and how many rows hold each."""
-    values = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=[column]).column(column)
+def _distinct(name: str, values: pa.ChunkedArray | pa.Array) -> tuple[pd.DataFrame, np.ndarray]:
+    """A column (lists flattened) as its distinct values in an Arrow-backed frame, and how many
+    rows hold each."""
     if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
         values = pc.list_flatten(values)
     if pa.types.is_date(values.type):
@@ -139,17 +139,31 @@ def _column(files: list[Path], column: str) -> tuple[pd.DataFrame, np.ndarray]:
         values = pc.cast(values, pa.timestamp("ms"))
     counted = pc.value_counts(values)  # nulls form one entry of their own
     distinct = counted.field("values")
-    return pd.DataFrame({column: distinct.to_pandas(types_mapper=pd.ArrowDtype)}), counted.field("counts").to_numpy()
+    return pd.DataFrame({name: distinct.to_pandas(types_mapper=pd.ArrowDtype)}), counted.field("counts").to_numpy()
 
 
 def validate_tables(suite: str, files: list[Path], expectations: list[Expectation]) -> ValidationReport:
-    """Validate the files (one table, possibly split by year) against the expectations."""
+    """Validate the files (one table, possibly split by year), reading one column at a time."""
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    return _validate(suite, pq.read_schema(files[0]), lambda c: dataset.to_table(columns=[c]).column(c), expectations)
+
+
+def validate_table(suite: str, table: pa.Table, expectations: list[Expectation]) -> ValidationReport:
+    """Validate a table held in memory (a bounded sample)."""
+    return _validate(suite, table.schema, table.column, expectations)
+
+
+def _validate(
+    suite: str,
+    schema: pa.Schema,
+    column_values: Callable[[str], pa.ChunkedArray],
+    expectations: list[Expectation],
+) -> ValidationReport:
     validator = _Validator()
     by_column: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(expectations):
         by_column[e["kwargs"].get("column", TABLE)].append(i)
     outcomes = [ExpectationOutcome(e["type"], e["kwargs"].get("column", TABLE)) for e in expectations]
-    schema = pq.read_schema(files[0])
     for column, indices in by_column.items():
         if column == TABLE:
             frame, weights = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype), np.zeros(0, dtype=np.int64)
@@ -159,7 +173,7 @@ def validate_tables(suite: str, files: list[Path], expectations: list[Expectatio
                 outcomes[i].exception = "column is not in the table"
             continue
         else:
-            frame, weights = _column(files, column)
+            frame, weights = _distinct(column, column_values(column))
         for i, result in zip(indices, validator.run(frame, weights, [expectations[i] for i in indices]), strict=True):
             o = outcomes[i]
             o.success = result["success"]

@@ -1,0 +1,36 @@
+"""The disclosure report for person-level extracts: smallest class, persons at risk, worst combination."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kuhr_pipeline.disclosure.kanon import disclosure_report, quasi_identifiers
+
+
+def test_report_on_a_hand_built_extract(tmp_path: Path) -> None:
+    # six women born 1990 in fylke 03, and one man born 1950 in fylke 46: he is alone in his class
+    people = [("a" * 32, 2, 1990, "03")] * 1 + [(f"{i:032x}", 2, 1990, "03") for i in range(1, 6)]
+    people += [("f" * 32, 1, 1950, "46")]
+    table = pa.table(
+        {
+            "pasient_pseudonym": [p[0] for p in people],
+            "pasient_kjonn": pa.array([p[1] for p in people], pa.int8()),
+            "pasient_fodselsar": pa.array([p[2] for p in people], pa.int16()),
+            "pasient_bostedskommune": [p[3] for p in people],
+            "egenandel": [0.0] * len(people),
+        }
+    )
+    path = tmp_path / "claims.parquet"
+    pq.write_table(table, path)
+    columns = table.column_names
+    assert quasi_identifiers(columns) == ["pasient_kjonn", "pasient_fodselsar", "pasient_bostedskommune"]
+    report = disclosure_report([path], columns)
+    assert report["persons"] == 7
+    assert report["smallest_equivalence_class"] == 1
+    assert report["persons_in_classes_smaller_than_5"] == 1
+    assert report["persons_isolated_by_that_combination"] == 1
+    assert report["most_identifying_combination"] == ["pasient_kjonn"]
+    assert pq.read_table(path).equals(table)  # report only: the data are not altered
