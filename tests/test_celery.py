@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,6 +57,7 @@ def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path])
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # `dagster-celery worker start` runs `celery` as a child: stop the group
         )
     try:
         os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "KUHR_"))})
@@ -94,9 +96,11 @@ def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path])
         assert "execute_plan" in worker_text and "succeeded" in worker_text, worker_text[-3000:]
         assert database.query("select status from runs") == [("SUCCESS",)]
     finally:
-        worker.terminate()
+        os.killpg(worker.pid, signal.SIGTERM)
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            os.killpg(worker.pid, signal.SIGKILL)
+        time.sleep(2)
+        subprocess.run(["pkill", "-KILL", "-g", str(worker.pid)], check=False)
         database.drop()
