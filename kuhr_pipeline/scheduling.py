@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-SCHEDULES = ("monthly", "quarterly", "yearly")
-
 
 def period_start(schedule: str, today: date) -> date:
     if schedule == "monthly":

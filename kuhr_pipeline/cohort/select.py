@@ -12,7 +12,7 @@ it writes hold pseudonyms only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +26,22 @@ from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
 from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.source.scan import Source, period_filter, scan
-from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
 
 Progress = Callable[[str, int], None]
 _FIRST_CLAIM_COLUMNS = ["pasient_alder", "pasient_kjonn", "pasient_bostedskommune"]
 _COMPACT_ROWS = 2_000_000
+_FIRSTS_SCHEMA = pa.schema(
+    [
+        ("person", pa.int64()),
+        ("behandlingstidspunkt", pa.timestamp("ms")),
+        ("regning_id", pa.string()),
+        ("pasient_alder", pa.int16()),
+        ("pasient_kjonn", pa.int8()),
+        ("pasient_bostedskommune", pa.string()),
+        ("entry_claims", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +87,6 @@ def _reduce_entry(table: pa.Table) -> pa.Table:
 
 def _distinct(chunks: list[np.ndarray]) -> np.ndarray:
     return np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
-
-
-def _in_kommuner(values: pa.Array, patterns: list[str]) -> np.ndarray:
-    return codes_match(values, patterns)
 
 
 def find_cohort(
@@ -135,49 +142,38 @@ def find_cohort(
         if on_progress:
             on_progress("pass 1: finding the cohort", batch.num_rows)
 
-    persons = _distinct(in_period)
-    firsts = _reduce_entry(pa.concat_tables(entry_parts)) if entry_parts else None
-    steps: list[tuple[str, int]] = [("persons with a claim in the period", len(persons))]
-    if firsts is None or firsts.num_rows == 0:
-        cohort = np.zeros(0, dtype=np.int64)
-        ages = np.zeros(0, dtype=np.int64)
-        steps.append(("with an entry claim", 0))
-        for label in _LATER_STEPS(cohort_spec.min_entry_claims):
-            steps.append((label, 0))
-    else:
-        cohort = firsts.column("person").to_numpy()
-        steps.append(("with an entry claim", len(cohort)))
-        keep = firsts.column("entry_claims").to_numpy() >= cohort_spec.min_entry_claims
-        steps.append((f"with at least {cohort_spec.min_entry_claims} entry claims", int(keep.sum())))
-        age = firsts.column("pasient_alder")
-        if cohort_spec.age is not None:
-            ages = pc.fill_null(age, -1).to_numpy()
-            keep &= (ages >= cohort_spec.age.min) & (ages <= cohort_spec.age.max)
-        steps.append(("after age", int(keep.sum())))
-        if cohort_spec.sex is not None:
-            keep &= np.isin(firsts.column("pasient_kjonn").to_numpy(), cohort_spec.sex)
-        steps.append(("after sex", int(keep.sum())))
-        if cohort_spec.bostedskommuner is not None:
-            keep &= _in_kommuner(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
-        steps.append(("after kommune", int(keep.sum())))
-        if excluded:
-            keep &= ~np.isin(cohort, _distinct(excluded))
-        steps.append(("after exclusion (the cohort)", int(keep.sum())))
-        order = np.argsort(cohort[keep])
-        cohort = cohort[keep][order]
-        ages = pc.fill_null(firsts.column("pasient_alder"), -1).to_numpy()[keep][order]
+    firsts = _reduce_entry(pa.concat_tables(entry_parts)) if entry_parts else _FIRSTS_SCHEMA.empty_table()
     dropped.pop(IdReason.VALID)
+    cohort, ages, steps = _apply_person_criteria(firsts, _distinct(excluded), cohort_spec)
+    steps.insert(0, ("persons with a claim in the period", len(_distinct(in_period))))
     return FoundCohort(cohort, Attrition(steps, dropped, threshold), ages)
 
 
-def _LATER_STEPS(min_claims: int) -> Iterable[str]:
-    return (
-        f"with at least {min_claims} entry claims",
-        "after age",
-        "after sex",
-        "after kommune",
-        "after exclusion (the cohort)",
-    )
+def _apply_person_criteria(
+    firsts: pa.Table, excluded: np.ndarray, cohort_spec: CohortSpec
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """The person-level rules on each person's first entry claim, in the contract's order:
+    the cohort's ids (sorted), their ages on that claim, and the attrition after each step."""
+    persons = firsts.column("person").to_numpy()
+    ages = pc.fill_null(firsts.column("pasient_alder"), -1).to_numpy()
+    keep = firsts.column("entry_claims").to_numpy() >= cohort_spec.min_entry_claims
+    steps = [
+        ("with an entry claim", len(persons)),
+        (f"with at least {cohort_spec.min_entry_claims} entry claims", int(keep.sum())),
+    ]
+    if cohort_spec.age is not None:
+        keep &= (ages >= cohort_spec.age.min) & (ages <= cohort_spec.age.max)
+    steps.append(("after age", int(keep.sum())))
+    if cohort_spec.sex is not None:
+        keep &= np.isin(firsts.column("pasient_kjonn").to_numpy(), cohort_spec.sex)
+    steps.append(("after sex", int(keep.sum())))
+    if cohort_spec.bostedskommuner is not None:
+        keep &= codes_match(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
+    steps.append(("after kommune", int(keep.sum())))
+    keep &= ~np.isin(persons, excluded)
+    steps.append(("after exclusion (the cohort)", int(keep.sum())))
+    order = np.argsort(persons[keep])
+    return persons[keep][order], ages[keep][order], steps
 
 
 def collect_claims(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import getpass
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -273,7 +272,3 @@ def _who() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid {os.getuid()}"
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    return dict(json.loads((folder / MANIFEST).read_bytes()))

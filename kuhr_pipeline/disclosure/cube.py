@@ -24,7 +24,6 @@ MEASURE_AGGREGATES = {
     "sum_egenandel": ("egenandel", "sum"),
     "sum_refusjon": ("refusjon", "sum"),
 }
-ALL_MEASURES = list(MEASURE_AGGREGATES)
 
 
 @dataclass(frozen=True)

@@ -142,23 +142,3 @@ def _digit_matrix(ids: pa.Array) -> np.ndarray:
 def is_valid(fnr: str) -> bool:
     """One id, for tests and tools: the same rules as `check_ids`."""
     return bool(check_ids(pa.array([fnr], pa.string())).valid[0])
-
-
-def as_text(number: int) -> str:
-    """The 11 ASCII digits of a valid id held as a number."""
-    return f"{number:011d}"
-
-
-def check_digits(first_nine: str, *, k1_remainder: int = 0) -> str | None:
-    """The two check digits for nine digits under the given k1 rule (0: pre-2032), or None if impossible.
-
-    Used by the synthetic generator and by tests that build ids by hand.
-    """
-    d = [int(c) for c in first_nine]
-    k1 = (k1_remainder - sum(w * x for w, x in zip(_W1[:9], d, strict=True))) % 11
-    if k1 == 10:
-        return None
-    k2 = (-sum(w * x for w, x in zip(_W2[:10], [*d, k1], strict=True))) % 11
-    if k2 == 10:
-        return None
-    return f"{k1}{k2}"

@@ -153,9 +153,5 @@ def scan(
         ) from None
 
 
-def count_rows(source: Source, row_filter: ds.Expression | None = None) -> int:
-    return int(source.dataset.count_rows(filter=row_filter))
-
-
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__

@@ -32,7 +32,6 @@ SOURCE_SCHEMA = pa.schema(
 )
 
 FILE_COLUMNS = SOURCE_SCHEMA.names
-ALL_COLUMNS = [*FILE_COLUMNS, PARTITION_COLUMN]
 
 
 def type_matches(expected: pa.DataType, actual: pa.DataType) -> bool:

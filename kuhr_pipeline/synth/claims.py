@@ -76,10 +76,6 @@ _SUBSETS = [_code_subset(t) for t in _TYPE_NAMES]
 _CODE_SYSTEM = [t[1] for t in codes.PRACTICE_TYPES]
 
 
-def _season_factor(month: np.ndarray) -> np.ndarray:
-    return np.select([np.isin(month, (12, 1, 2)), np.isin(month, (6, 7, 8))], [3.0, 0.5], 1.0)
-
-
 def _draw_codes(rng: np.random.Generator, type_idx: np.ndarray, month: np.ndarray) -> np.ndarray:
     """One diagnosis code index per bill (−1 where the practice type codes none)."""
     out = np.full(len(type_idx), -1, dtype=np.int32)
