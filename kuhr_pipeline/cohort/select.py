@@ -86,7 +86,10 @@ def _reduce_entry(table: pa.Table) -> pa.Table:
 
 
 def _distinct(chunks: list[np.ndarray]) -> np.ndarray:
-    return np.unique(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+    """Each id once (Arrow's hash-based unique: several times faster than numpy's on millions of ids)."""
+    if not chunks:
+        return np.zeros(0, dtype=np.int64)
+    return pc.unique(pa.chunked_array([pa.array(c, pa.int64()) for c in chunks])).to_numpy()
 
 
 def find_cohort(
@@ -170,7 +173,7 @@ def _apply_person_criteria(
     if cohort_spec.bostedskommuner is not None:
         keep &= codes_match(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
     steps.append(("after kommune", int(keep.sum())))
-    keep &= ~np.isin(persons, excluded)
+    keep &= ~pc.is_in(pa.array(persons), value_set=pa.array(excluded, pa.int64())).to_numpy(zero_copy_only=False)
     steps.append(("after exclusion (the cohort)", int(keep.sum())))
     order = np.argsort(persons[keep])
     return persons[keep][order], ages[keep][order], steps

@@ -15,7 +15,7 @@ from kuhr_pipeline.source.scan import Source, period_filter, scan
 from kuhr_pipeline.source.schema import FILE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec
 
-SAMPLE_ROWS_PER_YEAR = 100_000
+SAMPLE_ROWS_PER_YEAR = 20_000
 COLUMNS = [c for c in FILE_COLUMNS if c != "pasient_fnr"]
 
 
