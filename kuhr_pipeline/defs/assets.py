@@ -16,7 +16,6 @@ from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
-from kuhr_pipeline.quality.validate import preload_great_expectations
 from kuhr_pipeline.report import count_chart, markdown_table
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
@@ -75,7 +74,6 @@ def cohort(
 ) -> CohortClaims:
     """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging."""
     master_key = pseudonym_key.master_key()  # a bad key fails here, before any data is read
-    preload_great_expectations()  # the checks need GX after this step: import it while the source is scanned
     source = open_source(paths.source_dir())
     context.log.info(f"cohort: scanning {source.path} (years {source.years[0]}–{source.years[-1]})")
     result = select_cohort(

@@ -15,8 +15,6 @@ this module, since a failing value could be an identifier.
 from __future__ import annotations
 
 import logging
-import sys
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,24 +180,3 @@ def _validate(
             o.exception = result["exception"]
         del frame
     return ValidationReport(suite, outcomes)
-
-
-_preloading: threading.Thread | None = None
-
-
-def preload_great_expectations() -> None:
-    """Start importing GX (≈5 s of pure import time) in the background, to overlap a source scan.
-
-    Called when a run starts its scan; the checks import GX anyway, and find it loaded. Loading
-    definitions never pays for GX.
-    """
-    global _preloading
-    if _preloading is None and "great_expectations" not in sys.modules:
-        _preloading = threading.Thread(target=_import_gx, name="preload-great-expectations", daemon=True)
-        _preloading.start()
-
-
-def _import_gx() -> None:
-    import great_expectations  # noqa: F401
-
-    import kuhr_pipeline.quality.gx_custom  # noqa: F401
