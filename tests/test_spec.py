@@ -258,3 +258,10 @@ def test_deep_nesting_refused(spec_dir, capsys):
     path.write_text("a: " + "[" * 50 + "]" * 50 + "\n")
     code, _, err = run_cli(["check", path], capsys)
     assert code == 2 and "nested deeper" in err
+
+
+def test_impossible_yaml_date_is_a_refusal(spec_dir, capsys):
+    path = spec_dir / "date.yaml"
+    path.write_text("approval:\n  decided: 2026-13-45\n")
+    code, _, err = run_cli(["check", path], capsys)
+    assert code == 2 and "YAML does not parse" in err and "internal error" not in err

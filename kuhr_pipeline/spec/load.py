@@ -79,7 +79,8 @@ def load_spec(path: str | Path, *, today: date | None = None) -> LoadedSpec:
     text = _read(path)
     try:
         raw = parse_yaml(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # the constructors raise ValueError for impossible dates and the like (found by fuzzing)
         raise SpecRefused.single(where, "(file)", f"YAML does not parse: {exc}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise SpecRefused.single(where, "(top level)", "must be a mapping of keys to values", "see applications/")
