@@ -123,6 +123,7 @@ def test_output_folder_that_cannot_be_written(setup, capsys, monkeypatch, tmp_pa
 @pytest.mark.parametrize(
     "kill_on",
     [
+        "application: FAULT-1 checked",
         "cohort: scanning",
         "extract: selecting",
         "delivery: publishing",
@@ -195,3 +196,29 @@ def test_full_or_read_only_output_folder(setup, capsys, monkeypatch, small_disk,
         assert not (small_disk / "deliveries" / "audit.jsonl").exists()
     monkeypatch.setenv("KUHR_DELIVERIES", str(setup["deliveries"]))
     rerun_succeeds(setup, capsys)
+
+
+def test_sigkill_during_statistics(setup, capsys) -> None:
+    statistics_spec = {
+        **SPEC,
+        "data_level": "statistics",
+        "statistics": {"group_by": ["ar", "pasient_kjonn"], "measures": ["persons", "claims"], "min_cell": 5},
+    }
+    spec = write_spec(setup["spec"].parent, statistics_spec, name="FAULT-1.yaml", remove=["variables"])
+    process = subprocess.Popen(
+        [str(CLI), "deliver", str(spec), "--source", str(setup["source"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "statistics: the cube" in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    assert_nothing_published(setup)
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
+    assert code == 0, err
+    assert [n for n in deliveries_left(setup) if n.startswith(".")] == []

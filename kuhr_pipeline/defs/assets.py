@@ -52,6 +52,7 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
             f"{path}: application_id is '{loaded.application_id}', but the partition is "
             f"'{application_id}'. Name the file after the application_id."
         )
+    context.log.info(f"application: {application_id} checked ({loaded.spec.data_level}, spec {loaded.sha256[:12]})")
     for advisory in loaded.advisories:
         context.log.warning(advisory)
     spec = loaded.spec
@@ -131,6 +132,10 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
 def statistics(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims) -> StatisticsTable:
     """For data_level statistics: every cell and margin, with primary and secondary suppression."""
     spec = application.spec
+    if spec.statistics is not None:
+        context.log.info(
+            f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of {cohort.rows:,} claims"
+        )
     result = build_statistics(spec, cohort.path, settings.staging_dir(application.application_id) / "statistics")
     if result.path is None:
         context.add_output_metadata({"note": "data_level is pseudonymised: no statistics table"})
