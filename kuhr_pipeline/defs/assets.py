@@ -1,6 +1,5 @@
 """The asset graph: application → cohort → extract → delivery (and statistics). Wiring only."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -105,10 +104,11 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
         return ExtractFiles({}, pq.read_schema(cohort.path))
     context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {cohort.rows:,} claims")
     files = build_extract(spec, cohort.path, out_dir)
-    report = kanon.disclosure_report(
-        [p for _, p in files.tables()], [n for n, _ in resolved(spec.requested_variables())]
+    report = kanon.write_disclosure_report(
+        [p for _, p in files.tables()],
+        [n for n, _ in resolved(spec.requested_variables())],
+        out_dir.parent / DISCLOSURE_REPORT,
     )
-    (out_dir.parent / DISCLOSURE_REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
     first = next(iter(files.tables()), None)
     context.add_output_metadata(
         {

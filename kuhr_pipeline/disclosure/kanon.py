@@ -10,6 +10,7 @@ most persons.
 
 from __future__ import annotations
 
+import json
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,13 @@ def disclosure_report(files: list[Path], columns: list[str]) -> dict[str, Any]:
         "most_identifying_combination": worst[1],
         "persons_isolated_by_that_combination": max(worst[0], 0),
     }
+
+
+def write_disclosure_report(files: list[Path], columns: list[str], path: Path) -> dict[str, Any]:
+    """Compute the report and keep it beside the staged extract (the delivery encrypts it)."""
+    report = disclosure_report(files, columns)
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
 
 
 def markdown(report: dict[str, Any]) -> str:
