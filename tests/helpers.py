@@ -175,3 +175,23 @@ def run_cli(args: list[str], capsys: Any) -> tuple[int, str, str]:
         code = int(exit_.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def small_application(root: Path, application_id: str, seed: int = 8) -> tuple[Path, Path]:
+    """A small synthetic source (300 persons, 2019–2020) and a spec for it with its recipient key,
+    in `root`; returns (source, spec). The spec file is named after the application id."""
+    from crypt4gh.keys import c4gh
+
+    from kuhr_pipeline.synth import generate_source
+
+    source = root / "source"
+    generate_source(source, persons=300, from_year=2019, to_year=2020, seed=seed)
+    apps = root / "apps"
+    apps.mkdir()
+    c4gh.generate(str(apps / "recipient.sec"), str(apps / "recipient.pub"), passphrase=None, comment=b"recipient")
+    spec = write_spec(
+        apps,
+        {"application_id": application_id, "cohort.entry.diagnoses": ["R74", "A04"]},
+        name=f"{application_id}.yaml",
+    )
+    return source, spec

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kuhr_pipeline.synth import generate_source
-from tests.conftest import REPO, PostgresDatabase, make_recipient
-from tests.helpers import write_spec
+from tests.conftest import REPO, PostgresDatabase
+from tests.helpers import small_application
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -26,15 +25,8 @@ def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path])
 
     database = PostgresDatabase()
     env = {**os.environ, **database.home(tmp_path / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    source = tmp_path / "source"
-    generate_source(source, persons=300, from_year=2019, to_year=2020, seed=9)
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    make_recipient(apps, "recipient")
-    spec = write_spec(
-        apps, {"application_id": "CEL-0001", "cohort.entry.diagnoses": ["R74", "A04"]}, name="CEL-0001.yaml"
-    )
-    env.update({"KUHR_SOURCE": str(source), "KUHR_APPLICATIONS": str(apps)})
+    source, spec = small_application(tmp_path, "CEL-0001", seed=9)
+    env.update({"KUHR_SOURCE": str(source), "KUHR_APPLICATIONS": str(spec.parent)})
     config = tmp_path / "celery.yaml"
     config.write_text(f"broker: '{BROKER}'\nbackend: 'rpc://'\n")
     worker_log = tmp_path / "worker.log"

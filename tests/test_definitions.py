@@ -39,17 +39,14 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
     assert "All code locations passed validation" in result.stderr + result.stdout
 
 
-def test_cli_materialisation_of_one_partition(tmp_path: Path, keys_env: dict[str, Path], spec_dir: Path) -> None:
+def test_cli_materialisation_of_one_partition(tmp_path: Path, keys_env: dict[str, Path]) -> None:
     """`dagster asset materialize … --partition ID`, as documented in the README."""
-    from kuhr_pipeline.synth import generate_source
-    from tests.helpers import write_spec
+    from tests.helpers import small_application
 
-    source = tmp_path / "source"
-    generate_source(source, persons=300, from_year=2019, to_year=2020, seed=5)
-    write_spec(spec_dir, {"cohort.entry.diagnoses": ["R74", "A04", "K86"]}, name="TEST-0001.yaml")
+    source, spec = small_application(tmp_path, "TEST-0001", seed=5)
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("applications", ["TEST-0001"])
-    env = {**os.environ, "KUHR_APPLICATIONS": str(spec_dir), "KUHR_SOURCE": str(source)}
+    env = {**os.environ, "KUHR_APPLICATIONS": str(spec.parent), "KUHR_SOURCE": str(source)}
     dagster = Path(sys.executable).with_name("dagster")
     result = subprocess.run(
         [

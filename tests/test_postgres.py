@@ -6,20 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from kuhr_pipeline.synth import generate_source
-from tests.conftest import make_recipient
-from tests.helpers import run_cli, write_spec
+from tests.helpers import run_cli, small_application
 
 
 def test_cli_delivery_is_recorded_in_postgres(tmp_path: Path, keys_env, postgres_home, capsys) -> None:
-    source = tmp_path / "source"
-    generate_source(source, persons=300, from_year=2019, to_year=2020, seed=8)
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    make_recipient(apps, "recipient")
-    spec = write_spec(
-        apps, {"application_id": "PG-0001", "cohort.entry.diagnoses": ["R74", "A04"]}, name="PG-0001.yaml"
-    )
+    source, spec = small_application(tmp_path, "PG-0001")
     code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
     assert code == 0, err
     runs = postgres_home["query"](
