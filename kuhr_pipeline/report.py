@@ -1,17 +1,28 @@
-"""Small renderings for people: Markdown tables and previews. No identifiers pass through here:
-callers hand over pseudonymised tables only."""
+"""Small renderings for people: Markdown tables and previews.
+
+Callers hand over pseudonymised tables only, but a preview is shown before validation has run,
+so any run of 11 or more digits in a cell is hidden as well: free text copied from the source
+could carry a fødselsnummer, and metadata is stored in the event log for good.
+"""
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
+
+_LONG_NUMBER = re.compile(r"[0-9]{11,}")
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
+HIDDEN = "‹number hidden›"
 
 
 def _cell(value: object) -> str:
     if value is None:
         return ""
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value).replace("|", "\\|")
+    text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    if not _PSEUDONYM.fullmatch(text):
+        text = _LONG_NUMBER.sub(HIDDEN, text)
+    return text.replace("|", "\\|")
 
 
 def markdown_table(table: pa.Table, limit: int = 10) -> str:

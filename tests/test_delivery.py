@@ -257,6 +257,10 @@ def test_failed_validation_stops_the_delivery(setup, capsys, tmp_path) -> None:
     assert "expect_column_values_to_hold_no_fodselsnummer on avvisningsgrunn" in err
     assert "expect_column_values_to_be_in_set on pasient_kjonn" in err
     assert victim not in err + out
+    persisted = [
+        p.read_bytes().decode("latin-1") for p in setup["home"].rglob("*") if p.is_file() and "staging" not in p.parts
+    ]
+    assert not any(victim in text for text in persisted)  # not in the event log, metadata or logs
     assert not (setup["deliveries"] / "E2E-0001").exists() or not [
         p for p in (setup["deliveries"] / "E2E-0001").iterdir()
     ]
