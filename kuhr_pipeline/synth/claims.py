@@ -76,26 +76,27 @@ _SUBSETS = [_code_subset(t) for t in _TYPE_NAMES]
 _CODE_SYSTEM = [t[1] for t in codes.PRACTICE_TYPES]
 
 
-def _draw_codes(rng: np.random.Generator, type_idx: np.ndarray, month: np.ndarray) -> np.ndarray:
-    """One diagnosis code index per bill (−1 where the practice type codes none)."""
+_SEASON_OF_MONTH = np.array([-1, 0, 0, 2, 2, 2, 1, 1, 1, 2, 2, 2, 0])  # 0 winter, 1 summer, 2 other
+_SEASON_FACTOR = (3.0, 0.5, 1.0)
+
+
+def _draw_codes(rng: np.random.Generator, type_idx: np.ndarray, season: np.ndarray) -> np.ndarray:
+    """One diagnosis code index per bill (−1 where the practice type codes none), drawn per
+    (practice type, season) group: rows are grouped once by sorting, not masked per group."""
     out = np.full(len(type_idx), -1, dtype=np.int32)
+    group = type_idx * len(_SEASON_FACTOR) + season
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(_SUBSETS) * len(_SEASON_FACTOR) + 1))
     for t, (chosen, weights, winter) in enumerate(_SUBSETS):
         if _CODE_SYSTEM[t] is None:
             continue
-        rows = np.flatnonzero(type_idx == t)
-        if not len(rows):
-            continue
-        for season, factor in ((0, 3.0), (1, 0.5), (2, 1.0)):
-            season_rows = rows[_season_code(month[rows]) == season]
-            if not len(season_rows):
+        for s, factor in enumerate(_SEASON_FACTOR):
+            lo, hi = bounds[t * len(_SEASON_FACTOR) + s], bounds[t * len(_SEASON_FACTOR) + s + 1]
+            if lo == hi:
                 continue
             w = weights * np.where(winter, factor, 1.0)
-            out[season_rows] = rng.choice(chosen, size=len(season_rows), p=w / w.sum())
+            out[order[lo:hi]] = rng.choice(chosen, size=hi - lo, p=w / w.sum())
     return out
-
-
-def _season_code(month: np.ndarray) -> np.ndarray:
-    return np.select([np.isin(month, (12, 1, 2)), np.isin(month, (6, 7, 8))], [0, 1], 2)
 
 
 def _list_array(first: np.ndarray, second: np.ndarray, values: pa.Array) -> pa.Array:
@@ -109,23 +110,23 @@ def _list_array(first: np.ndarray, second: np.ndarray, values: pa.Array) -> pa.A
 
 
 def _bad_ids(rng: np.random.Generator, ids: np.ndarray, share: float) -> pa.Array:
-    """The id column as text, with `share` of rows missing, malformed or with bad check digits."""
+    """The id column as text, with `share` of rows missing, malformed or with bad check digits.
+    Only the damaged rows pass through Python."""
     text = pc.utf8_lpad(pc.cast(pa.array(ids), pa.string()), 11, "0")
-    n = len(ids)
-    bad = np.flatnonzero(rng.random(n) < share)
+    mask = rng.random(len(ids)) < share
+    bad = np.flatnonzero(mask)
     if not len(bad):
         return text
     kind = rng.integers(0, 3, len(bad))
-    values = text.to_pylist()
-    for row, k in zip(bad.tolist(), kind.tolist(), strict=True):
+    damaged: list[str | None] = []
+    for value, k in zip(text.take(pa.array(bad)).to_pylist(), kind.tolist(), strict=True):
         if k == 0:
-            values[row] = None
+            damaged.append(None)
         elif k == 1:
-            values[row] = values[row][: rng.integers(6, 11)] if rng.random() < 0.7 else values[row][:9] + "X1"
+            damaged.append(value[: rng.integers(6, 11)] if rng.random() < 0.7 else value[:9] + "X1")
         else:
-            last = int(values[row][-1])
-            values[row] = values[row][:10] + str((last + 1 + int(rng.integers(0, 9))) % 10)
-    return pa.array(values, pa.string())
+            damaged.append(value[:10] + str((int(value[-1]) + 1 + int(rng.integers(0, 9))) % 10))
+    return pc.replace_with_mask(text, pa.array(mask), pa.array(damaged, pa.string()))
 
 
 def make_year(
@@ -174,6 +175,7 @@ def make_year(
     n = len(local)
     person = persons[local]
     month = date.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    season = _SEASON_OF_MONTH[month]
 
     # age at the contact
     birth_p = population.birth_date[person]
@@ -182,8 +184,8 @@ def make_year(
     age = (year - birth_year_p - (~had_birthday)).astype(np.int16)
 
     # diagnoses
-    main = _draw_codes(rng, type_idx, month)
-    second = np.where((rng.random(n) < SECOND_DIAGNOSIS_SHARE) & (main >= 0), _draw_codes(rng, type_idx, month), -1)
+    main = _draw_codes(rng, type_idx, season)
+    second = np.where((rng.random(n) < SECOND_DIAGNOSIS_SHARE) & (main >= 0), _draw_codes(rng, type_idx, season), -1)
     second = np.where(second == main, -1, second)
 
     # fee codes
