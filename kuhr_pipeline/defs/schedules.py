@@ -7,7 +7,7 @@ from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.defs.runs import ensure_partition, run_request_for
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.scheduling import is_due, last_delivery_date, period_label
-from kuhr_pipeline.spec import load_spec
+from kuhr_pipeline.spec import load_spec, spec_files
 
 
 @dg.schedule(
@@ -20,7 +20,7 @@ from kuhr_pipeline.spec import load_spec
 def recurring_deliveries(context: dg.ScheduleEvaluationContext, paths: KuhrPaths) -> list[dg.RunRequest]:
     today = context.scheduled_execution_time.date()
     requests = []
-    for path in sorted([*paths.applications_dir().glob("*.yaml"), *paths.applications_dir().glob("*.yml")]):
+    for path in spec_files(paths.applications_dir()):
         try:
             loaded = load_spec(path, today=today)
         except KuhrError as refused:

@@ -7,7 +7,7 @@ from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.defs.runs import run_request_for
 from kuhr_pipeline.errors import KuhrError
-from kuhr_pipeline.spec import load_spec
+from kuhr_pipeline.spec import load_spec, spec_files
 
 
 @dg.sensor(
@@ -17,10 +17,9 @@ from kuhr_pipeline.spec import load_spec
     description="Watches KUHR_APPLICATIONS; run key = application id + spec hash, so a spec is delivered once.",
 )
 def new_applications(context: dg.SensorEvaluationContext, paths: KuhrPaths) -> dg.SensorResult:
-    folder = paths.applications_dir()
     requests: list[dg.RunRequest] = []
     new_partitions: list[str] = []
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+    for path in spec_files(paths.applications_dir()):
         try:
             loaded = load_spec(path)
         except KuhrError as refused:
@@ -30,7 +29,7 @@ def new_applications(context: dg.SensorEvaluationContext, paths: KuhrPaths) -> d
             context.log.error(f"{path}: could not be read ({error.__class__.__name__}); skipped")
             continue
         application_id = loaded.application_id
-        if application_id in new_partitions or any(r.partition_key == application_id for r in requests):
+        if any(r.partition_key == application_id for r in requests):
             context.log.warning(f"{path}: application_id {application_id} is used by another spec file; skipped")
             continue
         if not context.instance.has_dynamic_partition(applications_partitions.name or "applications", application_id):

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from kuhr_pipeline.disclosure.suppression import recoverable
 from kuhr_pipeline.quality.suites import load_suite_file
-from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport
+from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport, validate_tables
 
 MEASURES = ("persons", "claims", "sum_egenandel", "sum_refusjon")
 
@@ -52,8 +52,6 @@ def check_rules(path: Path, types: list[str], min_cell: int, dimensions: list[st
 
 def validate_statistics(path: Path, min_cell: int, dimensions: list[str]) -> ValidationReport:
     """The statistics suite from `expectations/statistics.json`: GX expectations plus the rules."""
-    from kuhr_pipeline.quality.validate import validate_tables
-
     suite = load_suite_file("statistics")
     names = set(pq.read_schema(path).names)
     gx_part = [e for e in suite if e["type"] not in RULES and e["kwargs"].get("column", "") in names]

@@ -71,6 +71,11 @@ def _pydantic_problems(where: str, error: ValidationError) -> list[Problem]:
     return list(problems.values())
 
 
+def spec_files(folder: Path) -> list[Path]:
+    """The spec files in an applications folder (`*.yaml` and `*.yml`), in name order."""
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
 def load_spec(path: str | Path, *, today: date | None = None) -> LoadedSpec:
     """Load and check a spec; raises SpecRefused listing every problem found."""
     path = Path(path)
