@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from kuhr_pipeline.errors import KeyFileError
-from kuhr_pipeline.identity.fodselsnummer import IdKind, IdReason, check_ids, is_valid
+from kuhr_pipeline.identity.fodselsnummer import IdKind, IdReason, check_ids, is_valid, summarise_ids
 from kuhr_pipeline.identity.keys import read_master_key
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from tests.helpers import fnr, person_id, pseudonym
@@ -61,6 +61,15 @@ def test_2032_rule_accepts_k1_remainders_one_to_three() -> None:
 
 def test_non_ascii_digits_are_malformed() -> None:
     assert reasons(["٠١٠١٩٠١٢٣٤٥"]) == [IdReason.MALFORMED]
+
+
+def test_batch_summary_counts_rows_like_the_row_check() -> None:
+    """Pass 1 counts refused bills from the distinct ids; it must agree with checking every row."""
+    good, other = person_id(5), person_id(6, d_number=True)
+    values = [good, good, None, "", "123", good[:10] + str((int(good[10]) + 1) % 10), other, None, fnr("018190123")]
+    summary = summarise_ids(pa.array(values, pa.string()))
+    assert summary.rows_per_reason.tolist() == np.bincount(reasons(values), minlength=len(IdReason)).tolist()
+    assert sorted(summary.distinct_valid.tolist()) == sorted([int(good), int(other)])
 
 
 def test_pseudonym_matches_documented_algorithm() -> None:

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
-from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids
+from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids, summarise_ids
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.source.scan import Source, period_filter, scan
 from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
+from kuhr_pipeline.staged_parquet import StagedParquetWriter
 
 Progress = Callable[[str, int], None]
 _FIRST_CLAIM_COLUMNS = ["pasient_alder", "pasient_kjonn", "pasient_bostedskommune"]
@@ -85,6 +85,24 @@ def _reduce_entry(table: pa.Table) -> pa.Table:
     return reduced.set_column(reduced.schema.get_field_index("entry_claims"), "entry_claims", pa.array(counts))
 
 
+@dataclass(frozen=True)
+class _ValidRows:
+    rows: np.ndarray  # row positions in the batch
+    numbers: np.ndarray  # their ids as numbers
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _valid_rows(ids: pa.Array | pa.ChunkedArray, wanted: np.ndarray) -> _ValidRows:
+    """The wanted rows whose id is valid, with the ids as numbers (only these rows are checked)."""
+    rows = np.flatnonzero(wanted)
+    if not len(rows):
+        return _ValidRows(rows, np.zeros(0, dtype=np.int64))
+    checked = check_ids(ids.take(pa.array(rows)))
+    return _ValidRows(rows[checked.valid], checked.number[checked.valid])
+
+
 def _distinct(chunks: list[np.ndarray]) -> np.ndarray:
     """Each id once (Arrow's hash-based unique: several times faster than numpy's on millions of ids)."""
     if not chunks:
@@ -113,22 +131,21 @@ def find_cohort(
     entry_rows = 0
     dropped = dict.fromkeys(IdReason, 0)
     for batch in scan(source, columns, period_filter(spec.period.from_, spec.period.to)):
-        ids = check_ids(batch.column("pasient_fnr"))
-        counts = np.bincount(ids.reason, minlength=len(IdReason))
+        fnr = batch.column("pasient_fnr")
+        summary = summarise_ids(fnr)
         for reason in IdReason:
-            dropped[reason] += int(counts[reason])
-        valid = ids.valid
-        in_period.append(ids.distinct_valid)
-        entry = match(batch, cohort_spec.entry) & valid
-        if entry.any():
-            rows = pa.array(np.flatnonzero(entry))
+            dropped[reason] += int(summary.rows_per_reason[reason])
+        in_period.append(summary.distinct_valid)
+        entry = _valid_rows(fnr, match(batch, cohort_spec.entry))
+        if len(entry):
+            rows = pa.array(entry.rows)
             part = pa.table(
                 {
-                    "person": pa.array(ids.number[entry]),
+                    "person": pa.array(entry.numbers),
                     "behandlingstidspunkt": batch.column("behandlingstidspunkt").take(rows),
                     "regning_id": batch.column("regning_id").take(rows),
                     **{c: batch.column(c).take(rows) for c in _FIRST_CLAIM_COLUMNS},
-                    "entry_claims": pa.array(np.ones(int(entry.sum()), dtype=np.int64)),
+                    "entry_claims": pa.array(np.ones(len(entry), dtype=np.int64)),
                 }
             )
             entry_parts.append(_reduce_entry(part))
@@ -137,9 +154,9 @@ def find_cohort(
                 entry_parts = [_reduce_entry(pa.concat_tables(entry_parts))]
                 entry_rows = entry_parts[0].num_rows
         if cohort_spec.exclude is not None:
-            excluding = match(batch, cohort_spec.exclude) & valid
-            if excluding.any():
-                excluded.append(np.unique(ids.number[excluding]))
+            excluding = _valid_rows(fnr, match(batch, cohort_spec.exclude))
+            if len(excluding):
+                excluded.append(np.unique(excluding.numbers))
         if len(in_period) > 64:
             in_period = [_distinct(in_period)]
         if on_progress:
@@ -211,7 +228,7 @@ def collect_claims(
         }
     )
     practitioner_cache: dict[str, str] = {}
-    writer: pq.ParquetWriter | None = None
+    writer: StagedParquetWriter | None = None
     rows = 0
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -234,8 +251,8 @@ def collect_claims(
             table.update({c: kept.column(c) for c in wanted})
             part = pa.table(table)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, part.schema, compression="zstd")
-            writer.write_table(part)
+                writer = StagedParquetWriter(tmp, part.schema)
+            writer.write(part)
             rows += part.num_rows
             stamps = kept.column("behandlingstidspunkt")
             month_keys = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps)).to_numpy()
@@ -244,7 +261,7 @@ def collect_claims(
             if on_progress:
                 on_progress("pass 2: collecting claims", batch.num_rows)
         if writer is None:
-            writer = pq.ParquetWriter(tmp, _empty_schema(source, wanted, practitioners is not None), compression="zstd")
+            writer = StagedParquetWriter(tmp, _empty_schema(source, wanted, practitioners is not None))
         writer.close()
         writer = None
         tmp.replace(out)

@@ -20,13 +20,11 @@ _BYDELER = [(312, 335, "0301"), (1161, 1165, "1103"), (1202, 1210, "1201"), (160
 
 
 def age_group(values: pa.Array, width: int) -> pa.Array:
-    ages = pc.cast(values, pa.int32())
-    low = pc.multiply(pc.divide(ages, width), width)
-    high = pc.add(low, width - 1)
-    label = pc.binary_join_element_wise(
-        pc.utf8_lpad(pc.cast(low, pa.string()), 2, "0"), pc.utf8_lpad(pc.cast(high, pa.string()), 2, "0"), "-"
-    )
-    return pc.if_else(pc.greater_equal(ages, OPEN_AGE), pa.scalar(f"{OPEN_AGE}+"), label)
+    def label(age: int) -> str:
+        low = age // width * width
+        return f"{OPEN_AGE}+" if age >= OPEN_AGE else f"{low:02d}-{low + width - 1:02d}"
+
+    return _labelled(pc.cast(values, pa.int32()), label)
 
 
 def fylke(values: pa.Array) -> pa.Array:
@@ -43,7 +41,8 @@ def kommune(values: pa.Array) -> pa.Array:
 
 
 def month(values: pa.Array) -> pa.Array:
-    return pc.strftime(values, format="%Y-%m")
+    keys = pc.add(pc.multiply(pc.cast(pc.year(values), pa.int32()), 100), pc.cast(pc.month(values), pa.int32()))
+    return _labelled(keys, lambda key: f"{key // 100:04d}-{key % 100:02d}")
 
 
 def year(values: pa.Array) -> pa.Array:
@@ -52,6 +51,16 @@ def year(values: pa.Array) -> pa.Array:
 
 def date(values: pa.Array) -> pa.Array:
     return pc.cast(values, pa.date32())
+
+
+def _labelled(keys: pa.Array, label: Callable[[int], str]) -> pa.Array:
+    """Text labels for integer keys, made once per distinct key (a few hundred at most), not per row:
+    Arrow's string kernels (strftime above all) cost far more per row than a dictionary lookup."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    encoded = pc.dictionary_encode(keys)
+    labels = pa.array([label(key) for key in encoded.dictionary.to_pylist()], pa.string())
+    return labels.take(encoded.indices)
 
 
 def _same(values: pa.Array) -> pa.Array:
