@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 from kuhr_pipeline.catalogue import load_catalogue
 
 SMALL_CLASS = 5
+_COMPACT_ROWS = 2_000_000
 _NOT_PER_PERSON = {"pasient_pseudonym", "behandler_pseudonym", "behandlingstidspunkt"}
 
 
@@ -46,11 +47,29 @@ def _small_class_persons(table: pa.Table, columns: list[str]) -> tuple[int, int]
     return smallest, int(pc.count_distinct(joined.column("pasient_pseudonym")).as_py())
 
 
+def _distinct_rows(files: list[Path], columns: list[str]) -> pa.Table:
+    """Each distinct (person, quasi-identifiers) combination once, read batch by batch.
+
+    Everything below counts distinct persons per combination, so this loses nothing, and it holds
+    about one row per person (a few where age group or residence changed) instead of every claim."""
+    parts: list[pa.Table] = []
+    held = 0
+    for batch in ds.dataset([str(f) for f in files], format="parquet").to_batches(columns=columns):
+        parts.append(pa.Table.from_batches([batch]).group_by(columns).aggregate([]))
+        held += parts[-1].num_rows
+        if held > _COMPACT_ROWS:
+            parts = [pa.concat_tables(parts).group_by(columns).aggregate([])]
+            held = parts[0].num_rows
+    if not parts:
+        return ds.dataset([str(f) for f in files], format="parquet").to_table(columns=columns)
+    return pa.concat_tables(parts).group_by(columns).aggregate([])
+
+
 def disclosure_report(files: list[Path], columns: list[str]) -> dict[str, Any]:
     qis = quasi_identifiers(columns)
     if "pasient_pseudonym" not in columns or not qis or not files:
         return {"quasi_identifiers": qis, "note": "no person-level quasi-identifiers delivered"}
-    table = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=["pasient_pseudonym", *qis])
+    table = _distinct_rows(files, ["pasient_pseudonym", *qis])
     persons = int(pc.count_distinct(table.column("pasient_pseudonym")).as_py())
     smallest, at_risk = _small_class_persons(table, qis)
     worst: tuple[int, list[str]] = (-1, [])
