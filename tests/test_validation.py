@@ -212,3 +212,14 @@ def test_dates_inside_the_period(tmp_path: Path) -> None:
         path = tmp_path / "d.parquet"
         pq.write_table(pa.table({"behandlingstidspunkt": pa.array(values, pa.date32())}), path)
         assert validate_tables("claims", [path], claims_suite(spec(), columns)).success is ok
+
+
+def test_counts_add_up_over_row_groups(tmp_path: Path) -> None:
+    """Columns are counted batch by batch: a bad value in several row groups is counted once per row."""
+    good = pa.table(GOOD)
+    bad = pa.table({**GOOD, "pasient_kjonn": pa.array([7, 1], pa.int8())})
+    path = tmp_path / "claims.parquet"
+    pq.write_table(pa.concat_tables([good, bad, good, bad, bad]), path, row_group_size=2)
+    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+    sex = [o for o in report.failed if o.column == "pasient_kjonn"]
+    assert sex and sex[0].unexpected_count == 3 and sex[0].element_count == 10, report.markdown()

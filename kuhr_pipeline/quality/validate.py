@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ import pyarrow.parquet as pq
 from kuhr_pipeline.quality.suites import Expectation
 
 TABLE = "(table)"
+BATCH_ROWS = 256 * 1024
+_COMPACT_ROWS = 2_000_000  # distinct values held before merging the counts so far
 
 
 @dataclass
@@ -127,34 +130,57 @@ class _Validator:
         return out
 
 
-def _distinct(name: str, values: pa.ChunkedArray | pa.Array) -> tuple[pd.DataFrame, np.ndarray]:
+def _distinct(name: str, value_type: pa.DataType, chunks: Iterable[pa.Array]) -> tuple[pd.DataFrame, np.ndarray]:
     """A column (lists flattened) as its distinct values in an Arrow-backed frame, and how many
-    rows hold each."""
-    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        values = pc.list_flatten(values)
-    if pa.types.is_date(values.type):
-        # GX 1.24 misjudges not-null on Arrow-backed dates (fails with 0 unexpected): compare as timestamps
-        values = pc.cast(values, pa.timestamp("ms"))
-    counted = pc.value_counts(values)  # nulls form one entry of their own
-    distinct = counted.field("values")
-    return pd.DataFrame({name: distinct.to_pandas(types_mapper=pd.ArrowDtype)}), counted.field("counts").to_numpy()
+    rows hold each. Counted chunk by chunk, so a column is never held whole."""
+    parts: list[pa.Table] = []
+    held = 0
+    for values in chain([pa.array([], value_type)], chunks):  # the empty chunk types an empty column
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            values = pc.list_flatten(values)
+        if pa.types.is_date(values.type):
+            # GX 1.24 misjudges not-null on Arrow-backed dates (fails with 0 unexpected): compare as timestamps
+            values = pc.cast(values, pa.timestamp("ms"))
+        counted = pc.value_counts(values)  # nulls form one entry of their own
+        parts.append(pa.table({"values": counted.field("values"), "counts": counted.field("counts")}))
+        held += parts[-1].num_rows
+        if len(parts) > 1 and held > _COMPACT_ROWS:
+            parts = [_merge_counts(parts)]
+            held = parts[0].num_rows
+    merged = _merge_counts(parts)
+    return pd.DataFrame({name: merged.column("values").to_pandas(types_mapper=pd.ArrowDtype)}), merged.column(
+        "counts"
+    ).to_numpy()
+
+
+def _merge_counts(parts: list[pa.Table]) -> pa.Table:
+    if len(parts) == 1:
+        return parts[0]
+    summed = pa.concat_tables(parts).group_by("values").aggregate([("counts", "sum")])
+    return pa.table({"values": summed.column("values"), "counts": summed.column("counts_sum")})
 
 
 def validate_tables(suite: str, files: list[Path], expectations: list[Expectation]) -> ValidationReport:
-    """Validate the files (one table, possibly split by year), reading one column at a time."""
+    """Validate the files (one table, possibly split by year), one column at a time, batch by batch."""
     dataset = ds.dataset([str(f) for f in files], format="parquet")
-    return _validate(suite, pq.read_schema(files[0]), lambda c: dataset.to_table(columns=[c]).column(c), expectations)
+    schema = pq.read_schema(files[0])
+    return _validate(
+        suite,
+        schema,
+        lambda c: (b.column(0) for b in dataset.to_batches(columns=[c], batch_size=BATCH_ROWS)),
+        expectations,
+    )
 
 
 def validate_table(suite: str, table: pa.Table, expectations: list[Expectation]) -> ValidationReport:
     """Validate a table held in memory (a bounded sample)."""
-    return _validate(suite, table.schema, table.column, expectations)
+    return _validate(suite, table.schema, lambda c: table.column(c).chunks, expectations)
 
 
 def _validate(
     suite: str,
     schema: pa.Schema,
-    column_values: Callable[[str], pa.ChunkedArray],
+    column_values: Callable[[str], Iterable[pa.Array]],
     expectations: list[Expectation],
 ) -> ValidationReport:
     validator = _Validator()
@@ -171,7 +197,7 @@ def _validate(
                 outcomes[i].exception = "column is not in the table"
             continue
         else:
-            frame, weights = _distinct(column, column_values(column))
+            frame, weights = _distinct(column, schema.field(column).type, column_values(column))
         for i, result in zip(indices, validator.run(frame, weights, [expectations[i] for i in indices]), strict=True):
             o = outcomes[i]
             o.success = result["success"]
