@@ -12,7 +12,7 @@ export KUHR_SOURCE ?= $(CURDIR)/data/sample
 export KUHR_DELIVERIES ?= $(CURDIR)/deliveries
 export DAGSTER_DG_UPDATE_CHECK_ENABLED := 0
 
-.PHONY: demo test lint typecheck pytest keys sample ui clean
+.PHONY: demo test lint typecheck pytest browser keys sample ui clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed
+# The browser test drives Debian's Chromium headless: installed here when the machine lacks it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+pytest: $(BIN)/.installed browser
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
