@@ -16,7 +16,7 @@ from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import load_spec
+from kuhr_pipeline.spec import LoadedSpec, load_spec
 
 
 class RunFailed(KuhrError):
@@ -50,7 +50,22 @@ def deliver_in_process(
             "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
         }
     )
-    instance = instance or dg.DagsterInstance.get()
+    if instance is not None:
+        return _run(instance, defs, loaded, spec_path, source_dir, echo)
+    # The instance this process opens is entered (which makes it the current one for Dagster's
+    # definitions state) and disposed of afterwards (its database connections closed).
+    with dg.DagsterInstance.get() as own_instance:
+        return _run(own_instance, defs, loaded, spec_path, source_dir, echo)
+
+
+def _run(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    loaded: LoadedSpec,
+    spec_path: Path,
+    source_dir: Path,
+    echo: Callable[[str], None],
+) -> Path:
     ensure_partition(instance, loaded.application_id)
     job = defs.resolve_job_def("deliver_application")
     echo(f"delivering {loaded.application_id} from {source_dir} (Dagster instance {os.environ['DAGSTER_HOME']})")
