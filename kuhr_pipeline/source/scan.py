@@ -1,9 +1,8 @@
 """Opening a source dataset and streaming it with column projection and partition pruning.
 
 Nothing here reads a whole source into memory: callers get record batches of at most
-`BATCH_ROWS` rows. Readahead is kept at one batch and one file: measured on 2 cores, two batches
-of readahead ran no faster and peaked ~0.1–0.4 GB higher; a scanner without its own threads was
-lighter still but 70 % slower at 40 M bills (bench/RESULTS.md).
+`BATCH_ROWS` rows, and at most two batches are decoded ahead of them (see `scan`): Arrow's own
+cross-file readahead grew with the number of files when the caller was the slower side.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from kuhr_pipeline.errors import Problem, SourceError
+from kuhr_pipeline.source.prefetch import prefetched
 from kuhr_pipeline.source.schema import PARTITION_COLUMN, PARTITIONING, SOURCE_SCHEMA, type_matches
 
 BATCH_ROWS = 256 * 1024
@@ -133,17 +133,26 @@ def scan(
     row_filter: ds.Expression | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream the given columns of the rows matching the filter, batch by batch."""
+    """Stream the given columns of the rows matching the filter, batch by batch.
+
+    Files whose `ar` partition cannot match are skipped; the rest are read one at a time, a file's
+    row groups decoded on Arrow's threads, at most two batches ahead of the caller (prefetch.py)."""
+    options = ds.ParquetFragmentScanOptions(pre_buffer=False)  # no whole-row-group read buffers
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for fragment in source.dataset.get_fragments(filter=row_filter):
+            yield from fragment.to_batches(
+                schema=source.dataset.schema,
+                columns=list(columns),
+                filter=row_filter,
+                batch_size=batch_rows,
+                batch_readahead=1,
+                fragment_scan_options=options,
+                use_threads=True,
+            )
+
     try:
-        scanner = source.dataset.scanner(
-            columns=list(columns),
-            filter=row_filter,
-            batch_size=batch_rows,
-            batch_readahead=1,
-            fragment_readahead=1,
-            use_threads=True,
-        )
-        for batch in scanner.to_batches():
+        for batch in prefetched(batches()):
             if batch.num_rows:
                 yield batch
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
