@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from kuhr_pipeline.synth import codes
 from kuhr_pipeline.synth.claims import make_year
 from kuhr_pipeline.synth.population import make_population
 
-PERSONS_PER_SLICE = 200_000
+PERSONS_PER_SLICE = 200_000  # at most; a year's slices are made equal
 PERSONS_PER_FASTLEGE = 1_100  # 4 787 fastleger for 5.5 M people (2018)
 DEFAULT_BAD_ID_SHARE = 0.004
 WORKERS = 2
@@ -80,30 +79,32 @@ def generate_source(
     for year in range(from_year, to_year + 1):
         (staging / f"ar={year}").mkdir()
 
+    parts = -(-persons // PERSONS_PER_SLICE)
+    slice_size = -(-persons // parts)  # slices of even size keep both workers busy to the end
+
     def make_slice(year: int, part: int) -> int:
         """One (year, slice): made from its own seed, written to its own file; returns its bills."""
         rng = np.random.default_rng([seed, year, part])
-        slice_ = np.arange(part * PERSONS_PER_SLICE, min((part + 1) * PERSONS_PER_SLICE, persons))
+        slice_ = np.arange(part * slice_size, min((part + 1) * slice_size, persons))
         first_regning = year * 10**10 + part * REGNING_IDS_PER_SLICE
         table = make_year(rng, population, slice_, year, first_regning, bad_id_share, pools)
         _write(table, staging / f"ar={year}" / f"part-{part:04d}.parquet")
         return table.num_rows
 
-    slices = [
-        (year, part) for year in range(from_year, to_year + 1) for part in range(-(-persons // PERSONS_PER_SLICE))
-    ]
+    slices = [(year, part) for year in range(from_year, to_year + 1) for part in range(parts)]
     bills = 0
     # numpy and Parquet release the GIL for their bulk work: two slices at a time use both cores,
     # and at most two slices are in memory
     pool = ThreadPoolExecutor(max_workers=WORKERS)
-    running: deque[Future[int]] = deque()
+    running: set[Future[int]] = set()
     try:
         for year, part in slices:
             if len(running) == WORKERS:
-                bills += _finished(running.popleft(), on_progress)
-            running.append(pool.submit(make_slice, year, part))
-        while running:
-            bills += _finished(running.popleft(), on_progress)
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                bills += sum(_finished(future, on_progress) for future in done)
+            running.add(pool.submit(make_slice, year, part))
+        bills += sum(_finished(future, on_progress) for future in running)
+        running = set()
         if out.exists():
             out.rmdir()
         staging.rename(out)
