@@ -19,7 +19,7 @@ from kuhr_pipeline.report import count_chart, markdown_table
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
 
-LOG_EVERY_ROWS = 2_000_000
+LOG_STEPS = 10  # progress lines per pass, whatever the size of the source
 
 
 class ApplicationConfig(dg.Config):
@@ -28,14 +28,16 @@ class ApplicationConfig(dg.Config):
     spec_path: str = ""
 
 
-def _progress(context: dg.AssetExecutionContext) -> Progress:
+def _progress(context: dg.AssetExecutionContext, total: int) -> Progress:
+    """Log each pass at every tenth of the bills in the period's years (one event each in the log)."""
     seen: dict[str, int] = {}
+    step = max(1, -(-total // LOG_STEPS))
 
     def report(stage: str, rows: int) -> None:
         before = seen.get(stage, 0)
         seen[stage] = before + rows
-        if before // LOG_EVERY_ROWS != seen[stage] // LOG_EVERY_ROWS:
-            context.log.info(f"{stage}: {seen[stage]:,} bills read")
+        if before // step != seen[stage] // step:
+            context.log.info(f"{stage}: {seen[stage]:,} of {total:,} bills read")
 
     return report
 
@@ -75,9 +77,15 @@ def cohort(
     """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging."""
     master_key = pseudonym_key.master_key()  # a bad key fails here, before any data is read
     source = open_source(paths.source_dir())
-    context.log.info(f"cohort: scanning {source.path} (years {source.years[0]}–{source.years[-1]})")
+    period = application.spec.period
+    total = source.rows_in_years(period.from_.year, period.to.year)
+    context.log.info(f"cohort: scanning {source.path}: {total:,} bills in {period.from_.year}–{period.to.year}")
     result = select_cohort(
-        source, application.spec, master_key, settings.staging_dir(application.application_id), _progress(context)
+        source,
+        application.spec,
+        master_key,
+        settings.staging_dir(application.application_id),
+        _progress(context, total),
     )
     context.log.info(f"cohort: {result.persons:,} persons, {result.rows:,} claims")
     context.add_output_metadata(
