@@ -54,6 +54,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, {int(memory.split()[1]) // 1024 // 1024} GiB, Python {platform.python_version()}"
 
 
+def commit() -> str:
+    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="about 2 million bills")
@@ -98,7 +103,7 @@ def main() -> None:
 
 def report(results: dict[str, dict[str, float]], bills: int, command: str, no_record: bool) -> None:
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {bills:,} bills", "",
-             f"Command: `.venv/bin/python {command}`  ", f"Machine: {machine()}", "",
+             f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}", "",
              "| step | wall time (s) | peak RSS (GB) |", "|---|---:|---:|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['seconds']:.1f} | {r['rss_gb']:.2f} |")
