@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +12,7 @@ import pytest
 
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.source import open_source, period_filter, scan
+from kuhr_pipeline.source.prefetch import prefetched
 from kuhr_pipeline.source.schema import SOURCE_SCHEMA
 from tests.helpers import person_id, write_source
 
@@ -88,3 +91,35 @@ def test_scan_prunes_by_period_and_projects(tmp_path: Path) -> None:
     table = pa.Table.from_batches(batches)
     assert table.column_names == ["regning_id", "ar"]
     assert table.column("ar").to_pylist() == [2021]
+
+
+def test_prefetch_keeps_order_stays_bounded_and_stops_with_the_consumer() -> None:
+    produced: list[int] = []
+    finished = threading.Event()
+
+    def items():
+        try:
+            for i in range(100):
+                produced.append(i)
+                yield i
+        finally:
+            finished.set()
+
+    stream = prefetched(items(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    time.sleep(0.3)
+    assert len(produced) <= 3 + 2 + 1  # taken, queued, and one waiting to be queued
+    stream.close()  # the consumer stops early: so does the producer
+    assert finished.wait(2)
+    assert len(produced) < 100
+
+
+def test_prefetch_raises_the_producers_error_in_the_consumer() -> None:
+    def items():
+        yield 1
+        raise OSError("disk gone")
+
+    stream = prefetched(items())
+    assert next(stream) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(stream)

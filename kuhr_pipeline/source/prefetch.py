@@ -34,13 +34,16 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
         return False
 
     def produce() -> None:
+        iterator = iter(items)
         try:
-            for item in items:
+            for item in iterator:
                 if not offer(item):
                     return
             offer(_DONE)
         except BaseException as error:  # handed to the consumer, which raises it
             offer(error)
+        finally:
+            getattr(iterator, "close", lambda: None)()  # a generator (and the files it reads) is closed now
 
     threading.Thread(target=produce, name="kuhr-prefetch", daemon=True).start()
     try:
