@@ -31,7 +31,7 @@ from kuhr_pipeline.staged_parquet import StagedParquetWriter
 Progress = Callable[[str, int], None]
 _FIRST_CLAIM_COLUMNS = ["pasient_alder", "pasient_kjonn", "pasient_bostedskommune"]
 _COMPACT_ROWS = 2_000_000  # entry rows held before they are reduced to one per person
-_COMPACT_BATCHES = 16  # batches of distinct ids held before they are merged (each merge is a hash of all of them)
+_COMPACT_BATCHES = 16  # batches of ids deduplicated together before they join the sorted array
 _FIRSTS_SCHEMA = pa.schema(
     [
         ("person", pa.int64()),
@@ -105,7 +105,7 @@ def _valid_rows(ids: pa.Array | pa.ChunkedArray, wanted: np.ndarray) -> _ValidRo
 
 
 class _DistinctIds:
-    """Every valid id seen in the period, once, as one sorted array.
+    """Ids collected over many batches, each once, as one sorted array (memory: one int64 per id).
 
     Batches are deduplicated a group at a time (a hash over the group only) and merged into the
     sorted array by a linear merge: a hash over everything seen so far cost a few hundred MB at
@@ -120,9 +120,9 @@ class _DistinctIds:
         if len(self._pending) >= _COMPACT_BATCHES:
             self._merge()
 
-    def count(self) -> int:
+    def sorted(self) -> np.ndarray:
         self._merge()
-        return len(self._seen)
+        return self._seen
 
     def _merge(self) -> None:
         if not self._pending:
@@ -156,7 +156,7 @@ def find_cohort(
         }
     )
     in_period = _DistinctIds()
-    excluded: list[np.ndarray] = []
+    excluded = _DistinctIds()
     entry_parts: list[pa.Table] = []
     entry_rows = 0
     dropped = dict.fromkeys(IdReason, 0)
@@ -186,14 +186,14 @@ def find_cohort(
         if cohort_spec.exclude is not None:
             excluding = _valid_rows(fnr, match(batch, cohort_spec.exclude))
             if len(excluding):
-                excluded.append(np.unique(excluding.numbers))
+                excluded.add(excluding.numbers)
         if on_progress:
             on_progress("pass 1: finding the cohort", batch.num_rows)
 
     firsts = _reduce_entry(pa.concat_tables(entry_parts)) if entry_parts else _FIRSTS_SCHEMA.empty_table()
     dropped.pop(IdReason.VALID)
-    cohort, ages, steps = _apply_person_criteria(firsts, _distinct(excluded), cohort_spec)
-    steps.insert(0, ("persons with a claim in the period", in_period.count()))
+    cohort, ages, steps = _apply_person_criteria(firsts, excluded.sorted(), cohort_spec)
+    steps.insert(0, ("persons with a claim in the period", len(in_period.sorted())))
     return FoundCohort(cohort, Attrition(steps, dropped, threshold), ages)
 
 

@@ -100,8 +100,8 @@ def _draw_codes(rng: np.random.Generator, type_idx: np.ndarray, season: np.ndarr
 
 
 def _categorical(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
-    """n draws of 0 … len(weights) − 1 in proportion to weights (what rng.choice(p=…) does, without
-    its per-call checks, which cost more than the draws for the small groups drawn here)."""
+    """n draws of 0 … len(weights) − 1 in proportion to weights: what rng.choice(p=…) does, minus
+    its checks of p on every call (it is called once per small group in `_draw_codes`)."""
     cdf = np.cumsum(weights, dtype=np.float64)
     return np.searchsorted(cdf / cdf[-1], rng.random(n), side="right")
 
@@ -170,7 +170,7 @@ def make_year(
     age_now = np.clip(year - birth_year, 0, 120)
     band = np.searchsorted(codes.AGE_BANDS, age_now, side="right") - 1
     # contacts per person ~ Poisson(sum of the band's rates), each contact's practice type drawn in
-    # proportion to the rates: the same as one Poisson count per type, with 70× fewer draws
+    # proportion to the rates: the same as one Poisson count per type, with a draw per person, not per type
     rates = np.array([t[3] for t in codes.PRACTICE_TYPES]).T  # band x type
     per_person = rng.poisson(rates.sum(axis=1)[band] * (birth_year <= year))
     local = np.repeat(np.arange(len(persons)), per_person)
