@@ -12,7 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROW_GROUP_ROWS = 256 * 1024
+from kuhr_pipeline.source.scan import BATCH_ROWS
+
+ROW_GROUP_ROWS = BATCH_ROWS
 
 
 class StagedParquetWriter:

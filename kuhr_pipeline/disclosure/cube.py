@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kuhr_pipeline.extract.generalise import generalise
+from kuhr_pipeline.source.scan import BATCH_ROWS
 
 UNKNOWN = "ukjent"
 ROWS_PER_BUCKET = 4_000_000  # claims held in memory at once (a few hundred MB)
-BATCH_ROWS = 256 * 1024
 MEASURE_AGGREGATES = {
     "persons": ("pasient_pseudonym", "count_distinct"),
     "claims": ("pasient_pseudonym", "count"),

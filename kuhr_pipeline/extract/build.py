@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.extract.generalise import generalise
+from kuhr_pipeline.source.scan import BATCH_ROWS
 from kuhr_pipeline.spec.model import ApplicationSpec, VariableRequest
 
 YEAR_COLUMN = "ar"
@@ -70,7 +71,7 @@ def build_extract(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> 
     parquet = pq.ParquetFile(cohort_claims)
     schema: pa.Schema | None = None
     try:
-        for batch in parquet.iter_batches(batch_size=256 * 1024):
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             table = select_variables(batch, variables)
             schema = table.schema
             if split:

@@ -52,8 +52,8 @@ class IdKind(IntEnum):
     SYNTHETIC = 4
 
 
-_W1 = np.array([3, 7, 6, 1, 8, 9, 4, 5, 2, 1], dtype=np.int64)
-_W2 = np.array([5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1], dtype=np.int64)
+_W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2, 1)
+_W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1)
 
 
 @dataclass(frozen=True)

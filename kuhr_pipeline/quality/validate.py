@@ -30,9 +30,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from kuhr_pipeline.quality.suites import Expectation
+from kuhr_pipeline.source.scan import BATCH_ROWS
 
 TABLE = "(table)"
-BATCH_ROWS = 256 * 1024
 _COMPACT_ROWS = 2_000_000  # distinct values held before merging the counts so far
 
 
