@@ -29,7 +29,6 @@ from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
 from kuhr_pipeline.staged_parquet import StagedParquetWriter
 
 Progress = Callable[[str, int], None]
-_FIRST_CLAIM_COLUMNS = ["pasient_alder", "pasient_kjonn", "pasient_bostedskommune"]
 _COMPACT_ROWS = 2_000_000  # entry rows held before they are reduced to one per person
 _COMPACT_BATCHES = 16  # batches of ids deduplicated together before they join the sorted array
 _FIRSTS_SCHEMA = pa.schema(
@@ -43,6 +42,16 @@ _FIRSTS_SCHEMA = pa.schema(
         ("entry_claims", pa.int64()),
     ]
 )
+
+
+def _first_claim_columns(cohort_spec: CohortSpec) -> list[str]:
+    """What is kept of each person's first entry claim: the age always (the cohort's age picture),
+    sex and residence only when a criterion asks (two columns fewer to decode in pass 1)."""
+    return [
+        "pasient_alder",
+        *(["pasient_kjonn"] if cohort_spec.sex is not None else []),
+        *(["pasient_bostedskommune"] if cohort_spec.bostedskommuner is not None else []),
+    ]
 
 
 @dataclass(frozen=True)
@@ -145,12 +154,13 @@ def find_cohort(
 ) -> FoundCohort:
     """Pass 1: the cohort's ids (sorted int64, in memory only), the attrition counts, and ages."""
     cohort_spec = spec.cohort
+    first_claim_columns = _first_claim_columns(cohort_spec)
     columns = sorted(
         {
             "pasient_fnr",
             "regning_id",
             "behandlingstidspunkt",
-            *_FIRST_CLAIM_COLUMNS,
+            *first_claim_columns,
             *columns_for(cohort_spec.entry),
             *columns_for(cohort_spec.exclude),
         }
@@ -174,7 +184,7 @@ def find_cohort(
                     "person": pa.array(entry.numbers),
                     "behandlingstidspunkt": batch.column("behandlingstidspunkt").take(rows),
                     "regning_id": batch.column("regning_id").take(rows),
-                    **{c: batch.column(c).take(rows) for c in _FIRST_CLAIM_COLUMNS},
+                    **{c: batch.column(c).take(rows) for c in first_claim_columns},
                     "entry_claims": pa.array(np.ones(len(entry), dtype=np.int64)),
                 }
             )
@@ -190,7 +200,12 @@ def find_cohort(
         if on_progress:
             on_progress("pass 1: finding the cohort", batch.num_rows)
 
-    firsts = _reduce_entry(pa.concat_tables(entry_parts)) if entry_parts else _FIRSTS_SCHEMA.empty_table()
+    if entry_parts:
+        firsts = _reduce_entry(pa.concat_tables(entry_parts))
+    else:
+        firsts = _FIRSTS_SCHEMA.empty_table().select(
+            ["person", "behandlingstidspunkt", "regning_id", *first_claim_columns, "entry_claims"]
+        )
     dropped.pop(IdReason.VALID)
     cohort, ages, steps = _apply_person_criteria(firsts, excluded.sorted(), cohort_spec)
     steps.insert(0, ("persons with a claim in the period", len(in_period.sorted())))
