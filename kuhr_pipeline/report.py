@@ -8,8 +8,10 @@ could carry a fødselsnummer, and metadata is stored in the event log for good.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 _LONG_NUMBER = re.compile(r"[0-9]{11,}")
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
@@ -31,6 +33,12 @@ def markdown_table(table: pa.Table, limit: int = 10) -> str:
     for row in head.to_pylist():
         lines.append("| " + " | ".join(_cell(v) for v in row.values()) + " |")
     return "\n".join(lines)
+
+
+def preview(path: Path, limit: int) -> str:
+    """The first rows of a Parquet file as a Markdown table, reading only those rows' batch."""
+    first = next(pq.ParquetFile(path).iter_batches(batch_size=limit), None)
+    return markdown_table(pa.Table.from_batches([first]), limit) if first is not None and first.num_rows else "(empty)"
 
 
 def count_chart(counts: dict[str, str], title: str, width: int = 30) -> str:

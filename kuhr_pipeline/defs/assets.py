@@ -15,7 +15,7 @@ from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
-from kuhr_pipeline.report import count_chart, markdown_table
+from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
 
@@ -126,11 +126,7 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
                 columns=[dg.TableColumn(f.name, str(f.type)) for f in files.schema]
             ),
             "disclosure_report": dg.MetadataValue.md(kanon.markdown(report)),
-            "preview": dg.MetadataValue.md(
-                markdown_table(pq.ParquetFile(first[1]).read_row_group(0), 5)
-                if first and pq.ParquetFile(first[1]).num_row_groups
-                else "(empty)"
-            ),
+            "preview": dg.MetadataValue.md(preview(first[1], 5) if first else "(empty)"),
         }
     )
     return files
@@ -153,7 +149,7 @@ def statistics(context: dg.AssetExecutionContext, application: LoadedSpec, cohor
             "dagster/row_count": result.rows,
             "suppressed_primary": result.primary,
             "suppressed_secondary": result.secondary,
-            "preview": dg.MetadataValue.md(markdown_table(pq.read_table(result.path), 12)),
+            "preview": dg.MetadataValue.md(preview(result.path, 12)),
         }
     )
     return result

@@ -1,0 +1,35 @@
+"""Previews shown in Dagster metadata: a few rows, read without the rest, digit runs hidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kuhr_pipeline.report import HIDDEN, preview
+from tests.helpers import person_id
+
+
+def test_preview_shows_the_first_rows_and_hides_long_digit_runs(tmp_path: Path) -> None:
+    pseudonym = "0123456789abcdef0123456789abcdef"
+    table = pa.table(
+        {
+            "pasient_pseudonym": [pseudonym] * 20,
+            "avvisningsgrunn": [f"duplikat av {person_id(1)}"] + ["for sent"] * 19,
+            "n": list(range(20)),
+        }
+    )
+    path = tmp_path / "claims.parquet"
+    pq.write_table(table, path, row_group_size=8)
+    lines = preview(path, 5).splitlines()
+    assert len(lines) == 2 + 5
+    assert lines[0] == "| pasient_pseudonym | avvisningsgrunn | n |"
+    assert pseudonym in lines[2] and person_id(1) not in "\n".join(lines) and HIDDEN in lines[2]
+    assert lines[-1].endswith("| 4 |")
+
+
+def test_preview_of_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"n": pa.array([], pa.int64())}), path)
+    assert preview(path, 5) == "(empty)"
