@@ -104,7 +104,6 @@ def generate_source(
                 bills += sum(_finished(future, on_progress) for future in done)
             running.add(pool.submit(make_slice, year, part))
         bills += sum(_finished(future, on_progress) for future in running)
-        running = set()
         if out.exists():
             out.rmdir()
         staging.rename(out)
