@@ -1,8 +1,8 @@
 """Parquet written piece by piece into staging (never delivered as such).
 
 Pieces are buffered into full row groups: a scan keeps a few per cent of each batch, and writing
-every small piece as its own row group made pass 2's writing cost more than its scanning. LZ4,
-not zstd: staging is read once, on the same machine, so speed matters more than size.
+every small piece as its own row group took over a third of pass 2's time. LZ4, not zstd:
+staging is read back once or twice on the same machine, so speed matters more than size.
 """
 
 from __future__ import annotations
