@@ -7,10 +7,12 @@ grand total. A real missing value in a string dimension (an unknown age, say) is
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,12 +22,7 @@ from kuhr_pipeline.source.scan import BATCH_ROWS
 
 UNKNOWN = "ukjent"
 ROWS_PER_BUCKET = 4_000_000  # claims held in memory at once (a few hundred MB)
-MEASURE_AGGREGATES = {
-    "persons": ("pasient_pseudonym", "count_distinct"),
-    "claims": ("pasient_pseudonym", "count"),
-    "sum_egenandel": ("egenandel", "sum"),
-    "sum_refusjon": ("refusjon", "sum"),
-}
+MEASURES = {"persons": pa.int64(), "claims": pa.int64(), "sum_egenandel": pa.float64(), "sum_refusjon": pa.float64()}
 
 
 @dataclass(frozen=True)
@@ -49,65 +46,86 @@ def _dimension_columns(claims: pa.Table, group_by: list[tuple[str, str]]) -> dic
 def build_cube(claims_path: Path, group_by: list[tuple[str, str]], rows_per_bucket: int = ROWS_PER_BUCKET) -> Cube:
     """Aggregate the cohort's claims over every subset of the group-by dimensions.
 
-    Memory is bounded by `rows_per_bucket`, not by the cohort: larger cohorts are split into
-    buckets of persons (by the first characters of the pseudonym), each bucket's cube is made in
-    memory, and the cubes are added. Adding is exact for every measure, distinct persons included,
-    because no person is in two buckets."""
+    Memory is bounded by `rows_per_bucket`, not by the cohort: a larger cohort is split in one
+    pass into buckets of persons (by the first characters of the pseudonym), spilled as Arrow
+    files beside the claims; each bucket's cube is made in memory and the cubes are added. Adding
+    is exact for every measure, distinct persons included, because no person is in two buckets."""
     names = [name for name, _ in group_by]
     needed = sorted({*names, "pasient_pseudonym", "egenandel", "refusjon"})
     claims = pq.ParquetFile(claims_path)
-    buckets = min(256, max(1, -(-claims.metadata.num_rows // rows_per_bucket)))
+    buckets = min(len(_PREFIXES), max(1, -(-claims.metadata.num_rows // rows_per_bucket)))
     if buckets == 1:
         return _cube_of(claims.read(columns=needed), group_by)
-    cubes = [_cube_of(_bucket(claims, needed, prefixes), group_by) for prefixes in _bucket_prefixes(buckets)]
-    summed = (
-        pa.concat_tables(c.table for c in cubes).group_by(names).aggregate([(m, "sum") for m in MEASURE_AGGREGATES])
-    )
+    with tempfile.TemporaryDirectory(prefix=".buckets-", dir=claims_path.parent) as spill:
+        cubes = [_cube_of(_read_spilled(path), group_by) for path in _spill(claims, needed, buckets, Path(spill))]
+    summed = pa.concat_tables(c.table for c in cubes).group_by(names).aggregate([(m, "sum") for m in MEASURES])
     table = pa.table(
         {
             **{name: summed.column(name) for name in names},
-            **{m: pc.cast(summed.column(f"{m}_sum"), cubes[0].table.schema.field(m).type) for m in MEASURE_AGGREGATES},
+            **{m: pc.cast(summed.column(f"{m}_sum"), cubes[0].table.schema.field(m).type) for m in MEASURES},
         }
     )
     return Cube(names, table)
 
 
-def _bucket_prefixes(buckets: int) -> list[pa.Array]:
-    """The 256 two-character hex prefixes of pseudonyms, dealt out to `buckets` buckets."""
-    prefixes = [f"{i:02x}" for i in range(256)]
-    return [pa.array(prefixes[b::buckets], pa.string()) for b in range(buckets)]
+_PREFIXES = pa.array([f"{i:02x}" for i in range(256)], pa.string())  # pseudonyms are lower-case hex
 
 
-def _bucket(claims: pq.ParquetFile, columns: list[str], prefixes: pa.Array) -> pa.Table:
-    """The claims of the persons whose pseudonym starts with one of `prefixes`."""
-    parts = [
-        batch.filter(pc.is_in(pc.utf8_slice_codeunits(batch.column("pasient_pseudonym"), 0, 2), value_set=prefixes))
-        for batch in claims.iter_batches(columns=columns, batch_size=BATCH_ROWS)
-    ]
-    return pa.Table.from_batches(parts, schema=pa.schema([claims.schema_arrow.field(c) for c in columns]))
+def _spill(claims: pq.ParquetFile, columns: list[str], buckets: int, folder: Path) -> list[Path]:
+    """One read of the claims, each batch's rows sorted by bucket and appended to that bucket's file."""
+    schema = pa.schema([claims.schema_arrow.field(c) for c in columns])
+    paths = [folder / f"bucket-{b:03d}.arrow" for b in range(buckets)]
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    writers = [pa.ipc.new_file(path, schema, options=options) for path in paths]
+    try:
+        for batch in claims.iter_batches(columns=columns, batch_size=BATCH_ROWS):
+            prefix = pc.utf8_slice_codeunits(batch.column("pasient_pseudonym"), 0, 2)
+            bucket = pc.fill_null(pc.index_in(prefix, value_set=_PREFIXES), 0).to_numpy() % buckets
+            order = np.argsort(bucket, kind="stable")
+            bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+            for b in np.flatnonzero(np.diff(bounds)):
+                writers[b].write_batch(batch.take(pa.array(order[bounds[b] : bounds[b + 1]])))
+    finally:
+        for writer in writers:
+            writer.close()
+    return paths
+
+
+def _read_spilled(path: Path) -> pa.Table:
+    with pa.OSFile(str(path)) as file:
+        return pa.ipc.open_file(file).read_all()
 
 
 def _cube_of(claims: pa.Table, group_by: list[tuple[str, str]]) -> Cube:
+    """The cube of claims held in memory. Claims are first reduced to one row per (finest cell,
+    person) with the person's claims and sums there; every level of the cube is then a group-by
+    of that smaller table, persons counted as distinct person numbers (not pseudonym texts)."""
     names = [name for name, _ in group_by]
     dims = _dimension_columns(claims, group_by)
-    base = pa.table({**dims, **{c: claims.column(c) for c in ("pasient_pseudonym", "egenandel", "refusjon")}})
-    aggregations = [(column, how) for column, how in MEASURE_AGGREGATES.values()]
+    person = pc.dictionary_encode(claims.column("pasient_pseudonym").combine_chunks()).indices
+    base = pa.table({**dims, "person": person, **{c: claims.column(c) for c in ("egenandel", "refusjon")}})
+    per_person = base.group_by([*names, "person"]).aggregate(
+        [("person", "count"), ("egenandel", "sum"), ("refusjon", "sum")]
+    )
+    aggregations = [
+        ("person", "count_distinct"),
+        ("person_count", "sum"),
+        ("egenandel_sum", "sum"),
+        ("refusjon_sum", "sum"),
+    ]
     parts = []
     for size in range(len(names), -1, -1):
         for subset in combinations(names, size):
             if subset:
-                grouped = base.group_by(list(subset)).aggregate(aggregations)
+                grouped = per_person.group_by(list(subset)).aggregate(aggregations)
             else:
-                grouped = pa.table({f"{c}_{h}": [_total(base, c, h)] for c, h in aggregations})
-            columns = {}
-            for name in names:
-                if name in subset:
-                    columns[name] = grouped.column(name)
-                else:
-                    columns[name] = pa.nulls(grouped.num_rows, dims[name].type)
-            for measure, (column, how) in MEASURE_AGGREGATES.items():
-                values = grouped.column(f"{column}_{how}")
-                columns[measure] = pc.cast(values, pa.float64() if how == "sum" else pa.int64())
+                grouped = pa.table({f"{c}_{h}": [_total(per_person.column(c), h)] for c, h in aggregations})
+            columns = {
+                name: grouped.column(name) if name in subset else pa.nulls(grouped.num_rows, dims[name].type)
+                for name in names
+            }
+            for measure, (column, how) in zip(MEASURES, aggregations, strict=True):
+                columns[measure] = pc.cast(grouped.column(f"{column}_{how}"), MEASURES[measure])
             parts.append(pa.table(columns))
     table = pa.concat_tables(parts)
     if claims.num_rows == 0:
@@ -115,10 +133,7 @@ def _cube_of(claims: pa.Table, group_by: list[tuple[str, str]]) -> Cube:
     return Cube(names, table)
 
 
-def _total(base: pa.Table, column: str, how: str) -> float | int:
-    values = base.column(column)
+def _total(values: pa.ChunkedArray, how: str) -> float | int | None:
     if how == "count_distinct":
         return int(pc.count_distinct(values).as_py())
-    if how == "count":
-        return int(pc.count(values).as_py())
-    return float(pc.sum(values).as_py() or 0.0)
+    return pc.sum(values).as_py()
