@@ -91,6 +91,8 @@ def main() -> None:
                                 capture_output=True, text=True, check=True).stdout)
     results["deliver"] = timed("deliver", [cli, "deliver", str(BENCH / "benchmark-application.yaml"),
                                            "--source", str(source)], env, work / "deliver.log")
+    steps = subprocess.run([sys.executable, str(BENCH / "steps.py")], env=env, capture_output=True, text=True,
+                           check=True).stdout
     cohort_file = work / "cohort-ids.txt"  # synthetic ids, for the floor only; not timed
     subprocess.run([sys.executable, str(BENCH / "cohort_ids.py"), str(source), str(cohort_file)], check=True, env=env)
     results["floor"] = timed("floor", [sys.executable, str(BENCH / "floor.py"), str(source), str(cohort_file),
@@ -98,10 +100,12 @@ def main() -> None:
     if not args.no_naive:
         results["naive"] = timed("naive", [sys.executable, str(BENCH / "naive.py"), str(source),
                                            str(work / "out" / "naive.parquet")], env, work / "naive.log")
-    report(results, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record)
+    report(results, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps)
 
 
-def report(results: dict[str, dict[str, float]], bills: int, command: str, no_record: bool) -> None:
+def report(
+    results: dict[str, dict[str, float]], bills: int, command: str, no_record: bool, steps: str
+) -> None:
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {bills:,} bills", "",
              f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}", "",
              "| step | wall time (s) | peak RSS (GB) |", "|---|---:|---:|"]
@@ -115,6 +119,8 @@ def report(results: dict[str, dict[str, float]], bills: int, command: str, no_re
     if "naive" in results:
         lines.append(f"- naive / deliver: {results['naive']['seconds'] / deliver:.1f}× (goal ≥ 10×)")
     lines.append(f"- deliver peak RSS: {results['deliver']['rss_gb']:.2f} GB (goal ≤ 1.5 GB at 20 M bills)")
+    lines += ["", "Inside deliver (the run's steps in the Dagster instance):", "",
+              "| step | seconds |", "|---|---:|", *steps.splitlines()]
     text = "\n".join(lines) + "\n"
     print(text)
     if no_record:

@@ -1,0 +1,19 @@
+"""The newest run's steps in the Dagster instance at DAGSTER_HOME, as Markdown table rows:
+where inside `deliver` the time went (bench/run.py adds them to bench/RESULTS.md)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def main() -> None:
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        stats = instance.get_run_stats(run.run_id)
+        print(f"| (whole run) | {stats.end_time - stats.start_time:.1f} |")
+        for step in instance.get_run_step_stats(run.run_id):
+            print(f"| {step.step_key} | {step.end_time - step.start_time:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
