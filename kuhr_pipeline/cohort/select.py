@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
-from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids, summarise_ids
+from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids, positions_in, summarise_ids
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.source.scan import Source, period_filter, scan
 from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
@@ -256,7 +256,6 @@ def collect_claims(
     `pasient_fnr` and `behandler_id` are read but never written: they become
     `pasient_pseudonym` and (when asked for) `behandler_pseudonym`.
     """
-    cohort_text = pc.utf8_lpad(pc.cast(pa.array(cohort, pa.int64()), pa.string()), 11, "0")
     cohort_pseudonyms = patients.fnr_numbers(cohort)
     entry_only = spec.claims == "entry"
     wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
@@ -276,8 +275,8 @@ def collect_claims(
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         for batch in scan(source, read, period_filter(spec.period.from_, spec.period.to)):
-            position = pc.index_in(batch.column("pasient_fnr"), value_set=cohort_text)
-            keep = pc.is_valid(position).to_numpy(zero_copy_only=False)
+            position = positions_in(batch.column("pasient_fnr"), cohort)
+            keep = position >= 0
             if entry_only:
                 keep &= match(batch, spec.cohort.entry)
             if not keep.any():
@@ -286,7 +285,7 @@ def collect_claims(
                 continue
             take = pa.array(np.flatnonzero(keep))
             kept = batch.take(take)
-            table = {"pasient_pseudonym": cohort_pseudonyms.take(position.take(take))}
+            table = {"pasient_pseudonym": cohort_pseudonyms.take(pa.array(position[keep]))}
             if practitioners is not None:
                 table["behandler_pseudonym"] = _practitioner_pseudonyms(
                     kept.column("behandler_id"), practitioners, practitioner_cache
