@@ -62,7 +62,6 @@ class IdCheck:
 
     reason: np.ndarray  # int8 IdReason per row
     number: np.ndarray  # int64: the id as a number where valid, else 0 (11 digits with leading zeros)
-    distinct_valid: np.ndarray  # int64: each valid id once
     _row_slots: np.ndarray  # per row: its distinct id's slot (the last slot: null)
     _distinct_kind: np.ndarray
 
@@ -102,7 +101,7 @@ def check_ids(ids: pa.Array | pa.ChunkedArray) -> IdCheck:
     rows = pc.fill_null(encoded.indices, missing_slot).to_numpy()
     reason = np.append(distinct.reason, np.int8(IdReason.MISSING))[rows]
     number = np.append(distinct.number, np.int64(0))[rows]
-    return IdCheck(reason, number, distinct.number[distinct.reason == IdReason.VALID], rows, distinct.kind)
+    return IdCheck(reason, number, rows, distinct.kind)
 
 
 def summarise_ids(ids: pa.Array | pa.ChunkedArray) -> IdSummary:
@@ -126,8 +125,7 @@ def positions_in(ids: pa.Array | pa.ChunkedArray, numbers: np.ndarray) -> np.nda
         ids = ids.combine_chunks()
     encoded = pc.dictionary_encode(ids)
     distinct = encoded.dictionary
-    eleven_digits = pc.and_(pc.equal(pc.binary_length(distinct), 11), pc.ascii_is_decimal(distinct))
-    well_formed = pc.fill_null(eleven_digits, False).to_numpy(zero_copy_only=False)
+    well_formed = _eleven_ascii_digits(distinct)
     values = np.full(len(distinct), -1, dtype=np.int64)
     values[well_formed] = pc.cast(distinct.filter(pa.array(well_formed)), pa.int64()).to_numpy()
     found = np.full(len(distinct), -1, dtype=np.int64)
@@ -145,8 +143,7 @@ def _check_distinct(ids: pa.Array) -> _Distinct:
     kind = np.zeros(n, dtype=np.int8)
     number = np.zeros(n, dtype=np.int64)
 
-    eleven_digits = pc.and_(pc.equal(pc.binary_length(ids), 11), pc.ascii_is_decimal(ids))
-    well_formed = pc.fill_null(eleven_digits, False).to_numpy(zero_copy_only=False)
+    well_formed = _eleven_ascii_digits(ids)
     if not well_formed.all():
         others = np.flatnonzero(~well_formed)
         blank = pc.equal(pc.utf8_trim_whitespace(ids.take(pa.array(others))), "")
@@ -179,6 +176,12 @@ def _check_distinct(ids: pa.Array) -> _Distinct:
     )
     number[rows] = np.where(row_reason == IdReason.VALID, values, 0)
     return _Distinct(reason, kind, number)
+
+
+def _eleven_ascii_digits(ids: pa.Array) -> np.ndarray:
+    """Per id: exactly 11 ASCII digits (null ids: False). Only such ids are numbers at all."""
+    eleven_digits = pc.and_(pc.equal(pc.binary_length(ids), 11), pc.ascii_is_decimal(ids))
+    return pc.fill_null(eleven_digits, False).to_numpy(zero_copy_only=False)
 
 
 def _weighted_sums(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
