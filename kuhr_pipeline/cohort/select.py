@@ -24,12 +24,12 @@ from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
 from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids, positions_in, summarise_ids
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
+from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, period_filter, scan
 from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
 from kuhr_pipeline.staged_parquet import StagedParquetWriter
 
 Progress = Callable[[str, int], None]
-_COMPACT_ROWS = 2_000_000  # entry rows held before they are reduced to one per person
 _COMPACT_BATCHES = 16  # batches of ids deduplicated together before they join the sorted array
 _FIRSTS_SCHEMA = pa.schema(
     [
@@ -167,8 +167,7 @@ def find_cohort(
     )
     in_period = _DistinctIds()
     excluded = _DistinctIds()
-    entry_parts: list[pa.Table] = []
-    entry_rows = 0
+    firsts = Reducing(_reduce_entry)  # one row per person with an entry claim
     dropped = dict.fromkeys(IdReason, 0)
     for batch in scan(source, columns, period_filter(spec.period.from_, spec.period.to)):
         fnr = batch.column("pasient_fnr")
@@ -188,11 +187,7 @@ def find_cohort(
                     "entry_claims": pa.array(np.ones(len(entry), dtype=np.int64)),
                 }
             )
-            entry_parts.append(_reduce_entry(part))
-            entry_rows += entry_parts[-1].num_rows
-            if entry_rows > _COMPACT_ROWS:
-                entry_parts = [_reduce_entry(pa.concat_tables(entry_parts))]
-                entry_rows = entry_parts[0].num_rows
+            firsts.add(_reduce_entry(part))
         if cohort_spec.exclude is not None:
             excluding = _valid_rows(fnr, match(batch, cohort_spec.exclude))
             if len(excluding):
@@ -200,14 +195,11 @@ def find_cohort(
         if on_progress:
             on_progress("pass 1: finding the cohort", batch.num_rows)
 
-    if entry_parts:
-        firsts = _reduce_entry(pa.concat_tables(entry_parts))
-    else:
-        firsts = _FIRSTS_SCHEMA.empty_table().select(
-            ["person", "behandlingstidspunkt", "regning_id", *first_claim_columns, "entry_claims"]
-        )
+    no_entries = _FIRSTS_SCHEMA.empty_table().select(
+        ["person", "behandlingstidspunkt", "regning_id", *first_claim_columns, "entry_claims"]
+    )
     dropped.pop(IdReason.VALID)
-    cohort, ages, steps = _apply_person_criteria(firsts, excluded.sorted(), cohort_spec)
+    cohort, ages, steps = _apply_person_criteria(firsts.result(no_entries), excluded.sorted(), cohort_spec)
     steps.insert(0, ("persons with a claim in the period", len(in_period.sorted())))
     return FoundCohort(cohort, Attrition(steps, dropped, threshold), ages)
 

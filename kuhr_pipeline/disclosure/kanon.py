@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.reducing import Reducing
 
 SMALL_CLASS = 5
-_COMPACT_ROWS = 2_000_000
 _NOT_PER_PERSON = {"pasient_pseudonym", "behandler_pseudonym", "behandlingstidspunkt"}
 
 
@@ -52,17 +52,11 @@ def _distinct_rows(files: list[Path], columns: list[str]) -> pa.Table:
 
     Everything below counts distinct persons per combination, so this loses nothing, and it holds
     about one row per person (a few where age group or residence changed) instead of every claim."""
-    parts: list[pa.Table] = []
-    held = 0
-    for batch in ds.dataset([str(f) for f in files], format="parquet").to_batches(columns=columns):
-        parts.append(pa.Table.from_batches([batch]).group_by(columns).aggregate([]))
-        held += parts[-1].num_rows
-        if held > _COMPACT_ROWS:
-            parts = [pa.concat_tables(parts).group_by(columns).aggregate([])]
-            held = parts[0].num_rows
-    if not parts:
-        return ds.dataset([str(f) for f in files], format="parquet").to_table(columns=columns)
-    return pa.concat_tables(parts).group_by(columns).aggregate([])
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    distinct = Reducing(lambda table: table.group_by(columns).aggregate([]))
+    for batch in dataset.to_batches(columns=columns):
+        distinct.add(pa.Table.from_batches([batch]).group_by(columns).aggregate([]))
+    return distinct.result(dataset.schema.empty_table().select(columns))
 
 
 def disclosure_report(files: list[Path], columns: list[str]) -> dict[str, Any]:

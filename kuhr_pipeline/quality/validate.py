@@ -18,7 +18,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from kuhr_pipeline.quality.suites import Expectation
+from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import BATCH_ROWS
 
 TABLE = "(table)"
-_COMPACT_ROWS = 2_000_000  # distinct values held before merging the counts so far
 
 
 @dataclass
@@ -133,30 +132,28 @@ class _Validator:
 def _distinct(name: str, value_type: pa.DataType, chunks: Iterable[pa.Array]) -> tuple[pd.DataFrame, np.ndarray]:
     """A column (lists flattened) as its distinct values in an Arrow-backed frame, and how many
     rows hold each. Counted chunk by chunk, so a column is never held whole."""
-    parts: list[pa.Table] = []
-    held = 0
-    for values in chain([pa.array([], value_type)], chunks):  # the empty chunk types an empty column
-        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-            values = pc.list_flatten(values)
-        if pa.types.is_date(values.type):
-            # GX 1.24 misjudges not-null on Arrow-backed dates (fails with 0 unexpected): compare as timestamps
-            values = pc.cast(values, pa.timestamp("ms"))
-        counted = pc.value_counts(values)  # nulls form one entry of their own
-        parts.append(pa.table({"values": counted.field("values"), "counts": counted.field("counts")}))
-        held += parts[-1].num_rows
-        if len(parts) > 1 and held > _COMPACT_ROWS:
-            parts = [_merge_counts(parts)]
-            held = parts[0].num_rows
-    merged = _merge_counts(parts)
+    counts = Reducing(_merge_counts)
+    for values in chunks:
+        counts.add(_value_counts(values))
+    merged = counts.result(_value_counts(pa.array([], value_type)))
     return pd.DataFrame({name: merged.column("values").to_pandas(types_mapper=pd.ArrowDtype)}), merged.column(
         "counts"
     ).to_numpy()
 
 
-def _merge_counts(parts: list[pa.Table]) -> pa.Table:
-    if len(parts) == 1:
-        return parts[0]
-    summed = pa.concat_tables(parts).group_by("values").aggregate([("counts", "sum")])
+def _value_counts(values: pa.Array) -> pa.Table:
+    """Each distinct value of a chunk (lists flattened) and its number of rows; nulls count as one value."""
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    if pa.types.is_date(values.type):
+        # GX 1.24 misjudges not-null on Arrow-backed dates (fails with 0 unexpected): compare as timestamps
+        values = pc.cast(values, pa.timestamp("ms"))
+    counted = pc.value_counts(values)
+    return pa.table({"values": counted.field("values"), "counts": counted.field("counts")})
+
+
+def _merge_counts(counted: pa.Table) -> pa.Table:
+    summed = counted.group_by("values").aggregate([("counts", "sum")])
     return pa.table({"values": summed.column("values"), "counts": summed.column("counts_sum")})
 
 
