@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from kuhr_pipeline.errors import SourceError
-from kuhr_pipeline.source import open_source, period_filter, scan
+from kuhr_pipeline.source import open_source, scan
 from kuhr_pipeline.source.prefetch import prefetched
+from kuhr_pipeline.source.scan import head
 from kuhr_pipeline.source.schema import SOURCE_SCHEMA
 from tests.helpers import person_id, write_source
 
@@ -87,10 +88,52 @@ def test_scan_prunes_by_period_and_projects(tmp_path: Path) -> None:
     from datetime import date
 
     source = open_source(good_source(tmp_path / "s"))
-    batches = list(scan(source, ["regning_id", "ar"], period_filter(date(2021, 1, 1), date(2021, 12, 31))))
+    batches = list(scan(source, ["regning_id", "ar"], (date(2021, 1, 1), date(2021, 12, 31))))
     table = pa.Table.from_batches(batches)
     assert table.column_names == ["regning_id", "ar"]
     assert table.column("ar").to_pylist() == [2021]
+
+
+def test_scan_keeps_exactly_the_period_whatever_the_row_groups_hold(tmp_path: Path) -> None:
+    """Row groups wholly inside the period are read without comparing timestamps; groups that
+    straddle its end, or hold a claim filed under the wrong year, are still filtered row by row."""
+    from datetime import date, datetime
+
+    from kuhr_pipeline.source.schema import SOURCE_SCHEMA
+    from tests.helpers import SOURCE_DEFAULTS
+
+    stamps = [
+        "2021-03-01T10:00",  # group 1: inside
+        "2021-04-01T10:00",
+        "2021-06-30T23:59",  # group 2: straddles the period's end
+        "2021-07-01T00:00",
+        "2020-12-31T12:00",  # group 3: a claim filed under the wrong year, then one inside
+        "2021-02-01T10:00",
+        "2021-09-01T10:00",  # group 4: wholly after the period
+        "2021-10-01T10:00",
+    ]
+    rows = [
+        {
+            **SOURCE_DEFAULTS,
+            "regning_id": f"R{i}",
+            "pasient_fnr": person_id(i),
+            "behandlingstidspunkt": datetime.fromisoformat(s),
+        }
+        for i, s in enumerate(stamps)
+    ]
+    (tmp_path / "s" / "ar=2021").mkdir(parents=True)
+    table = pa.Table.from_pylist(rows, schema=SOURCE_SCHEMA)
+    pq.write_table(table, tmp_path / "s" / "ar=2021" / "part-0.parquet", row_group_size=2)
+
+    source = open_source(tmp_path / "s")
+    kept = pa.Table.from_batches(list(scan(source, ["regning_id"], (date(2021, 1, 1), date(2021, 6, 30)))))
+    assert sorted(kept.column("regning_id").to_pylist()) == ["R0", "R1", "R2", "R5"]
+    everything = pa.Table.from_batches(list(scan(source, ["regning_id"])))
+    assert everything.num_rows == len(stamps)
+
+    first_half = (date(2021, 1, 1), date(2021, 6, 30))
+    assert head(source, ["regning_id"], first_half, 3).column("regning_id").to_pylist() == ["R0", "R1", "R2"]
+    assert head(source, ["regning_id"], first_half, 10).column("regning_id").to_pylist() == ["R0", "R1", "R2", "R5"]
 
 
 def test_prefetch_keeps_order_stays_bounded_and_stops_with_the_consumer() -> None:

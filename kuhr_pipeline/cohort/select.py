@@ -25,7 +25,8 @@ from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
 from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids, positions_in, summarise_ids
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
-from kuhr_pipeline.source.scan import Source, period_filter, scan
+from kuhr_pipeline.source.scan import Source, decoded, scan
+from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
 from kuhr_pipeline.staged_parquet import StagedParquetWriter
 
@@ -169,7 +170,7 @@ def find_cohort(
     excluded = _DistinctIds()
     firsts = Reducing(_reduce_entry)  # one row per person with an entry claim
     dropped = dict.fromkeys(IdReason, 0)
-    for batch in scan(source, columns, period_filter(spec.period.from_, spec.period.to)):
+    for batch in scan(source, columns, (spec.period.from_, spec.period.to)):
         fnr = batch.column("pasient_fnr")
         summary = summarise_ids(fnr)
         for reason in IdReason:
@@ -252,21 +253,17 @@ def collect_claims(
     entry_only = spec.claims == "entry"
     wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
     months: dict[int, int] = {}
+    criteria = columns_for(spec.cohort.entry) if entry_only else set()
     read = sorted(
-        {
-            "pasient_fnr",
-            "behandlingstidspunkt",
-            *wanted,
-            *(["behandler_id"] if practitioners else []),
-            *(columns_for(spec.cohort.entry) if entry_only else set()),
-        }
+        {"pasient_fnr", "behandlingstidspunkt", *wanted, *(["behandler_id"] if practitioners else []), *criteria}
     )
+    codes = CODE_COLUMNS.intersection(wanted) - criteria  # decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
     writer: StagedParquetWriter | None = None
     rows = 0
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        for batch in scan(source, read, period_filter(spec.period.from_, spec.period.to)):
+        for batch in scan(source, read, (spec.period.from_, spec.period.to), as_dictionary=codes):
             position = positions_in(batch.column("pasient_fnr"), cohort)
             keep = position >= 0
             if entry_only:
@@ -282,7 +279,7 @@ def collect_claims(
                 table["behandler_pseudonym"] = _practitioner_pseudonyms(
                     kept.column("behandler_id"), practitioners, practitioner_cache
                 )
-            table.update({c: kept.column(c) for c in wanted})
+            table.update({c: decoded(kept.column(c)) for c in wanted})
             part = pa.table(table)
             if writer is None:
                 writer = StagedParquetWriter(tmp, part.schema)

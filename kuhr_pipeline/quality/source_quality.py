@@ -11,7 +11,7 @@ import pyarrow as pa
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.quality.suites import load_suite_file
 from kuhr_pipeline.quality.validate import ValidationReport, validate_table
-from kuhr_pipeline.source.scan import Source, period_filter, scan
+from kuhr_pipeline.source.scan import Source, head
 from kuhr_pipeline.source.schema import FILE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec
 
@@ -20,16 +20,13 @@ COLUMNS = [c for c in FILE_COLUMNS if c != "pasient_fnr"]
 
 
 def source_sample(source: Source, spec: ApplicationSpec) -> pa.Table:
+    """The first claims of every year of the period, at most SAMPLE_ROWS_PER_YEAR each."""
     parts = []
     for year in range(spec.period.from_.year, spec.period.to.year + 1):
         start = max(spec.period.from_, spec.period.from_.replace(year=year, month=1, day=1))
         end = min(spec.period.to, spec.period.to.replace(year=year, month=12, day=31))
-        for batch in scan(source, COLUMNS, period_filter(start, end), batch_rows=SAMPLE_ROWS_PER_YEAR):
-            parts.append(pa.Table.from_batches([batch]))
-            break
-    return (
-        pa.concat_tables(parts) if parts else pa.schema([source.dataset.schema.field(c) for c in COLUMNS]).empty_table()
-    )
+        parts.append(head(source, COLUMNS, (start, end), SAMPLE_ROWS_PER_YEAR))
+    return pa.concat_tables(parts)
 
 
 def source_suite() -> list[dict[str, object]]:

@@ -7,13 +7,16 @@ cross-file readahead grew with the number of files when the caller was the slowe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from kuhr_pipeline.errors import Problem, SourceError
 from kuhr_pipeline.source.prefetch import prefetched
@@ -120,10 +123,9 @@ def check_schema(schema: pa.Schema, where: str) -> None:
         )
 
 
-def period_filter(start: date, end: date) -> ds.Expression:
+def _period_filter(start: date, end: date) -> ds.Expression:
     """Claims whose date lies in [start, end]: prunes ar partitions, then filters the timestamp."""
-    lower = datetime.combine(start, time.min)
-    upper = datetime.combine(end + timedelta(days=1), time.min)
+    lower, upper = _bounds(start, end)
     return (
         (ds.field(PARTITION_COLUMN) >= start.year)
         & (ds.field(PARTITION_COLUMN) <= end.year)
@@ -135,31 +137,91 @@ def period_filter(start: date, end: date) -> ds.Expression:
 def scan(
     source: Source,
     columns: Sequence[str],
-    row_filter: ds.Expression | None = None,
+    period: tuple[date, date] | None = None,
     batch_rows: int = BATCH_ROWS,
+    as_dictionary: Collection[str] = (),
 ) -> Iterator[pa.RecordBatch]:
-    """Stream the given columns of the rows matching the filter, batch by batch.
+    """Stream the given columns of the claims dated in `period` (inclusive; None: all), batch by batch.
 
-    Files whose `ar` partition cannot match are skipped; the rest are read one at a time, a file's
-    row groups decoded on Arrow's threads, at most two batches ahead of the caller (prefetch.py)."""
-    options = ds.ParquetFragmentScanOptions(pre_buffer=False)  # no whole-row-group read buffers
+    Files whose `ar` partition cannot match are skipped, and so are row groups whose statistics
+    lie outside the period; the rest are read one at a time, a file's row groups decoded on
+    Arrow's threads, at most two batches ahead of the caller (prefetch.py).
+
+    Columns named in `as_dictionary` come as Parquet stores code columns, dictionary-encoded (each
+    distinct value once, an index per row): several times cheaper to read, so a caller that keeps
+    few rows decodes only those (`decoded`)."""
+    row_filter = _period_filter(*period) if period else None
+    schema = pa.schema(
+        [
+            f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in as_dictionary else f
+            for f in source.dataset.schema
+        ]
+    )
+    file_format = ds.ParquetFileFormat(
+        read_options=ds.ParquetReadOptions(dictionary_columns=set(as_dictionary)),
+        default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),  # no whole-group buffers
+    )
 
     def batches() -> Iterator[pa.RecordBatch]:
         for fragment in source.dataset.get_fragments(filter=row_filter):
-            yield from fragment.to_batches(
-                schema=source.dataset.schema,
-                columns=list(columns),
-                filter=row_filter,
-                batch_size=batch_rows,
-                batch_readahead=1,
-                fragment_scan_options=options,
-                use_threads=True,
-            )
+            for group, group_filter in _row_groups(fragment, period):
+                piece = file_format.make_fragment(
+                    fragment.path, source.dataset.filesystem, fragment.partition_expression, row_groups=[group]
+                )
+                yield from piece.to_batches(
+                    schema=schema,
+                    columns=list(columns),
+                    filter=group_filter,
+                    batch_size=batch_rows,
+                    batch_readahead=1,
+                    use_threads=True,
+                )
 
-    try:
+    with _reading(source):
         for batch in prefetched(batches()):
             if batch.num_rows:
                 yield batch
+
+
+def decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A column as plain values (a dictionary-encoded one decoded; others as they are)."""
+    return pc.cast(column, column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def head(source: Source, columns: Sequence[str], period: tuple[date, date], rows: int) -> pa.Table:
+    """Up to `rows` claims of the period (source columns only), from the start of its first file.
+
+    Read incrementally with Parquet's own batch reader, so a sample costs about its own rows: a
+    dataset scan decodes a whole row group before it hands out the first batch (0.7 s → 0.05 s for
+    six years' samples at register scale)."""
+    schema = pa.schema([source.dataset.schema.field(c) for c in columns])
+    lower, upper = (pa.scalar(bound, pa.timestamp("ms")) for bound in _bounds(*period))
+    read = list(dict.fromkeys([*columns, "behandlingstidspunkt"]))
+    parts: list[pa.RecordBatch] = []
+    wanted = rows
+    with _reading(source):
+        for fragment in source.dataset.get_fragments(filter=_period_filter(*period)):
+            for group, group_filter in _row_groups(fragment, period):
+                with pq.ParquetFile(fragment.path) as file:
+                    for batch in file.iter_batches(
+                        batch_size=min(wanted, BATCH_ROWS), row_groups=[group], columns=read
+                    ):
+                        if group_filter is not None:
+                            stamps = batch.column("behandlingstidspunkt")
+                            batch = batch.filter(pc.and_(pc.greater_equal(stamps, lower), pc.less(stamps, upper)))
+                        batch = batch.slice(0, wanted).select(list(columns)).cast(schema)
+                        parts.append(batch)
+                        wanted -= batch.num_rows
+                        if not wanted:
+                            return pa.Table.from_batches(parts, schema)
+    return pa.Table.from_batches(parts, schema)
+
+
+@contextmanager
+def _reading(source: Source) -> Iterator[None]:
+    """Arrow's read errors as the project's error, naming the source."""
+    try:
+        yield
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise SourceError.single(
             str(source.path),
@@ -167,6 +229,35 @@ def scan(
             f"cannot be read: {_first_line(exc)}",
             "re-export the damaged file; nothing was delivered",
         ) from None
+
+
+def _row_groups(fragment: ds.Fragment, period: tuple[date, date] | None) -> Iterator[tuple[int, ds.Expression | None]]:
+    """A file's row groups that can hold claims of the period, each with the filter it still needs.
+
+    None where the group's statistics show every claim inside the period (no nulls, min and max
+    within it), which is nearly always: comparing every timestamp cost a fifth of a scan."""
+    metadata = fragment.metadata
+    if period is None:
+        yield from ((group, None) for group in range(metadata.num_row_groups))
+        return
+    row_filter = _period_filter(*period)
+    lower, upper = _bounds(*period)
+    column = metadata.schema.to_arrow_schema().get_field_index("behandlingstidspunkt")
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics
+        known = stats is not None and stats.has_min_max and stats.has_null_count
+        if known and isinstance(stats.min, datetime) and isinstance(stats.max, datetime):
+            if stats.max < lower or stats.min >= upper:
+                continue  # nothing of the period in this group
+            if stats.null_count == 0 and stats.min >= lower and stats.max < upper:
+                yield group, None
+                continue
+        yield group, row_filter
+
+
+def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """The period as a half-open range of timestamps: [start 00:00, the day after end 00:00)."""
+    return datetime.combine(start, time.min), datetime.combine(end + timedelta(days=1), time.min)
 
 
 def _first_line(exc: BaseException) -> str:

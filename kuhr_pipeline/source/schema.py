@@ -33,6 +33,20 @@ SOURCE_SCHEMA = pa.schema(
 
 FILE_COLUMNS = SOURCE_SCHEMA.names
 
+# String columns of codes from short lists: an export stores them dictionary-encoded.
+CODE_COLUMNS = frozenset(
+    {
+        "pasient_bostedskommune",
+        "behandler_praksistype",
+        "behandler_spesialitet",
+        "behandler_praksiskommune",
+        "diagnosekodeverk",
+        "fritaksgrunn",
+        "regning_status",
+        "avvisningsgrunn",
+    }
+)
+
 
 def type_matches(expected: pa.DataType, actual: pa.DataType) -> bool:
     """Equal types, with the contract's latitude: timestamps of ms or finer without a zone,
