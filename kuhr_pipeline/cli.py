@@ -72,6 +72,9 @@ def check(spec: Path) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder (default $KUHR_DELIVERIES).")
 def deliver(spec: Path, source: Path | None, out: Path | None) -> None:
     """Deliver one application: run its Dagster job in this process and print the delivery folder."""
+    from kuhr_pipeline.quality import gx_process
+
+    gx_process.start()  # Great Expectations loads in its own process while Dagster loads in this one
     from kuhr_pipeline.defs.launch import deliver_in_process
 
     result = deliver_in_process(spec, source=source, deliveries=out, echo=lambda m: click.echo(m, err=True))

@@ -223,3 +223,43 @@ def test_counts_add_up_over_row_groups(tmp_path: Path) -> None:
     report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
     sex = [o for o in report.failed if o.column == "pasient_kjonn"]
     assert sex and sex[0].unexpected_count == 3 and sex[0].element_count == 10, report.markdown()
+
+
+def test_the_gx_process_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """GX runs in a process of its own; it never outlives the process that started it, whether
+    that one exits or is killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from kuhr_pipeline.quality import gx_process\n"
+        "gx_process.start()\n"
+        "print(gx_process._worker._process.pid, flush=True)\n"
+        "time.sleep(60) if sys.argv[1] == 'wait' else None\n"
+    )
+
+    def gone(pid: int) -> bool:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                return True
+            if state == "Z":
+                return True
+            time.sleep(0.1)
+        return False
+
+    exits = subprocess.run([sys.executable, "-c", script, "exit"], capture_output=True, text=True, check=True)
+    assert gone(int(exits.stdout))
+
+    killed = subprocess.Popen([sys.executable, "-c", script, "wait"], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout is not None
+    worker = int(killed.stdout.readline())
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert gone(worker)

@@ -15,6 +15,7 @@ from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
+from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
@@ -76,6 +77,7 @@ def cohort(
 ) -> CohortClaims:
     """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging."""
     master_key = pseudonym_key.master_key()  # a bad key fails here, before any data is read
+    gx_process.start()  # Great Expectations loads in its own process while the source is scanned
     source = open_source(paths.source_dir())
     period = application.spec.period
     total = source.rows_in_years(period.from_.year, period.to.year)

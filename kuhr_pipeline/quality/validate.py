@@ -8,13 +8,13 @@ looks at thousands of values instead of millions of rows, and the counts it repo
 counts over rows. Table-level expectations run on an empty frame with the full schema. Peak
 memory is about one column of the extract, not the extract.
 
-Results keep counts only: GX's sample values (`partial_unexpected_list` and friends) never leave
-this module, since a failing value could be an identifier.
+GX itself runs in a process of its own (gx_process.py, started early so its import overlaps other
+work). Results keep counts only: GX's sample values (`partial_unexpected_list` and friends) never
+leave that process, since a failing value could be an identifier.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.suites import Expectation
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import BATCH_ROWS
@@ -90,45 +91,6 @@ class ValidationReport:
         }
 
 
-class _Validator:
-    """One ephemeral GX context (no files, no network, no progress bars), reused for every frame."""
-
-    def __init__(self) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        import kuhr_pipeline.quality.gx_custom  # noqa: F401 - registers the leak guard expectation
-
-        logging.getLogger("great_expectations").setLevel(logging.ERROR)
-        self._gx = gx
-        self._context = gx.get_context(mode="ephemeral")
-        self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        asset = self._context.data_sources.add_pandas("kuhr").add_dataframe_asset("frame")
-        self._batch = asset.add_batch_definition_whole_dataframe("whole")
-
-    def run(self, frame: pd.DataFrame, weights: np.ndarray, expectations: list[Expectation]) -> list[dict[str, Any]]:
-        """Validate distinct values; counts are weighted by each value's number of rows."""
-        suite = self._gx.ExpectationSuite(name="kuhr", expectations=[dict(e) for e in expectations])
-        result = self._batch.get_batch(batch_parameters={"dataframe": frame}).validate(
-            suite, result_format={"result_format": "COMPLETE"}
-        )
-        out = []
-        for r in result.results:
-            raw = r.result or {}
-            unexpected = raw.get("unexpected_index_list") or []
-            info = r.exception_info or {}
-            raised = bool(info.get("raised_exception")) if isinstance(info, dict) else False
-            out.append(
-                {
-                    "success": bool(r.success),
-                    "element_count": int(weights.sum()),
-                    "unexpected_count": int(weights[np.asarray(unexpected, dtype=np.int64)].sum()),
-                    "exception": str(info.get("exception_message"))[:200] if raised else None,
-                }
-            )
-        return out
-
-
 def _distinct(name: str, value_type: pa.DataType, chunks: Iterable[pa.Array]) -> tuple[pd.DataFrame, np.ndarray]:
     """A column (lists flattened) as its distinct values in an Arrow-backed frame, and how many
     rows hold each. Counted chunk by chunk, so a column is never held whole."""
@@ -180,7 +142,6 @@ def _validate(
     column_values: Callable[[str], Iterable[pa.Array]],
     expectations: list[Expectation],
 ) -> ValidationReport:
-    validator = _Validator()
     by_column: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(expectations):
         by_column[e["kwargs"].get("column", TABLE)].append(i)
@@ -195,7 +156,8 @@ def _validate(
             continue
         else:
             frame, weights = _distinct(column, schema.field(column).type, column_values(column))
-        for i, result in zip(indices, validator.run(frame, weights, [expectations[i] for i in indices]), strict=True):
+        results = gx_process.run(frame, weights, [expectations[i] for i in indices])
+        for i, result in zip(indices, results, strict=True):
             o = outcomes[i]
             o.success = result["success"]
             o.element_count = result["element_count"]

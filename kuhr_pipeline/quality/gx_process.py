@@ -1,0 +1,147 @@
+"""Great Expectations in a process of its own, started before it is needed.
+
+Why: importing GX costs about 2.5 s of one core (some 2 500 modules). `deliver` spends its first
+seconds importing Dagster and preparing the run on one core while the other idles; a process
+started first imports GX meanwhile, and validation finds it ready (bench/README.md has the
+figures). Validation sends it frames of distinct values and gets counts back (validate.py: never
+a national id, never GX's sample values). It is ended when the process that started it exits, and
+ends by itself if that one dies (its input closes).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from kuhr_pipeline.quality.suites import Expectation
+
+_worker: _GxProcess | None = None
+_lock = threading.Lock()
+
+
+def start() -> None:
+    """Start the GX process now if it is not running (cheap to call again)."""
+    global _worker
+    with _lock:
+        if _worker is None or not _worker.alive():
+            _worker = _GxProcess()
+
+
+def run(frame: pd.DataFrame, weights: np.ndarray, expectations: list[Expectation]) -> list[dict[str, Any]]:
+    """Validate distinct values in the GX process (started here if it is not running); counts are
+    weighted by each value's number of rows."""
+    start()
+    with _lock:
+        assert _worker is not None
+        result: list[dict[str, Any]] = _worker.call((frame, weights, expectations))
+        return result
+
+
+@atexit.register
+def stop() -> None:
+    """End the GX process (at exit, or to free its memory)."""
+    global _worker
+    with _lock:
+        if _worker is not None:
+            _worker.stop()
+            _worker = None
+
+
+class _GxProcess:
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def call(self, request: tuple[Any, ...]) -> Any:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        try:
+            pickle.dump(request, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._process.stdin.flush()
+            status, value = pickle.load(self._process.stdout)
+        except (EOFError, BrokenPipeError) as exc:
+            raise RuntimeError(f"the Great Expectations process ended (exit {self._process.poll()})") from exc
+        if status != "ok":
+            raise RuntimeError(f"Great Expectations failed: {value}")
+        return value
+
+    def stop(self) -> None:
+        """Killed, not asked: it holds nothing worth keeping and may be in the middle of its import."""
+        self._process.kill()
+        self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    """The GX process: import GX, then answer requests until the input closes."""
+    validator = _Validator()
+    while True:
+        try:
+            frame, weights, expectations = pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", validator.run(frame, weights, expectations))
+        except Exception as exc:  # reported to the caller, which raises it
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+
+class _Validator:
+    """One ephemeral GX context (no files, no network, no progress bars), reused for every frame."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        import kuhr_pipeline.quality.gx_custom  # noqa: F401 - registers the leak guard expectation
+
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        self._gx = gx
+        self._context = gx.get_context(mode="ephemeral")
+        self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = self._context.data_sources.add_pandas("kuhr").add_dataframe_asset("frame")
+        self._batch = asset.add_batch_definition_whole_dataframe("whole")
+
+    def run(self, frame: pd.DataFrame, weights: np.ndarray, expectations: list[Expectation]) -> list[dict[str, Any]]:
+        """Validate distinct values; counts are weighted by each value's number of rows."""
+        suite = self._gx.ExpectationSuite(name="kuhr", expectations=[dict(e) for e in expectations])
+        result = self._batch.get_batch(batch_parameters={"dataframe": frame}).validate(
+            suite, result_format={"result_format": "COMPLETE"}
+        )
+        out = []
+        for r in result.results:
+            raw = r.result or {}
+            unexpected = raw.get("unexpected_index_list") or []
+            info = r.exception_info or {}
+            raised = bool(info.get("raised_exception")) if isinstance(info, dict) else False
+            out.append(
+                {
+                    "success": bool(r.success),
+                    "element_count": int(weights.sum()),
+                    "unexpected_count": int(weights[np.asarray(unexpected, dtype=np.int64)].sum()),
+                    "exception": str(info.get("exception_message"))[:200] if raised else None,
+                }
+            )
+        return out
+
+
+if __name__ == "__main__":
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything GX prints goes to stderr, not into the replies
+    _serve(sys.stdin.buffer, replies)
