@@ -17,12 +17,14 @@ import pickle
 import subprocess
 import sys
 import threading
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-import pandas as pd
 
-from kuhr_pipeline.quality.suites import Expectation
+if TYPE_CHECKING:  # not imported at run time: `start` is called first thing, before anything heavy
+    import pandas as pd
+
+    from kuhr_pipeline.quality.suites import Expectation
 
 _worker: _GxProcess | None = None
 _lock = threading.Lock()
