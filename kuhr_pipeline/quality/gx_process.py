@@ -60,12 +60,14 @@ def stop() -> None:
 
 class _GxProcess:
     def __init__(self) -> None:
+        self._owner = os.getpid()
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
 
     def alive(self) -> bool:
-        return self._process.poll() is None
+        """Running, and started by this process (a forked child must not share its pipes)."""
+        return self._owner == os.getpid() and self._process.poll() is None
 
     def call(self, request: tuple[Any, ...]) -> Any:
         assert self._process.stdin is not None and self._process.stdout is not None
@@ -81,6 +83,8 @@ class _GxProcess:
 
     def stop(self) -> None:
         """Killed, not asked: it holds nothing worth keeping and may be in the middle of its import."""
+        if self._owner != os.getpid():
+            return  # a forked child's copy: the process belongs to the parent
         self._process.kill()
         self._process.wait()
         for pipe in (self._process.stdin, self._process.stdout):

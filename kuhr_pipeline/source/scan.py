@@ -242,7 +242,7 @@ def _row_groups(fragment: ds.Fragment, period: tuple[date, date] | None) -> Iter
         return
     row_filter = _period_filter(*period)
     lower, upper = _bounds(*period)
-    column = metadata.schema.to_arrow_schema().get_field_index("behandlingstidspunkt")
+    column = next(i for i in range(metadata.num_columns) if metadata.schema.column(i).path == "behandlingstidspunkt")
     for group in range(metadata.num_row_groups):
         stats = metadata.row_group(group).column(column).statistics
         known = stats is not None and stats.has_min_max and stats.has_null_count
