@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -179,3 +180,14 @@ def test_profile_masks_small_counts(source, spec_dir: Path, tmp_path: Path) -> N
     profile = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "stage").profile
     assert profile.persons_per_age_group == {"10-19": "10"}
     assert profile.claims_per_month["2019-09"] == "<5"
+
+
+def test_code_columns_are_staged_as_plain_text(source, spec_dir: Path, tmp_path: Path) -> None:
+    """Pass 2 reads code columns as dictionaries; what it stages is decoded, value for value."""
+    variables = ["pasient_pseudonym", "behandler_praksistype", {"name": "pasient_bostedskommune", "as": "kommune"}]
+    result = select_cohort(source, _spec(spec_dir, variables=variables), MASTER, tmp_path / "stage")
+    staged = pq.read_table(result.path)
+    assert staged.schema.field("behandler_praksistype").type == pa.string()
+    assert staged.schema.field("pasient_bostedskommune").type == pa.string()
+    assert set(staged.column("behandler_praksistype").to_pylist()) <= {"FALE", "LEVA"}
+    assert "0301" in staged.column("pasient_bostedskommune").to_pylist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,9 +14,9 @@ import pytest
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.source import open_source, scan
 from kuhr_pipeline.source.prefetch import prefetched
-from kuhr_pipeline.source.scan import head
+from kuhr_pipeline.source.scan import decoded, head
 from kuhr_pipeline.source.schema import SOURCE_SCHEMA
-from tests.helpers import person_id, write_source
+from tests.helpers import SOURCE_DEFAULTS, person_id, write_source
 
 
 def good_source(folder: Path) -> Path:
@@ -85,8 +86,6 @@ def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_scan_prunes_by_period_and_projects(tmp_path: Path) -> None:
-    from datetime import date
-
     source = open_source(good_source(tmp_path / "s"))
     batches = list(scan(source, ["regning_id", "ar"], (date(2021, 1, 1), date(2021, 12, 31))))
     table = pa.Table.from_batches(batches)
@@ -97,11 +96,6 @@ def test_scan_prunes_by_period_and_projects(tmp_path: Path) -> None:
 def test_scan_keeps_exactly_the_period_whatever_the_row_groups_hold(tmp_path: Path) -> None:
     """Row groups wholly inside the period are read without comparing timestamps; groups that
     straddle its end, or hold a claim filed under the wrong year, are still filtered row by row."""
-    from datetime import date, datetime
-
-    from kuhr_pipeline.source.schema import SOURCE_SCHEMA
-    from tests.helpers import SOURCE_DEFAULTS
-
     stamps = [
         "2021-03-01T10:00",  # group 1: inside
         "2021-04-01T10:00",
@@ -134,6 +128,17 @@ def test_scan_keeps_exactly_the_period_whatever_the_row_groups_hold(tmp_path: Pa
     first_half = (date(2021, 1, 1), date(2021, 6, 30))
     assert head(source, ["regning_id"], first_half, 3).column("regning_id").to_pylist() == ["R0", "R1", "R2"]
     assert head(source, ["regning_id"], first_half, 10).column("regning_id").to_pylist() == ["R0", "R1", "R2", "R5"]
+
+
+def test_code_columns_can_be_read_as_dictionaries_and_decoded(tmp_path: Path) -> None:
+    """Pass 2 reads code columns dictionary-encoded and decodes the rows it keeps: same values."""
+    source = open_source(good_source(tmp_path / "s"))
+    column = "behandler_praksistype"
+    plain = pa.Table.from_batches(list(scan(source, [column])))
+    coded = pa.Table.from_batches(list(scan(source, [column], as_dictionary={column})))
+    assert pa.types.is_dictionary(coded.column(0).type)
+    assert decoded(coded.column(0)).type == pa.string()
+    assert decoded(coded.column(0)).to_pylist() == plain.column(0).to_pylist()
 
 
 def test_prefetch_keeps_order_stays_bounded_and_stops_with_the_consumer() -> None:

@@ -225,7 +225,7 @@ def test_counts_add_up_over_row_groups(tmp_path: Path) -> None:
     assert sex and sex[0].unexpected_count == 3 and sex[0].element_count == 10, report.markdown()
 
 
-def test_the_gx_process_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+def test_the_gx_process_ends_with_the_process_that_started_it() -> None:
     """GX runs in a process of its own; it never outlives the process that started it, whether
     that one exits or is killed."""
     import os
