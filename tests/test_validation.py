@@ -263,3 +263,17 @@ def test_the_gx_process_ends_with_the_process_that_started_it() -> None:
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     assert gone(worker)
+
+
+def test_a_dead_gx_process_is_replaced(tmp_path: Path) -> None:
+    """If the GX process dies (killed, out of memory), the next validation starts a new one."""
+    import os
+    import signal
+
+    from kuhr_pipeline.quality import gx_process
+
+    gx_process.start()
+    assert gx_process._worker is not None
+    os.kill(gx_process._worker._process.pid, signal.SIGKILL)
+    gx_process._worker._process.wait()
+    assert validate(tmp_path).success
