@@ -61,8 +61,10 @@ def stop() -> None:
 class _GxProcess:
     def __init__(self) -> None:
         self._owner = os.getpid()
+        # Telemetry off: GX 1.24 sends no analytics, earlier 1.x releases did by default; this keeps it off.
+        environment = {**os.environ, "GX_ANALYTICS_ENABLED": "False"}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment
         )
 
     def alive(self) -> bool:
