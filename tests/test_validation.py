@@ -277,3 +277,31 @@ def test_a_dead_gx_process_is_replaced(tmp_path: Path) -> None:
     os.kill(gx_process._worker._process.pid, signal.SIGKILL)
     gx_process._worker._process.wait()
     assert validate(tmp_path).success
+
+
+def test_gx_replies_stay_in_step_after_an_error_or_an_early_stop() -> None:
+    """Two requests are in flight at a time; a failed request or a caller that stops early must
+    not leave a stale reply for the next validation to read."""
+    import numpy as np
+    import pandas as pd
+
+    from kuhr_pipeline.quality import gx_process
+
+    def request(values: list[int], low: int) -> gx_process.Request:
+        frame = pd.DataFrame({"x": pd.array(values, dtype="int64[pyarrow]")})
+        between = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "x", "min_value": low}}
+        return frame, np.ones(len(values), dtype=np.int64), [between]
+
+    frame, _, between = request([1], 0)
+    broken = (frame, None, between)  # no row counts: the GX process fails this request
+    results = gx_process.run_all([request([1, 2], 0), broken, request([5], 9)])
+    assert next(results)[0]["success"] is True
+    with pytest.raises(RuntimeError, match="Great Expectations failed"):
+        next(results)
+
+    stopped = gx_process.run_all([request([1], 5), request([2], 0), request([3], 0)])
+    assert next(stopped)[0]["success"] is False
+    stopped.close()
+
+    again = list(gx_process.run_all([request([7], 0), request([7], 8)]))
+    assert [r[0]["success"] for r in again] == [True, False]

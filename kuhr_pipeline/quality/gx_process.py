@@ -17,6 +17,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
@@ -26,8 +27,10 @@ if TYPE_CHECKING:  # not imported at run time: `start` is called first thing, be
 
     from kuhr_pipeline.quality.suites import Expectation
 
+Request = tuple["pd.DataFrame", np.ndarray, list["Expectation"]]
 _worker: _GxProcess | None = None
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards `_worker`
+_validating = threading.Lock()
 
 
 def start() -> None:
@@ -38,14 +41,29 @@ def start() -> None:
             _worker = _GxProcess()
 
 
-def run(frame: pd.DataFrame, weights: np.ndarray, expectations: list[Expectation]) -> list[dict[str, Any]]:
-    """Validate distinct values in the GX process (started here if it is not running); counts are
-    weighted by each value's number of rows."""
-    start()
-    with _lock:
-        assert _worker is not None
-        result: list[dict[str, Any]] = _worker.call((frame, weights, expectations))
-        return result
+def run_all(requests: Iterable[Request]) -> Generator[list[dict[str, Any]], None, None]:
+    """Validate each request — distinct values, each value's number of rows, the expectations —
+    in the GX process (started here if it is not running); results in order, counts weighted by
+    rows. The next request is taken from `requests` (the caller counts the next column's values)
+    while GX works on the current one: two requests at most are in flight. Close the iterator
+    when stopping early (validate.py uses `contextlib.closing`)."""
+    with _validating:  # one validation at a time; `stop` never waits for this lock
+        start()
+        worker = _worker
+        assert worker is not None
+        in_flight = 0
+        try:
+            for request in requests:
+                worker.send(request)
+                in_flight += 1
+                if in_flight == 2:
+                    in_flight -= 1
+                    yield worker.receive()
+            while in_flight:
+                in_flight -= 1
+                yield worker.receive()
+        finally:
+            worker.discard_replies(in_flight)  # a caller that stopped early leaves replies in step
 
 
 @atexit.register
@@ -71,17 +89,33 @@ class _GxProcess:
         """Running, and started by this process (a forked child must not share its pipes)."""
         return self._owner == os.getpid() and self._process.poll() is None
 
-    def call(self, request: tuple[Any, ...]) -> Any:
-        assert self._process.stdin is not None and self._process.stdout is not None
+    def send(self, request: Request) -> None:
+        assert self._process.stdin is not None
         try:
             pickle.dump(request, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._process.stdin.flush()
+        except BrokenPipeError as exc:
+            raise self._ended() from exc
+
+    def receive(self) -> Any:
+        assert self._process.stdout is not None
+        try:
             status, value = pickle.load(self._process.stdout)
-        except (EOFError, BrokenPipeError) as exc:
-            raise RuntimeError(f"the Great Expectations process ended (exit {self._process.poll()})") from exc
+        except EOFError as exc:
+            raise self._ended() from exc
         if status != "ok":
             raise RuntimeError(f"Great Expectations failed: {value}")
         return value
+
+    def discard_replies(self, count: int) -> None:
+        for _ in range(count):
+            try:
+                self.receive()
+            except RuntimeError:
+                continue  # a failed request's reply, or the process has ended: nothing left to keep in step
+
+    def _ended(self) -> RuntimeError:
+        return RuntimeError(f"the Great Expectations process ended (exit {self._process.poll()})")
 
     def stop(self) -> None:
         """Killed, not asked: it holds nothing worth keeping and may be in the middle of its import."""

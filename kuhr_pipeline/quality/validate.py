@@ -6,7 +6,8 @@ values (list columns flattened first), and every result is weighted back by how 
 distinct value occurs (Arrow's `value_counts`). Codes, labels and pseudonyms repeat a lot, so GX
 looks at thousands of values instead of millions of rows, and the counts it reports are the
 counts over rows. Table-level expectations run on an empty frame with the full schema. Peak
-memory is about one column of the extract, not the extract.
+memory is about two columns' distinct values (one being validated, the next being counted), not
+the extract.
 
 GX itself runs in a process of its own (gx_process.py, started early so its import overlaps other
 work). Results keep counts only: GX's sample values (`partial_unexpected_list` and friends) never
@@ -16,7 +17,8 @@ leave that process, since a failing value could be an identifier.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,22 +148,30 @@ def _validate(
     for i, e in enumerate(expectations):
         by_column[e["kwargs"].get("column", TABLE)].append(i)
     outcomes = [ExpectationOutcome(e["type"], e["kwargs"].get("column", TABLE)) for e in expectations]
-    for column, indices in by_column.items():
-        if column == TABLE:
-            frame, weights = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype), np.zeros(0, dtype=np.int64)
-        elif column not in schema.names:
-            for i in indices:
-                outcomes[i].success = False
-                outcomes[i].exception = "column is not in the table"
-            continue
-        else:
-            frame, weights = _distinct(column, schema.field(column).type, column_values(column))
-        results = gx_process.run(frame, weights, [expectations[i] for i in indices])
-        for i, result in zip(indices, results, strict=True):
-            o = outcomes[i]
-            o.success = result["success"]
-            o.element_count = result["element_count"]
-            o.unexpected_count = result["unexpected_count"]
-            o.exception = result["exception"]
-        del frame
+    asked: list[list[int]] = []  # the expectations of each request sent to GX, in order
+
+    def requests() -> Iterator[gx_process.Request]:
+        """One request per column; each column's values are counted while GX validates the one before."""
+        for column, indices in by_column.items():
+            if column == TABLE:
+                frame = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+                weights = np.zeros(0, dtype=np.int64)
+            elif column not in schema.names:
+                for i in indices:
+                    outcomes[i].success = False
+                    outcomes[i].exception = "column is not in the table"
+                continue
+            else:
+                frame, weights = _distinct(column, schema.field(column).type, column_values(column))
+            asked.append(indices)
+            yield frame, weights, [expectations[i] for i in indices]
+
+    with closing(gx_process.run_all(requests())) as replies:
+        for k, results in enumerate(replies):
+            for i, result in zip(asked[k], results, strict=True):
+                o = outcomes[i]
+                o.success = result["success"]
+                o.element_count = result["element_count"]
+                o.unexpected_count = result["unexpected_count"]
+                o.exception = result["exception"]
     return ValidationReport(suite, outcomes)
