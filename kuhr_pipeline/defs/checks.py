@@ -11,8 +11,10 @@ from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import record_report
+from kuhr_pipeline.quality.source_quality import check_source_quality
+from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite
-from kuhr_pipeline.quality.validate import ValidationReport
+from kuhr_pipeline.quality.validate import ValidationReport, validate_tables
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec
 
@@ -52,8 +54,6 @@ def extract_passes_validation(
     spec = application.spec
     if spec.data_level != "pseudonymised":
         return dg.AssetCheckResult(passed=True, description="statistics delivery: no person-level extract")
-    from kuhr_pipeline.quality.validate import validate_tables  # imports GX: only when a check runs
-
     files = [path for _, path in extract.tables()]
     report = validate_tables("claims", files, claims_suite(spec, resolved(spec.requested_variables())))
     record_report(settings.staging_dir(application.application_id), report, files)
@@ -85,8 +85,6 @@ def statistics_passes_validation(
 ) -> dg.AssetCheckResult:
     if statistics.path is None:
         return dg.AssetCheckResult(passed=True, description="person-level delivery: no statistics table")
-    from kuhr_pipeline.quality.statistics_rules import validate_statistics  # imports GX lazily
-
     report = validate_statistics(statistics.path, statistics.min_cell, list(statistics.dimensions))
     record_report(settings.staging_dir(application.application_id), report, [statistics.path])
     return _result(context, report)
@@ -101,8 +99,6 @@ def statistics_passes_validation(
     description="Data quality of the source on a sample of each year: reported as a warning, never blocking.",
 )
 def source_data_quality(context: dg.AssetCheckExecutionContext, application: LoadedSpec) -> dg.AssetCheckResult:
-    from kuhr_pipeline.quality.source_quality import check_source_quality  # imports GX lazily
-
     report, rows = check_source_quality(open_source(context.resources.paths.source_dir()), application.spec)
     context.log.info(
         f"source quality: {len(report.failed)} of {len(report.outcomes)} expectations failed "
