@@ -13,5 +13,7 @@ BENCH = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
     spec = load_spec(BENCH / "benchmark-application.yaml").spec
-    found = find_cohort(open_source(sys.argv[1]), spec)
-    Path(sys.argv[2]).write_text("\n".join(f"{n:011d}" for n in found.ids.tolist()) + "\n")
+    row_labels = Path(sys.argv[2]).with_suffix(".row-labels")
+    found = find_cohort(open_source(sys.argv[1]), spec, row_labels)
+    row_labels.unlink()
+    Path(sys.argv[2]).write_text("\n".join(f"{n:011d}" for n in found.numbers.tolist()) + "\n")

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from kuhr_pipeline.cohort import select_cohort
 from kuhr_pipeline.cohort.select import find_cohort
+from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import load_spec
+from kuhr_pipeline.staging import read_staged
 from tests.helpers import fnr, person_id, pseudonym, write_source, write_spec
 
 MASTER = bytes(range(32))
@@ -102,12 +103,13 @@ def _spec(spec_dir: Path, **changes: object):
 def test_exact_cohort_person_by_person(source, spec_dir: Path, tmp_path: Path) -> None:
     spec = _spec(spec_dir)
     result = select_cohort(source, spec, MASTER, tmp_path / "stage")
-    got = set(pq.read_table(result.path).column("pasient_pseudonym").to_pylist())
+    got = set(read_staged(result.path).column("pasient_pseudonym").to_pylist())
     assert got == {pseudonym(MASTER, DOMAIN, P[n]) for n in EXPECTED}
+    assert [p.name for p in (tmp_path / "stage").iterdir()] == [result.path.name]  # pass 1's labels are gone
 
 
-def test_attrition_in_contract_order(source, spec_dir: Path) -> None:
-    found = find_cohort(source, _spec(spec_dir))
+def test_attrition_in_contract_order(source, spec_dir: Path, tmp_path: Path) -> None:
+    found = find_cohort(source, _spec(spec_dir), tmp_path / "row-labels")
     attrition = found.attrition
     assert sorted(found.first_claim_ages.tolist()) == [10] * 9 + [15]
     assert attrition.steps == [
@@ -135,7 +137,7 @@ def test_attrition_in_contract_order(source, spec_dir: Path) -> None:
 def test_min_entry_claims(source, spec_dir: Path, tmp_path: Path) -> None:
     spec = _spec(spec_dir, cohort={**SPEC["cohort"], "min_entry_claims": 2})
     result = select_cohort(source, spec, MASTER, tmp_path / "stage")
-    got = set(pq.read_table(result.path).column("pasient_pseudonym").to_pylist())
+    got = set(read_staged(result.path).column("pasient_pseudonym").to_pylist())
     assert got == {pseudonym(MASTER, DOMAIN, P[n]) for n in (8, 10, 14)}
 
 
@@ -155,8 +157,8 @@ def test_claims_all_versus_entry(source, spec_dir: Path, tmp_path: Path) -> None
 def test_another_linkage_domain_gives_disjoint_pseudonyms(source, spec_dir: Path, tmp_path: Path) -> None:
     a = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "a")
     b = select_cohort(source, _spec(spec_dir, linkage_domain="OTHER-1"), MASTER, tmp_path / "b")
-    left = set(pq.read_table(a.path).column("pasient_pseudonym").to_pylist())
-    right = set(pq.read_table(b.path).column("pasient_pseudonym").to_pylist())
+    left = set(read_staged(a.path).column("pasient_pseudonym").to_pylist())
+    right = set(read_staged(b.path).column("pasient_pseudonym").to_pylist())
     assert left and right and not left & right
     assert right == {pseudonym(MASTER, "OTHER-1", P[n]) for n in EXPECTED}
 
@@ -164,14 +166,14 @@ def test_another_linkage_domain_gives_disjoint_pseudonyms(source, spec_dir: Path
 def test_same_spec_and_key_twice_gives_identical_claims(source, spec_dir: Path, tmp_path: Path) -> None:
     a = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "a")
     b = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "b")
-    assert pq.read_table(a.path).equals(pq.read_table(b.path))
+    assert read_staged(a.path).equals(read_staged(b.path))
 
 
 def test_empty_cohort_is_a_result(source, spec_dir: Path, tmp_path: Path) -> None:
     spec = _spec(spec_dir, cohort={"entry": {"diagnoses": ["Z99"]}})
     result = select_cohort(source, spec, MASTER, tmp_path / "stage")
     assert result.persons == 0 and result.rows == 0
-    assert pq.read_table(result.path).num_rows == 0
+    assert read_staged(result.path).num_rows == 0
     assert result.attrition.steps[1] == ("with an entry claim", 0)
     assert result.profile.claims_per_month == {}
 
@@ -186,8 +188,31 @@ def test_code_columns_are_staged_as_plain_text(source, spec_dir: Path, tmp_path:
     """Pass 2 reads code columns as dictionaries; what it stages is decoded, value for value."""
     variables = ["pasient_pseudonym", "behandler_praksistype", {"name": "pasient_bostedskommune", "as": "kommune"}]
     result = select_cohort(source, _spec(spec_dir, variables=variables), MASTER, tmp_path / "stage")
-    staged = pq.read_table(result.path)
+    staged = read_staged(result.path)
     assert staged.schema.field("behandler_praksistype").type == pa.string()
     assert staged.schema.field("pasient_bostedskommune").type == pa.string()
     assert set(staged.column("behandler_praksistype").to_pylist()) <= {"FALE", "LEVA"}
     assert "0301" in staged.column("pasient_bostedskommune").to_pylist()
+
+
+def test_a_source_rewritten_between_the_passes_is_refused(
+    source, spec_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pass 2 takes each bill's person from pass 1's labels, row for row: if the export changes in
+    between (here one claim moves by a second), the run stops and nothing is left in staging."""
+    import kuhr_pipeline.cohort as cohort_package
+
+    real_find_cohort = cohort_package.find_cohort
+
+    def find_then_rewrite(*args, **kwargs):
+        found = real_find_cohort(*args, **kwargs)
+        moved = [dict(row) for row in ROWS]
+        moved[0]["when"] = "2019-03-01T10:00:01"
+        write_source(source.path, moved)
+        return found
+
+    monkeypatch.setattr(cohort_package, "find_cohort", find_then_rewrite)
+    stage = tmp_path / "stage"
+    with pytest.raises(SourceError, match="changed while it was being read"):
+        select_cohort(source, _spec(spec_dir), MASTER, stage)
+    assert list(stage.iterdir()) == []

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from kuhr_pipeline.errors import KeyFileError
-from kuhr_pipeline.identity.fodselsnummer import IdKind, IdReason, check_ids, is_valid, positions_in, summarise_ids
+from kuhr_pipeline.identity.fodselsnummer import IdKind, IdReason, check_ids, id_slots, is_valid
 from kuhr_pipeline.identity.keys import read_master_key
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from tests.helpers import fnr, person_id, pseudonym
@@ -63,24 +63,16 @@ def test_non_ascii_digits_are_malformed() -> None:
     assert reasons(["٠١٠١٩٠١٢٣٤٥"]) == [IdReason.MALFORMED]
 
 
-def test_batch_summary_counts_rows_like_the_row_check() -> None:
-    """Pass 1 counts refused bills from the distinct ids; it must agree with checking every row."""
+def test_batch_slots_count_rows_like_the_row_check() -> None:
+    """Pass 1 checks each distinct id once and counts refused bills per slot; it must agree with
+    checking every row."""
     good, other = person_id(5), person_id(6, d_number=True)
     values = [good, good, None, "", "123", good[:10] + str((int(good[10]) + 1) % 10), other, None, fnr("018190123")]
-    summary = summarise_ids(pa.array(values, pa.string()))
-    assert summary.rows_per_reason.tolist() == np.bincount(reasons(values), minlength=len(IdReason)).tolist()
-    assert sorted(summary.distinct_valid.tolist()) == sorted([int(good), int(other)])
-
-
-def test_positions_in_a_sorted_cohort() -> None:
-    """Pass 2 finds each bill's person in the cohort by number: only exact 11-digit ids match."""
-    first, second, outsider = person_id(7), person_id(8), person_id(9)
-    cohort = np.array(sorted([int(first), int(second), 1019012345]), dtype=np.int64)  # one with a leading zero
-    ids = [second, outsider, None, "+" + first[1:], first, "01019012345", "1019012345", second]
-    positions = positions_in(pa.array(ids, pa.string()), cohort).tolist()
-    index = {int(v): i for i, v in enumerate(cohort)}
-    assert positions == [index[int(second)], -1, -1, -1, index[int(first)], index[1019012345], -1, index[int(second)]]
-    assert positions_in(pa.array([first], pa.string()), np.zeros(0, dtype=np.int64)).tolist() == [-1]
+    slots = id_slots(pa.array(values, pa.string()))
+    assert slots.rows_per_reason().tolist() == np.bincount(reasons(values), minlength=len(IdReason)).tolist()
+    valid = slots.reason == IdReason.VALID
+    assert sorted(slots.number[valid].tolist()) == sorted([int(good), int(other)])
+    assert slots.number[slots.slot].tolist() == check_ids(pa.array(values, pa.string())).number.tolist()
 
 
 def test_pseudonym_matches_documented_algorithm() -> None:

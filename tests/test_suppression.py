@@ -7,12 +7,12 @@ import itertools
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.suppression import equations, recoverable, suppress
+from kuhr_pipeline.staging import StagedWriter
 
 MIN_CELL = 5
 
@@ -41,8 +41,14 @@ def claims_file(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str
         ]
     )
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "claims.parquet"
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return _stage(folder / "claims.arrow", pa.Table.from_pylist(rows, schema=schema))
+
+
+def _stage(path: Path, claims: pa.Table) -> Path:
+    """Claims staged as the cohort step stages them."""
+    writer = StagedWriter(path, claims.schema)
+    writer.write(claims)
+    writer.close()
     return path
 
 
@@ -160,8 +166,7 @@ def test_cube_in_person_buckets_equals_the_cube_in_one_piece(tmp_path: Path) -> 
                     "region": ["03", "46"][claim % 2],
                 }
             )
-    path = tmp_path / "claims.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    path = _stage(tmp_path / "claims.arrow", pa.Table.from_pylist(rows))
     dims = [("sex", "exact"), ("region", "exact")]
 
     def cells(table: pa.Table) -> list[tuple]:

@@ -13,7 +13,8 @@ from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, prac
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.spec.model import ApplicationSpec
 
-COHORT_CLAIMS_FILE = "cohort_claims.parquet"
+COHORT_CLAIMS_FILE = "cohort_claims.arrow"
+ROW_LABELS_FILE = ".row_labels.tmp"  # pass 1 → pass 2 only; removed when pass 2 ends
 
 
 def select_cohort(
@@ -25,23 +26,27 @@ def select_cohort(
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised) in `out_dir`."""
     threshold = max(5, spec.statistics.min_cell) if spec.statistics else 5
-    found = find_cohort(source, spec, threshold, on_progress)
-    patients = Pseudonymiser(master_key, patient_domain(spec.domain))
-    practitioners = (
-        Pseudonymiser(master_key, practitioner_domain(spec.domain)) if needs_practitioner_pseudonym(spec) else None
-    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / COHORT_CLAIMS_FILE
-    rows, months = collect_claims(
-        source, spec, found.ids, source_columns(spec), patients, practitioners, out, on_progress
-    )
+    row_labels = out_dir / ROW_LABELS_FILE
+    try:
+        found = find_cohort(source, spec, row_labels, threshold, on_progress)
+        patients = Pseudonymiser(master_key, patient_domain(spec.domain))
+        practitioners = (
+            Pseudonymiser(master_key, practitioner_domain(spec.domain)) if needs_practitioner_pseudonym(spec) else None
+        )
+        out = out_dir / COHORT_CLAIMS_FILE
+        rows, months = collect_claims(
+            source, spec, found, source_columns(spec), patients, practitioners, out, on_progress
+        )
+    finally:
+        row_labels.unlink(missing_ok=True)
     profile = CohortProfile(
         persons_per_age_group={
             label: found.attrition.masked(n) for label, n in _age_groups(found.first_claim_ages).items()
         },
         claims_per_month={f"{k // 100}-{k % 100:02d}": found.attrition.masked(n) for k, n in sorted(months.items())},
     )
-    return CohortClaims(out, rows, len(found.ids), found.attrition, profile)
+    return CohortClaims(out, rows, len(found.labels), found.attrition, profile)
 
 
 def _age_groups(ages: np.ndarray) -> dict[str, int]:

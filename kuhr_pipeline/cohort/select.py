@@ -2,12 +2,13 @@
 
 Pass 1 reads only the columns the criteria need and finds the cohort: each person's entry
 claims (count, and the first one: earliest `behandlingstidspunkt`, ties by smallest `regning_id`
-as text), their exclusion claims, and everyone with a valid id in the period. Pass 2 reads the
-columns the delivery needs and keeps the cohort's claims, replacing the national id with its
-pseudonym before anything leaves the scan.
+as text), their exclusion claims, and everyone with a valid id in the period. It gives each
+person a label (person_labels.py) and writes each bill's label to a file (row_labels.py). Pass 2
+reads the columns the delivery needs, with those labels in place of the national ids, and keeps
+the cohort's claims with their pseudonyms.
 
-Raw ids live only in this module's local variables, as int64 numbers; what it returns and what
-it writes hold pseudonyms only.
+Raw ids live only in pass 1's local variables and in the label table, as int64 numbers; what
+this module returns and writes holds labels and pseudonyms only.
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ import pyarrow.compute as pc
 
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
-from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids, positions_in, summarise_ids
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels
+from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
+from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, decoded, scan
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
-from kuhr_pipeline.staged_parquet import StagedParquetWriter
+from kuhr_pipeline.staging import StagedWriter
 
 Progress = Callable[[str, int], None]
-_COMPACT_BATCHES = 16  # batches of ids deduplicated together before they join the sorted array
 _FIRSTS_SCHEMA = pa.schema(
     [
-        ("person", pa.int64()),
+        ("person", pa.int32()),
         ("behandlingstidspunkt", pa.timestamp("ms")),
         ("regning_id", pa.string()),
         ("pasient_alder", pa.int16()),
@@ -76,9 +78,13 @@ class CohortClaims:
 
 @dataclass(frozen=True)
 class FoundCohort:
-    """Pass 1's result. `ids` are raw national ids as numbers: in memory only, never returned by an asset."""
+    """Pass 1's result. `numbers` are the cohort's raw national ids as numbers (in the order of
+    `labels`): in memory only, used to pseudonymise, never returned by an asset."""
 
-    ids: np.ndarray
+    labels: np.ndarray  # sorted
+    numbers: np.ndarray
+    persons_in_period: int
+    row_labels: RowLabels
     attrition: Attrition
     first_claim_ages: np.ndarray
 
@@ -96,120 +102,83 @@ def _reduce_entry(table: pa.Table) -> pa.Table:
     return reduced.set_column(reduced.schema.get_field_index("entry_claims"), "entry_claims", pa.array(counts))
 
 
-@dataclass(frozen=True)
-class _ValidRows:
-    rows: np.ndarray  # row positions in the batch
-    numbers: np.ndarray  # their ids as numbers
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-
-def _valid_rows(ids: pa.Array | pa.ChunkedArray, wanted: np.ndarray) -> _ValidRows:
-    """The wanted rows whose id is valid, with the ids as numbers (only these rows are checked)."""
-    rows = np.flatnonzero(wanted)
-    if not len(rows):
-        return _ValidRows(rows, np.zeros(0, dtype=np.int64))
-    checked = check_ids(ids.take(pa.array(rows)))
-    return _ValidRows(rows[checked.valid], checked.number[checked.valid])
-
-
-class _DistinctIds:
-    """Ids collected over many batches, each once, as one sorted array (memory: one int64 per id).
-
-    Batches are deduplicated a group at a time (a hash over the group only) and merged into the
-    sorted array by a linear merge: a hash over everything seen so far cost a few hundred MB at
-    each merge on a 40-million-bill source."""
-
-    def __init__(self) -> None:
-        self._seen = np.zeros(0, dtype=np.int64)
-        self._pending: list[np.ndarray] = []
-
-    def add(self, ids: np.ndarray) -> None:
-        self._pending.append(ids)
-        if len(self._pending) >= _COMPACT_BATCHES:
-            self._merge()
-
-    def sorted(self) -> np.ndarray:
-        self._merge()
-        return self._seen
-
-    def _merge(self) -> None:
-        if not self._pending:
-            return
-        new = np.sort(_distinct(self._pending))
-        both = np.sort(np.concatenate([self._seen, new]), kind="stable")  # timsort: two sorted runs
-        self._seen = both[np.r_[True, both[1:] != both[:-1]]] if len(both) else both
-        self._pending = []
-
-
-def _distinct(chunks: list[np.ndarray]) -> np.ndarray:
-    """Each id once (Arrow's hash-based unique: several times faster than numpy's on millions of ids)."""
-    if not chunks:
-        return np.zeros(0, dtype=np.int64)
-    return pc.unique(pa.chunked_array([pa.array(c, pa.int64()) for c in chunks])).to_numpy()
-
-
 def find_cohort(
-    source: Source, spec: ApplicationSpec, threshold: int = 5, on_progress: Progress | None = None
+    source: Source,
+    spec: ApplicationSpec,
+    row_labels_path: Path,
+    threshold: int = 5,
+    on_progress: Progress | None = None,
 ) -> FoundCohort:
-    """Pass 1: the cohort's ids (sorted int64, in memory only), the attrition counts, and ages."""
+    """Pass 1: the cohort, the attrition counts and ages; each bill's person label to `row_labels_path`."""
     cohort_spec = spec.cohort
     first_claim_columns = _first_claim_columns(cohort_spec)
     columns = sorted(
         {
             "pasient_fnr",
             "regning_id",
-            "behandlingstidspunkt",
+            FINGERPRINT_COLUMN,
             *first_claim_columns,
             *columns_for(cohort_spec.entry),
             *columns_for(cohort_spec.exclude),
         }
     )
-    in_period = _DistinctIds()
-    excluded = _DistinctIds()
+    persons = PersonLabels()
+    excluded = LabelSet()
     firsts = Reducing(_reduce_entry)  # one row per person with an entry claim
-    dropped = dict.fromkeys(IdReason, 0)
-    for batch in scan(source, columns, (spec.period.from_, spec.period.to)):
-        fnr = batch.column("pasient_fnr")
-        summary = summarise_ids(fnr)
-        for reason in IdReason:
-            dropped[reason] += int(summary.rows_per_reason[reason])
-        in_period.add(summary.distinct_valid)
-        entry = _valid_rows(fnr, match(batch, cohort_spec.entry))
-        if len(entry):
-            rows = pa.array(entry.rows)
-            part = pa.table(
-                {
-                    "person": pa.array(entry.numbers),
-                    "behandlingstidspunkt": batch.column("behandlingstidspunkt").take(rows),
-                    "regning_id": batch.column("regning_id").take(rows),
-                    **{c: batch.column(c).take(rows) for c in first_claim_columns},
-                    "entry_claims": pa.array(np.ones(len(entry), dtype=np.int64)),
-                }
-            )
-            firsts.add(_reduce_entry(part))
-        if cohort_spec.exclude is not None:
-            excluding = _valid_rows(fnr, match(batch, cohort_spec.exclude))
-            if len(excluding):
-                excluded.add(excluding.numbers)
-        if on_progress:
-            on_progress("pass 1: finding the cohort", batch.num_rows)
+    dropped = np.zeros(len(IdReason), dtype=np.int64)
+    writer = RowLabelsWriter(row_labels_path)
+    try:
+        for batch in scan(source, columns, (spec.period.from_, spec.period.to)):
+            slots = id_slots(batch.column("pasient_fnr"))
+            dropped += slots.rows_per_reason()
+            slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
+            valid = slots.reason == IdReason.VALID
+            slot_labels[valid] = persons.label(slots.number[valid])
+            labels = slot_labels[slots.slot]
+            writer.write(batch, labels)
+            entry = np.flatnonzero(match(batch, cohort_spec.entry) & (labels != NO_PERSON))
+            if len(entry):
+                rows = pa.array(entry)
+                part = pa.table(
+                    {
+                        "person": pa.array(labels[entry]),
+                        "behandlingstidspunkt": batch.column("behandlingstidspunkt").take(rows),
+                        "regning_id": batch.column("regning_id").take(rows),
+                        **{c: batch.column(c).take(rows) for c in first_claim_columns},
+                        "entry_claims": pa.array(np.ones(len(entry), dtype=np.int64)),
+                    }
+                )
+                firsts.add(_reduce_entry(part))
+            if cohort_spec.exclude is not None:
+                excluded.add(labels[match(batch, cohort_spec.exclude) & (labels != NO_PERSON)])
+            if on_progress:
+                on_progress("pass 1: finding the cohort", batch.num_rows)
+    except BaseException:
+        writer.discard()
+        raise
+    row_labels = writer.close()
 
     no_entries = _FIRSTS_SCHEMA.empty_table().select(
         ["person", "behandlingstidspunkt", "regning_id", *first_claim_columns, "entry_claims"]
     )
-    dropped.pop(IdReason.VALID)
-    cohort, ages, steps = _apply_person_criteria(firsts.result(no_entries), excluded.sorted(), cohort_spec)
-    steps.insert(0, ("persons with a claim in the period", len(in_period.sorted())))
-    return FoundCohort(cohort, Attrition(steps, dropped, threshold), ages)
+    cohort, ages, steps = _apply_person_criteria(firsts.result(no_entries), excluded, cohort_spec)
+    steps.insert(0, ("persons with a claim in the period", len(persons)))
+    dropped_bills: dict[IdReason, int] = {r: int(dropped[r]) for r in IdReason if r != IdReason.VALID}
+    return FoundCohort(
+        labels=cohort,
+        numbers=persons.numbers(cohort),
+        persons_in_period=len(persons),
+        row_labels=row_labels,
+        attrition=Attrition(steps, dropped_bills, threshold),
+        first_claim_ages=ages,
+    )
 
 
 def _apply_person_criteria(
-    firsts: pa.Table, excluded: np.ndarray, cohort_spec: CohortSpec
+    firsts: pa.Table, excluded: LabelSet, cohort_spec: CohortSpec
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
     """The person-level rules on each person's first entry claim, in the contract's order:
-    the cohort's ids (sorted), their ages on that claim, and the attrition after each step."""
+    the cohort's labels (sorted), their ages on that claim, and the attrition after each step."""
     persons = firsts.column("person").to_numpy()
     ages = pc.fill_null(firsts.column("pasient_alder"), -1).to_numpy()
     keep = firsts.column("entry_claims").to_numpy() >= cohort_spec.min_entry_claims
@@ -226,7 +195,7 @@ def _apply_person_criteria(
     if cohort_spec.bostedskommuner is not None:
         keep &= codes_match(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
     steps.append(("after kommune", int(keep.sum())))
-    keep &= ~pc.is_in(pa.array(persons), value_set=pa.array(excluded, pa.int64())).to_numpy(zero_copy_only=False)
+    keep &= ~excluded.contains(persons)
     steps.append(("after exclusion (the cohort)", int(keep.sum())))
     order = np.argsort(persons[keep])
     return persons[keep][order], ages[keep][order], steps
@@ -235,7 +204,7 @@ def _apply_person_criteria(
 def collect_claims(
     source: Source,
     spec: ApplicationSpec,
-    cohort: np.ndarray,
+    cohort: FoundCohort,
     columns: list[str],
     patients: Pseudonymiser,
     practitioners: Pseudonymiser | None,
@@ -246,25 +215,28 @@ def collect_claims(
 
     Returns the rows written and the claims per month (YYYYMM → count).
 
-    `pasient_fnr` and `behandler_id` are read but never written: they become
-    `pasient_pseudonym` and (when asked for) `behandler_pseudonym`.
+    Bills are matched to the cohort by pass 1's person labels; `pasient_fnr` is never read and
+    `behandler_id` never written (it becomes `behandler_pseudonym` when asked for).
     """
-    cohort_pseudonyms = patients.fnr_numbers(cohort)
+    cohort_pseudonyms = patients.fnr_numbers(cohort.numbers)
+    position_of_label = np.full(cohort.persons_in_period + 1, -1, dtype=np.int64)
+    position_of_label[cohort.labels] = np.arange(len(cohort.labels))
     entry_only = spec.claims == "entry"
     wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
     months: dict[int, int] = {}
     criteria = columns_for(spec.cohort.entry) if entry_only else set()
     read = sorted(
-        {"pasient_fnr", "behandlingstidspunkt", *wanted, *(["behandler_id"] if practitioners else []), *criteria}
+        {FINGERPRINT_COLUMN, "behandlingstidspunkt", *wanted, *(["behandler_id"] if practitioners else []), *criteria}
     )
     codes = CODE_COLUMNS.intersection(wanted) - criteria  # decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
-    writer: StagedParquetWriter | None = None
+    writer: StagedWriter | None = None
     rows = 0
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        for batch in scan(source, read, (spec.period.from_, spec.period.to), as_dictionary=codes):
-            position = positions_in(batch.column("pasient_fnr"), cohort)
+        batches = scan(source, read, (spec.period.from_, spec.period.to), as_dictionary=codes)
+        for batch, labels in cohort.row_labels.along(batches, source.path):
+            position = position_of_label[labels]
             keep = position >= 0
             if entry_only:
                 keep &= match(batch, spec.cohort.entry)
@@ -282,7 +254,7 @@ def collect_claims(
             table.update({c: decoded(kept.column(c)) for c in wanted})
             part = pa.table(table)
             if writer is None:
-                writer = StagedParquetWriter(tmp, part.schema)
+                writer = StagedWriter(tmp, part.schema)
             writer.write(part)
             rows += part.num_rows
             stamps = kept.column("behandlingstidspunkt")
@@ -292,7 +264,7 @@ def collect_claims(
             if on_progress:
                 on_progress("pass 2: collecting claims", batch.num_rows)
         if writer is None:
-            writer = StagedParquetWriter(tmp, _empty_schema(source, wanted, practitioners is not None))
+            writer = StagedWriter(tmp, _empty_schema(source, wanted, practitioners is not None))
         writer.close()
         writer = None
         tmp.replace(out)

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
 
 from kuhr_pipeline import settings
 from kuhr_pipeline.cohort import CohortClaims, select_cohort
@@ -19,6 +18,7 @@ from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
+from kuhr_pipeline.staging import staged_schema
 
 LOG_STEPS = 10  # progress lines per pass, whatever the size of the source
 
@@ -111,7 +111,7 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
     out_dir = settings.staging_dir(application.application_id) / "extract"
     if spec.data_level != "pseudonymised":
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
-        return ExtractFiles({}, pq.read_schema(cohort.path))
+        return ExtractFiles({}, staged_schema(cohort.path))
     context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {cohort.rows:,} claims")
     files = build_extract(spec, cohort.path, out_dir)
     report = kanon.write_disclosure_report(

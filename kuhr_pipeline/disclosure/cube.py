@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from kuhr_pipeline.extract.generalise import generalise
-from kuhr_pipeline.source.scan import BATCH_ROWS
+from kuhr_pipeline.staging import read_staged, staged_batches, staged_rows, staged_schema
 
 UNKNOWN = "ukjent"
 ROWS_PER_BUCKET = 4_000_000  # claims held in memory at once (a few hundred MB)
@@ -52,12 +51,11 @@ def build_cube(claims_path: Path, group_by: list[tuple[str, str]], rows_per_buck
     is exact for every measure, distinct persons included, because no person is in two buckets."""
     names = [name for name, _ in group_by]
     needed = sorted({*names, "pasient_pseudonym", "egenandel", "refusjon"})
-    claims = pq.ParquetFile(claims_path)
-    buckets = min(len(_PREFIXES), max(1, -(-claims.metadata.num_rows // rows_per_bucket)))
+    buckets = min(len(_PREFIXES), max(1, -(-staged_rows(claims_path) // rows_per_bucket)))
     if buckets == 1:
-        return _cube_of(claims.read(columns=needed), group_by)
+        return _cube_of(read_staged(claims_path, needed), group_by)
     with tempfile.TemporaryDirectory(prefix=".buckets-", dir=claims_path.parent) as spill:
-        cubes = [_cube_of(_read_spilled(path), group_by) for path in _spill(claims, needed, buckets, Path(spill))]
+        cubes = [_cube_of(read_staged(path), group_by) for path in _spill(claims_path, needed, buckets, Path(spill))]
     summed = pa.concat_tables(c.table for c in cubes).group_by(names).aggregate([(m, "sum") for m in MEASURES])
     table = pa.table(
         {
@@ -71,14 +69,14 @@ def build_cube(claims_path: Path, group_by: list[tuple[str, str]], rows_per_buck
 _PREFIXES = pa.array([f"{i:02x}" for i in range(256)], pa.string())  # pseudonyms are lower-case hex
 
 
-def _spill(claims: pq.ParquetFile, columns: list[str], buckets: int, folder: Path) -> list[Path]:
+def _spill(claims: Path, columns: list[str], buckets: int, folder: Path) -> list[Path]:
     """One read of the claims, each batch's rows sorted by bucket and appended to that bucket's file."""
-    schema = pa.schema([claims.schema_arrow.field(c) for c in columns])
+    schema = pa.schema([staged_schema(claims).field(c) for c in columns])
     paths = [folder / f"bucket-{b:03d}.arrow" for b in range(buckets)]
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     writers = [pa.ipc.new_file(path, schema, options=options) for path in paths]
     try:
-        for batch in claims.iter_batches(columns=columns, batch_size=BATCH_ROWS):
+        for batch in staged_batches(claims, columns):
             prefix = pc.utf8_slice_codeunits(batch.column("pasient_pseudonym"), 0, 2)
             bucket = pc.fill_null(pc.index_in(prefix, value_set=_PREFIXES), 0).to_numpy() % buckets
             order = np.argsort(bucket, kind="stable")
@@ -89,11 +87,6 @@ def _spill(claims: pq.ParquetFile, columns: list[str], buckets: int, folder: Pat
         for writer in writers:
             writer.close()
     return paths
-
-
-def _read_spilled(path: Path) -> pa.Table:
-    with pa.OSFile(str(path)) as file:
-        return pa.ipc.open_file(file).read_all()
 
 
 def _cube_of(claims: pa.Table, group_by: list[tuple[str, str]]) -> Cube:

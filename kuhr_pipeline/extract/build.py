@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.extract.generalise import generalise
-from kuhr_pipeline.source.scan import BATCH_ROWS
 from kuhr_pipeline.spec.model import ApplicationSpec, VariableRequest
+from kuhr_pipeline.staging import staged_batches, staged_schema
 
 YEAR_COLUMN = "ar"
 
@@ -68,10 +68,9 @@ def build_extract(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     writers: dict[str, pq.ParquetWriter] = {}
     counts: dict[str, int] = {}
-    parquet = pq.ParquetFile(cohort_claims)
     schema: pa.Schema | None = None
     try:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+        for batch in staged_batches(cohort_claims):
             table = select_variables(batch, variables)
             schema = table.schema
             if split:
@@ -81,7 +80,7 @@ def build_extract(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> 
             else:
                 _write(writers, counts, out_dir, "claims", table)
         if schema is None:
-            empty = select_variables(parquet.schema_arrow.empty_table(), variables)
+            empty = select_variables(staged_schema(cohort_claims).empty_table(), variables)
             schema = empty.schema
             if not split:
                 _write(writers, counts, out_dir, "claims", empty)

@@ -57,30 +57,67 @@ _W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1)
 
 
 @dataclass(frozen=True)
-class IdCheck:
-    """Per-row result of checking an array of ids."""
+class IdSlots:
+    """A batch's ids with each distinct id checked once (a bill per contact means ids repeat).
 
-    reason: np.ndarray  # int8 IdReason per row
-    number: np.ndarray  # int64: the id as a number where valid, else 0 (11 digits with leading zeros)
-    _row_slots: np.ndarray  # per row: its distinct id's slot (the last slot: null)
-    _distinct_kind: np.ndarray
+    `slot` gives each row its distinct id's slot; `reason`, `kind` and `number` describe the
+    slots; the last slot stands for null ids."""
+
+    slot: np.ndarray  # int per row
+    reason: np.ndarray  # int8 IdReason per slot
+    kind: np.ndarray  # int8 IdKind per slot
+    number: np.ndarray  # int64 per slot: the id as a number where valid, else 0
+
+    def rows_per_reason(self) -> np.ndarray:
+        """int64 rows per IdReason, counted over slots rather than rows."""
+        rows_per_slot = np.bincount(self.slot, minlength=len(self.reason))
+        return np.bincount(self.reason, weights=rows_per_slot, minlength=len(IdReason)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class IdCheck:
+    """Per-row results of checking an array of ids (spread from its slots on demand)."""
+
+    slots: IdSlots
+
+    @property
+    def reason(self) -> np.ndarray:
+        """int8 IdReason per row."""
+        return self.slots.reason[self.slots.slot]
+
+    @property
+    def number(self) -> np.ndarray:
+        """int64 per row: the id as a number where valid, else 0 (11 digits with leading zeros)."""
+        return self.slots.number[self.slots.slot]
+
+    @property
+    def kind(self) -> np.ndarray:
+        """int8 IdKind per row."""
+        return self.slots.kind[self.slots.slot]
 
     @property
     def valid(self) -> np.ndarray:
         return self.reason == IdReason.VALID
 
-    @property
-    def kind(self) -> np.ndarray:
-        """int8 IdKind per row (computed on demand: the pipeline itself needs only reasons and numbers)."""
-        return np.append(self._distinct_kind, np.int8(IdKind.NONE))[self._row_slots]
+
+def id_slots(ids: pa.Array | pa.ChunkedArray) -> IdSlots:
+    """Validate and classify each distinct id of a batch once."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    encoded = pc.dictionary_encode(ids)
+    distinct = _check_distinct(encoded.dictionary)
+    null_slot = len(encoded.dictionary)
+    return IdSlots(
+        slot=pc.fill_null(encoded.indices, null_slot).to_numpy(),
+        reason=np.append(distinct.reason, np.int8(IdReason.MISSING)),
+        kind=np.append(distinct.kind, np.int8(IdKind.NONE)),
+        number=np.append(distinct.number, np.int64(0)),
+    )
 
 
-@dataclass(frozen=True)
-class IdSummary:
-    """A batch's ids in aggregate: rows per reason, and each valid id once."""
-
-    rows_per_reason: np.ndarray  # int64, indexed by IdReason
-    distinct_valid: np.ndarray  # int64
+def check_ids(ids: pa.Array | pa.ChunkedArray) -> IdCheck:
+    """Validate and classify every id (each distinct one once, the results spread over the rows)."""
+    return IdCheck(id_slots(ids))
 
 
 @dataclass(frozen=True)
@@ -88,52 +125,6 @@ class _Distinct:
     reason: np.ndarray
     kind: np.ndarray
     number: np.ndarray
-
-
-def check_ids(ids: pa.Array | pa.ChunkedArray) -> IdCheck:
-    """Validate and classify every id. Each distinct id is checked once (a bill per contact means
-    ids repeat), then the results are spread back over the rows."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    encoded = pc.dictionary_encode(ids)
-    distinct = _check_distinct(encoded.dictionary)
-    missing_slot = len(encoded.dictionary)  # null ids point here
-    rows = pc.fill_null(encoded.indices, missing_slot).to_numpy()
-    reason = np.append(distinct.reason, np.int8(IdReason.MISSING))[rows]
-    number = np.append(distinct.number, np.int64(0))[rows]
-    return IdCheck(reason, number, rows, distinct.kind)
-
-
-def summarise_ids(ids: pa.Array | pa.ChunkedArray) -> IdSummary:
-    """Rows per reason and the valid ids of a batch, without spreading results back over the rows
-    (what pass 1 needs for every bill; the rows it keeps are checked with `check_ids`)."""
-    counted = pc.value_counts(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
-    values = counted.field("values")
-    counts = counted.field("counts").to_numpy()
-    distinct = _check_distinct(values)
-    rows = np.bincount(distinct.reason, weights=counts, minlength=len(IdReason)).astype(np.int64)
-    return IdSummary(rows, distinct.number[distinct.reason == IdReason.VALID])
-
-
-def positions_in(ids: pa.Array | pa.ChunkedArray, numbers: np.ndarray) -> np.ndarray:
-    """For each id, its position in `numbers` (sorted int64 ids), or −1.
-
-    A binary search per distinct id of the batch: `pc.index_in` would rebuild a hash table of all
-    of `numbers` for every batch, which is nothing for a cohort of thousands and hours for one of
-    millions over a register-sized source. Only exactly 11 ASCII digits can match."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    encoded = pc.dictionary_encode(ids)
-    distinct = encoded.dictionary
-    well_formed = _eleven_ascii_digits(distinct)
-    values = np.full(len(distinct), -1, dtype=np.int64)
-    values[well_formed] = pc.cast(distinct.filter(pa.array(well_formed)), pa.int64()).to_numpy()
-    found = np.full(len(distinct), -1, dtype=np.int64)
-    if len(numbers):
-        at = np.minimum(np.searchsorted(numbers, values), len(numbers) - 1)
-        found = np.where(well_formed & (numbers[at] == values), at, -1)
-    rows = pc.fill_null(encoded.indices, len(distinct)).to_numpy()  # null ids point past the end
-    return np.append(found, -1)[rows]
 
 
 def _check_distinct(ids: pa.Array) -> _Distinct:

@@ -1,0 +1,71 @@
+"""Pass 1's person labels and the per-bill label file pass 2 reads instead of national ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from kuhr_pipeline.cohort.person_labels import LabelSet, PersonLabels
+from kuhr_pipeline.cohort.row_labels import RowLabelsWriter
+from kuhr_pipeline.errors import SourceError
+
+
+def test_labels_in_order_of_first_appearance() -> None:
+    persons = PersonLabels()
+    assert persons.label(np.array([40, 10, 30])).tolist() == [1, 2, 3]
+    assert persons.label(np.array([10, 50, 40])).tolist() == [2, 4, 1]
+    assert len(persons) == 4
+    assert persons.numbers(np.array([4, 1])).tolist() == [50, 40]
+
+
+def test_labels_stay_put_while_the_index_grows() -> None:
+    """Hundreds of thousands of ids arrive in batches (the large index is rebuilt several times
+    on the way); every id keeps the label it got first, and new ids get the next labels."""
+    rng = np.random.default_rng(7)
+    ids = rng.choice(10**11, size=400_000, replace=False).astype(np.int64)
+    persons = PersonLabels()
+    given: dict[int, int] = {}
+    for start in range(0, len(ids), 50_000):
+        old = ids[rng.choice(start, size=min(start, 20_000), replace=False)] if start else ids[:0]
+        batch = np.concatenate([old, ids[start : start + 50_000]])
+        labels = persons.label(batch)
+        for number, label in zip(batch.tolist(), labels.tolist(), strict=True):
+            assert given.setdefault(number, label) == label
+    assert sorted(given.values()) == list(range(1, len(ids) + 1))
+    assert persons.numbers(np.array(list(given.values()))).tolist() == list(given)
+
+
+def test_label_set() -> None:
+    excluded = LabelSet()
+    excluded.add(np.array([3, 200_000]))
+    assert excluded.contains(np.array([3, 4, 200_000, 900_000])).tolist() == [True, False, True, False]
+
+
+def _batch(stamps: list[int]) -> pa.RecordBatch:
+    return pa.record_batch({"behandlingstidspunkt": pa.array(stamps, pa.timestamp("ms"))})
+
+
+def test_row_labels_read_back_batch_by_batch(tmp_path: Path) -> None:
+    writer = RowLabelsWriter(tmp_path / "labels")
+    writer.write(_batch([1, 2, 3]), np.array([5, 0, 5], dtype=np.int32))
+    writer.write(_batch([4]), np.array([7], dtype=np.int32))
+    row_labels = writer.close()
+    read = [(b.num_rows, labels.tolist()) for b, labels in row_labels.along([_batch([1, 2, 3]), _batch([4])], tmp_path)]
+    assert read == [(3, [5, 0, 5]), (1, [7])]
+
+
+@pytest.mark.parametrize(
+    "second_scan",
+    [[[1, 2, 3], [5]], [[1, 2, 3]], [[1, 2, 3], [4], [5]], [[1, 2], [3, 4]]],
+    ids=["other bills", "fewer batches", "more batches", "other batches"],
+)
+def test_a_source_changed_between_the_passes_is_refused(tmp_path: Path, second_scan: list[list[int]]) -> None:
+    writer = RowLabelsWriter(tmp_path / "labels")
+    writer.write(_batch([1, 2, 3]), np.array([5, 0, 5], dtype=np.int32))
+    writer.write(_batch([4]), np.array([7], dtype=np.int32))
+    row_labels = writer.close()
+    with pytest.raises(SourceError, match="changed while it was being read"):
+        list(row_labels.along([_batch(s) for s in second_scan], tmp_path))
