@@ -13,12 +13,12 @@ from kuhr_pipeline.cohort.row_labels import RowLabelsWriter
 from kuhr_pipeline.errors import SourceError
 
 
-def test_labels_in_order_of_first_appearance() -> None:
+def test_each_id_keeps_its_label_and_new_ids_get_the_next_ones() -> None:
     persons = PersonLabels()
-    assert persons.label(np.array([40, 10, 30])).tolist() == [1, 2, 3]
-    assert persons.label(np.array([10, 50, 40])).tolist() == [2, 4, 1]
+    assert persons.label(np.array([40, 10, 40, 30])).tolist() == [3, 1, 3, 2]  # new ones in id order
+    assert persons.label(np.array([10, 50, 40, 50])).tolist() == [1, 4, 3, 4]
     assert len(persons) == 4
-    assert persons.numbers(np.array([4, 1])).tolist() == [50, 40]
+    assert persons.numbers(np.array([4, 3])).tolist() == [50, 40]
 
 
 def test_labels_stay_put_while_the_index_grows() -> None:

@@ -1,6 +1,6 @@
 """Small per-run numbers for persons, so that only pass 1 handles national ids.
 
-Each valid id pass 1 meets gets a label: 1, 2, 3 … in order of first appearance (0 stands for
+Each valid id pass 1 meets gets a label: 1, 2, 3 …, a new id the next free one (0 stands for
 "no valid id"). A label means nothing outside the run that gave it: the table from labels back
 to ids lives only in this process's memory, and is used once, to pseudonymise the cohort.
 """
@@ -32,7 +32,7 @@ class PersonLabels:
         return self._count
 
     def label(self, numbers: np.ndarray) -> np.ndarray:
-        """int32 labels of distinct ids, giving the next labels to ids not seen before."""
+        """int32 labels of ids, giving the next free labels to ids not seen before."""
         position = self._large.get_indexer(numbers)
         unseen = np.flatnonzero(position < 0)
         if len(unseen):
@@ -41,7 +41,8 @@ class PersonLabels:
             position[unseen[found]] = self._indexed + recent[found]
             new = unseen[~found]
             if len(new):
-                position[new] = self._append(numbers[new])
+                first_seen, repeats = np.unique(numbers[new], return_inverse=True)
+                position[new] = self._append(first_seen)[repeats]
         return (position + 1).astype(np.int32)
 
     def numbers(self, labels: np.ndarray) -> np.ndarray:

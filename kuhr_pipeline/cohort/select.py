@@ -128,11 +128,11 @@ def find_cohort(
     dropped = np.zeros(len(IdReason), dtype=np.int64)
     writer = RowLabelsWriter(row_labels_path)
     try:
-        for batch in scan(source, columns, (spec.period.from_, spec.period.to)):
+        for batch in scan(source, columns, (spec.period.from_, spec.period.to), as_dictionary={"pasient_fnr"}):
             slots = id_slots(batch.column("pasient_fnr"))
             dropped += slots.rows_per_reason()
             slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
-            valid = slots.reason == IdReason.VALID
+            valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
             slot_labels[valid] = persons.label(slots.number[valid])
             labels = slot_labels[slots.slot]
             writer.write(batch, labels)

@@ -60,18 +60,19 @@ _W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1)
 class IdSlots:
     """A batch's ids with each distinct id checked once (a bill per contact means ids repeat).
 
-    `slot` gives each row its distinct id's slot; `reason`, `kind` and `number` describe the
-    slots; the last slot stands for null ids."""
+    `slot` gives each row its distinct id's slot; `rows`, `reason`, `kind` and `number`
+    describe the slots; the last slot stands for null ids. A slot may have no rows: a
+    dictionary read from Parquet can hold values of rows a filter dropped."""
 
     slot: np.ndarray  # int per row
+    rows: np.ndarray  # int64 rows per slot
     reason: np.ndarray  # int8 IdReason per slot
     kind: np.ndarray  # int8 IdKind per slot
     number: np.ndarray  # int64 per slot: the id as a number where valid, else 0
 
     def rows_per_reason(self) -> np.ndarray:
-        """int64 rows per IdReason, counted over slots rather than rows."""
-        rows_per_slot = np.bincount(self.slot, minlength=len(self.reason))
-        return np.bincount(self.reason, weights=rows_per_slot, minlength=len(IdReason)).astype(np.int64)
+        """int64 rows per IdReason."""
+        return np.bincount(self.reason, weights=self.rows, minlength=len(IdReason)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,19 @@ class IdCheck:
 
 
 def id_slots(ids: pa.Array | pa.ChunkedArray) -> IdSlots:
-    """Validate and classify each distinct id of a batch once."""
+    """Validate and classify each distinct id of a batch once.
+
+    Ids read dictionary-encoded are taken as they come: Parquet's reader builds the dictionary on
+    its own threads and never materialises the strings (half the work of decoding, then hashing)."""
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
-    encoded = pc.dictionary_encode(ids)
+    encoded = ids if pa.types.is_dictionary(ids.type) else pc.dictionary_encode(ids)
     distinct = _check_distinct(encoded.dictionary)
     null_slot = len(encoded.dictionary)
+    slot = pc.fill_null(encoded.indices, null_slot).to_numpy()
     return IdSlots(
-        slot=pc.fill_null(encoded.indices, null_slot).to_numpy(),
+        slot=slot,
+        rows=np.bincount(slot, minlength=null_slot + 1),
         reason=np.append(distinct.reason, np.int8(IdReason.MISSING)),
         kind=np.append(distinct.kind, np.int8(IdKind.NONE)),
         number=np.append(distinct.number, np.int64(0)),
