@@ -216,3 +216,13 @@ def test_a_source_rewritten_between_the_passes_is_refused(
     with pytest.raises(SourceError, match="changed while it was being read"):
         select_cohort(source, _spec(spec_dir), MASTER, stage)
     assert list(stage.iterdir()) == []
+
+
+def test_only_bills_inside_the_period_count(source, spec_dir: Path, tmp_path: Path) -> None:
+    """A period starting mid-year filters rows inside a file's row group: persons and refused ids
+    of the bills before it are not counted (ids are read dictionary-encoded, and a row group's
+    dictionary also holds the ids of rows the filter drops)."""
+    spec = _spec(spec_dir, period={"from": "2019-06-01", "to": "2020-12-31"})
+    found = find_cohort(source, spec, tmp_path / "row-labels")
+    assert found.attrition.steps[0] == ("persons with a claim in the period", 9)  # P1 5 8 9 10 11 12 14 15
+    assert set(found.attrition.dropped_bills.values()) == {0}  # the refused ids are all from March 2019
