@@ -79,7 +79,7 @@ SOURCE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def write_source(folder: Path, rows: list[dict[str, Any]]) -> Path:
+def write_source(folder: Path, rows: list[dict[str, Any]], row_group_size: int | None = None) -> Path:
     """A Hive-partitioned source in the contract from row dicts (`pasient_fnr` and `when` required)."""
     from kuhr_pipeline.source.schema import SOURCE_SCHEMA
 
@@ -96,7 +96,7 @@ def write_source(folder: Path, rows: list[dict[str, Any]]) -> Path:
     for year, year_rows in by_year.items():
         (folder / f"ar={year}").mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(year_rows, schema=SOURCE_SCHEMA)
-        pq.write_table(table, folder / f"ar={year}" / "part-0.parquet")
+        pq.write_table(table, folder / f"ar={year}" / "part-0.parquet", row_group_size=row_group_size)
     return folder
 
 

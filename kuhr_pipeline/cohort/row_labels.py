@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kuhr_pipeline.errors import Problem, SourceError
+from kuhr_pipeline.source.scan import changed_while_read
 
 FINGERPRINT_COLUMN = "behandlingstidspunkt"  # both passes read it
 _LABEL = np.dtype(np.int32)
@@ -65,21 +65,10 @@ class RowLabels:
         with self.path.open("rb") as file:
             for batch in batches:
                 if next(expected, None) != _fingerprint(batch):
-                    raise _changed(source)
+                    raise changed_while_read(source)
                 yield batch, np.fromfile(file, dtype=_LABEL, count=batch.num_rows)
         if next(expected, None) is not None:
-            raise _changed(source)
+            raise changed_while_read(source)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def _changed(source: Path) -> SourceError:
-    return SourceError(
-        Problem(
-            str(source),
-            "(data)",
-            "changed while it was being read: the second pass met other bills than the first",
-            "run again once the export is complete; nothing was delivered",
-        )
-    )

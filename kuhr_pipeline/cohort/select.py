@@ -23,38 +23,24 @@ import pyarrow.compute as pc
 
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
+from kuhr_pipeline.cohort.first_claims import (
+    break_ties,
+    entry_claims,
+    first_claim_columns,
+    no_entry_claims,
+    reduce_entry,
+)
 from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
 from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
-from kuhr_pipeline.source.scan import Source, decoded, scan
+from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
 from kuhr_pipeline.staging import StagedWriter
 
 Progress = Callable[[str, int], None]
-_FIRSTS_SCHEMA = pa.schema(
-    [
-        ("person", pa.int32()),
-        ("behandlingstidspunkt", pa.timestamp("ms")),
-        ("regning_id", pa.string()),
-        ("pasient_alder", pa.int16()),
-        ("pasient_kjonn", pa.int8()),
-        ("pasient_bostedskommune", pa.string()),
-        ("entry_claims", pa.int64()),
-    ]
-)
-
-
-def _first_claim_columns(cohort_spec: CohortSpec) -> list[str]:
-    """What is kept of each person's first entry claim: the age always (the cohort's age picture),
-    sex and residence only when a criterion asks (two columns fewer to decode in pass 1)."""
-    return [
-        "pasient_alder",
-        *(["pasient_kjonn"] if cohort_spec.sex is not None else []),
-        *(["pasient_bostedskommune"] if cohort_spec.bostedskommuner is not None else []),
-    ]
 
 
 @dataclass(frozen=True)
@@ -89,19 +75,6 @@ class FoundCohort:
     first_claim_ages: np.ndarray
 
 
-def _reduce_entry(table: pa.Table) -> pa.Table:
-    """One row per person: entry-claim count and the values of the first entry claim."""
-    if table.num_rows == 0:
-        return table
-    table = table.sort_by([("person", "ascending"), ("behandlingstidspunkt", "ascending"), ("regning_id", "ascending")])
-    person = table.column("person").to_numpy()
-    first = np.r_[True, person[1:] != person[:-1]]
-    starts = np.flatnonzero(first)
-    counts = np.add.reduceat(table.column("entry_claims").to_numpy(), starts)
-    reduced = table.take(pa.array(starts))
-    return reduced.set_column(reduced.schema.get_field_index("entry_claims"), "entry_claims", pa.array(counts))
-
-
 def find_cohort(
     source: Source,
     spec: ApplicationSpec,
@@ -111,24 +84,27 @@ def find_cohort(
 ) -> FoundCohort:
     """Pass 1: the cohort, the attrition counts and ages; each bill's person label to `row_labels_path`."""
     cohort_spec = spec.cohort
-    first_claim_columns = _first_claim_columns(cohort_spec)
+    period = (spec.period.from_, spec.period.to)
+    first_columns = first_claim_columns(cohort_spec)
     columns = sorted(
         {
             "pasient_fnr",
-            "regning_id",
             FINGERPRINT_COLUMN,
-            *first_claim_columns,
+            *first_columns,
             *columns_for(cohort_spec.entry),
             *columns_for(cohort_spec.exclude),
         }
     )
     persons = PersonLabels()
     excluded = LabelSet()
-    firsts = Reducing(_reduce_entry)  # one row per person with an entry claim
+    firsts = Reducing(reduce_entry)  # per person with an entry claim: the earliest (tied ones too)
     dropped = np.zeros(len(IdReason), dtype=np.int64)
     writer = RowLabelsWriter(row_labels_path)
     try:
-        for batch in scan(source, columns, (spec.period.from_, spec.period.to), as_dictionary={"pasient_fnr"}):
+        row_in_piece, last_piece = 0, -1
+        for piece, batch in scan_pieces(source, columns, period, as_dictionary={"pasient_fnr"}):
+            if piece != last_piece:
+                row_in_piece, last_piece = 0, piece
             slots = id_slots(batch.column("pasient_fnr"))
             dropped += slots.rows_per_reason()
             slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
@@ -138,17 +114,8 @@ def find_cohort(
             writer.write(batch, labels)
             entry = np.flatnonzero(match(batch, cohort_spec.entry) & (labels != NO_PERSON))
             if len(entry):
-                rows = pa.array(entry)
-                part = pa.table(
-                    {
-                        "person": pa.array(labels[entry]),
-                        "behandlingstidspunkt": batch.column("behandlingstidspunkt").take(rows),
-                        "regning_id": batch.column("regning_id").take(rows),
-                        **{c: batch.column(c).take(rows) for c in first_claim_columns},
-                        "entry_claims": pa.array(np.ones(len(entry), dtype=np.int64)),
-                    }
-                )
-                firsts.add(_reduce_entry(part))
+                firsts.add(reduce_entry(entry_claims(batch, entry, labels[entry], piece, row_in_piece, first_columns)))
+            row_in_piece += batch.num_rows
             if cohort_spec.exclude is not None:
                 excluded.add(labels[match(batch, cohort_spec.exclude) & (labels != NO_PERSON)])
             if on_progress:
@@ -158,10 +125,8 @@ def find_cohort(
         raise
     row_labels = writer.close()
 
-    no_entries = _FIRSTS_SCHEMA.empty_table().select(
-        ["person", "behandlingstidspunkt", "regning_id", *first_claim_columns, "entry_claims"]
-    )
-    cohort, ages, steps = _apply_person_criteria(firsts.result(no_entries), excluded, cohort_spec)
+    first_entry_claims = break_ties(firsts.result(no_entry_claims(first_columns)), source, period)
+    cohort, ages, steps = _apply_person_criteria(first_entry_claims, excluded, cohort_spec)
     steps.insert(0, ("persons with a claim in the period", len(persons)))
     dropped_bills: dict[IdReason, int] = {r: int(dropped[r]) for r in IdReason if r != IdReason.VALID}
     return FoundCohort(

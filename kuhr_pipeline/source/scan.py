@@ -150,6 +150,22 @@ def scan(
     Columns named in `as_dictionary` come as Parquet stores code columns, dictionary-encoded (each
     distinct value once, an index per row): several times cheaper to read, so a caller that keeps
     few rows decodes only those (`decoded`)."""
+    for _, batch in scan_pieces(source, columns, period, batch_rows, as_dictionary):
+        yield batch
+
+
+def scan_pieces(
+    source: Source,
+    columns: Sequence[str],
+    period: tuple[date, date] | None = None,
+    batch_rows: int = BATCH_ROWS,
+    as_dictionary: Collection[str] = (),
+    pieces: Collection[int] | None = None,
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """`scan`, each batch with the number of the piece (a file's row group) it comes from.
+
+    Pieces are numbered in scan order, the same for every scan of a period; with `pieces` only
+    those are read, so a caller can come back for a few rows of a column it skipped."""
     row_filter = _period_filter(*period) if period else None
     schema = pa.schema(
         [
@@ -162,25 +178,30 @@ def scan(
         default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),  # no whole-group buffers
     )
 
-    def batches() -> Iterator[pa.RecordBatch]:
+    def batches() -> Iterator[tuple[int, pa.RecordBatch]]:
+        number = -1
         for fragment in source.dataset.get_fragments(filter=row_filter):
             for group, group_filter in _row_groups(fragment, period):
+                number += 1
+                if pieces is not None and number not in pieces:
+                    continue
                 piece = file_format.make_fragment(
                     fragment.path, source.dataset.filesystem, fragment.partition_expression, row_groups=[group]
                 )
-                yield from piece.to_batches(
+                for batch in piece.to_batches(
                     schema=schema,
                     columns=list(columns),
                     filter=group_filter,
                     batch_size=batch_rows,
                     batch_readahead=1,
                     use_threads=True,
-                )
+                ):
+                    yield number, batch
 
     with _reading(source):
-        for batch in prefetched(batches()):
+        for number, batch in prefetched(batches()):
             if batch.num_rows:
-                yield batch
+                yield number, batch
 
 
 def decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -258,6 +279,18 @@ def _row_groups(fragment: ds.Fragment, period: tuple[date, date] | None) -> Iter
 def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
     """The period as a half-open range of timestamps: [start 00:00, the day after end 00:00)."""
     return datetime.combine(start, time.min), datetime.combine(end + timedelta(days=1), time.min)
+
+
+def changed_while_read(source: Path) -> SourceError:
+    """For a caller that reads the source twice and finds other bills the second time."""
+    return SourceError(
+        Problem(
+            str(source),
+            "(data)",
+            "changed while it was being read: a second reading met other bills than the first",
+            "run again once the export is complete; nothing was delivered",
+        )
+    )
 
 
 def _first_line(exc: BaseException) -> str:
