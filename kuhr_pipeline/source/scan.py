@@ -180,15 +180,14 @@ def scan_pieces(
 
     def batches() -> Iterator[tuple[int, pa.RecordBatch]]:
         number = -1
-        for fragment in source.dataset.get_fragments(filter=row_filter):
+        for found in source.dataset.get_fragments(filter=row_filter):
+            # read with this scan's options; its row groups share one parsed footer
+            fragment = file_format.make_fragment(found.path, source.dataset.filesystem, found.partition_expression)
             for group, group_filter in _row_groups(fragment, period):
                 number += 1
                 if pieces is not None and number not in pieces:
                     continue
-                piece = file_format.make_fragment(
-                    fragment.path, source.dataset.filesystem, fragment.partition_expression, row_groups=[group]
-                )
-                for batch in piece.to_batches(
+                for batch in fragment.subset(row_group_ids=[group]).to_batches(
                     schema=schema,
                     columns=list(columns),
                     filter=group_filter,
