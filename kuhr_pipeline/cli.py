@@ -6,6 +6,7 @@ traceback; set KUHR_DEBUG=1 to see tracebacks of unexpected errors.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
@@ -163,6 +164,16 @@ def audit_verify(log_file: Path | None) -> None:
     if problems:
         _fail("audit log NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
     click.echo(f"intact: {log_file}")
+
+
+def console() -> None:
+    """The installed `kuhr-pipeline` command: `main`, then an exit without Python's last garbage
+    collections. The process ends with the command, so the OS frees what is left; the final
+    collections walked every object Dagster had made and cost 0.3–0.7 s of each command."""
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> None:
