@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from kuhr_pipeline.cohort import select_cohort
+from kuhr_pipeline.cohort.criteria import codes_match
 from kuhr_pipeline.cohort.select import find_cohort
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.identity.fodselsnummer import IdReason
@@ -186,13 +188,20 @@ def test_profile_masks_small_counts(source, spec_dir: Path, tmp_path: Path) -> N
 
 def test_code_columns_are_staged_as_plain_text(source, spec_dir: Path, tmp_path: Path) -> None:
     """Pass 2 reads code columns as dictionaries; what it stages is decoded, value for value."""
-    variables = ["pasient_pseudonym", "behandler_praksistype", {"name": "pasient_bostedskommune", "as": "kommune"}]
+    variables = [
+        "pasient_pseudonym",
+        "behandler_praksistype",
+        {"name": "pasient_bostedskommune", "as": "kommune"},
+        "diagnosekoder",
+    ]
     result = select_cohort(source, _spec(spec_dir, variables=variables), MASTER, tmp_path / "stage")
     staged = read_staged(result.path)
     assert staged.schema.field("behandler_praksistype").type == pa.string()
     assert staged.schema.field("pasient_bostedskommune").type == pa.string()
+    assert staged.schema.field("diagnosekoder").type == pa.list_(pa.string())
     assert set(staged.column("behandler_praksistype").to_pylist()) <= {"FALE", "LEVA"}
     assert "0301" in staged.column("pasient_bostedskommune").to_pylist()
+    assert ["A04", "R74"] in staged.column("diagnosekoder").to_pylist()  # P1's entry claim, in order
 
 
 def test_a_source_rewritten_between_the_passes_is_refused(
@@ -226,3 +235,13 @@ def test_only_bills_inside_the_period_count(source, spec_dir: Path, tmp_path: Pa
     found = find_cohort(source, spec, tmp_path / "row-labels")
     assert found.attrition.steps[0] == ("persons with a claim in the period", 9)  # P1 5 8 9 10 11 12 14 15
     assert set(found.attrition.dropped_bills.values()) == {0}  # the refused ids are all from March 2019
+
+
+def test_codes_match_plain_and_dictionary_encoded_alike() -> None:
+    """Pass 1 matches codes read dictionary-encoded on their dictionary: same rows as plain text."""
+    values = pa.array(["R74", None, "J069", "R7", "J0", "A04", "R74"], pa.string())
+    patterns = ["R74", "J0*"]
+    expected = [True, False, True, False, True, False, True]
+    assert codes_match(values, patterns).tolist() == expected
+    assert codes_match(pc.dictionary_encode(values), patterns).tolist() == expected
+    assert codes_match(pc.dictionary_encode(values).slice(2, 3), patterns).tolist() == expected[2:5]

@@ -133,12 +133,15 @@ def test_scan_keeps_exactly_the_period_whatever_the_row_groups_hold(tmp_path: Pa
 def test_code_columns_can_be_read_as_dictionaries_and_decoded(tmp_path: Path) -> None:
     """Pass 2 reads code columns dictionary-encoded and decodes the rows it keeps: same values."""
     source = open_source(good_source(tmp_path / "s"))
-    column = "behandler_praksistype"
-    plain = pa.Table.from_batches(list(scan(source, [column])))
-    coded = pa.Table.from_batches(list(scan(source, [column], as_dictionary={column})))
-    assert pa.types.is_dictionary(coded.column(0).type)
-    assert decoded(coded.column(0)).type == pa.string()
-    assert decoded(coded.column(0)).to_pylist() == plain.column(0).to_pylist()
+    for column, coded_type in [
+        ("behandler_praksistype", pa.dictionary(pa.int32(), pa.string())),
+        ("diagnosekoder", pa.list_(pa.dictionary(pa.int32(), pa.string()))),
+    ]:
+        plain = pa.Table.from_batches(list(scan(source, [column])))
+        coded = pa.Table.from_batches(list(scan(source, [column], as_dictionary={column})))
+        assert coded.schema.field(column).type == coded_type
+        assert decoded(coded.column(0)).type == plain.schema.field(column).type
+        assert decoded(coded.column(0)).to_pylist() == plain.column(0).to_pylist()
 
 
 def test_prefetch_keeps_order_stays_bounded_and_stops_with_the_consumer() -> None:

@@ -26,7 +26,12 @@ def columns_for(criteria: Criteria | None) -> set[str]:
 
 
 def codes_match(values: pa.Array, patterns: list[str]) -> np.ndarray:
-    """Element-wise: the value equals an exact code or starts with a prefix (`X*`). Nulls never match."""
+    """Element-wise: the value equals an exact code or starts with a prefix (`X*`). Nulls never match.
+
+    Dictionary-encoded values are matched on their dictionary, a few hundred codes, not per row."""
+    if pa.types.is_dictionary(values.type):
+        on_dictionary = np.append(codes_match(values.dictionary, patterns), False)  # the last: nulls
+        return on_dictionary[pc.fill_null(values.indices, len(values.dictionary)).to_numpy()]
     exact = [p for p in patterns if not p.endswith("*")]
     prefixes = [p[:-1] for p in patterns if p.endswith("*")]
     hit = np.zeros(len(values), dtype=bool)

@@ -14,7 +14,7 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
-from kuhr_pipeline.source.scan import Source, changed_while_read, scan_pieces
+from kuhr_pipeline.source.scan import Source, changed_while_read, decoded, scan_pieces
 from kuhr_pipeline.spec.model import CohortSpec
 
 _SCHEMA = pa.schema(
@@ -52,7 +52,7 @@ def entry_claims(
             "person": pa.array(persons, pa.int32()),
             "behandlingstidspunkt": batch.column("behandlingstidspunkt").take(taken),
             "locator": pa.array((np.int64(piece) << _PIECE_SHIFT) | (first_row + rows.astype(np.int64))),
-            **{c: batch.column(c).take(taken) for c in columns},
+            **{c: decoded(batch.column(c).take(taken)) for c in columns},
             "entry_claims": pa.array(np.ones(len(rows), dtype=np.int64)),
         }
     )

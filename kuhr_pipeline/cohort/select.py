@@ -102,7 +102,8 @@ def find_cohort(
     writer = RowLabelsWriter(row_labels_path)
     try:
         row_in_piece, last_piece = 0, -1
-        for piece, batch in scan_pieces(source, columns, period, as_dictionary={"pasient_fnr"}):
+        coded = {"pasient_fnr", *CODE_COLUMNS.intersection(columns)}
+        for piece, batch in scan_pieces(source, columns, period, as_dictionary=coded):
             if piece != last_piece:
                 row_in_piece, last_piece = 0, piece
             slots = id_slots(batch.column("pasient_fnr"))
@@ -193,7 +194,7 @@ def collect_claims(
     read = sorted(
         {FINGERPRINT_COLUMN, "behandlingstidspunkt", *wanted, *(["behandler_id"] if practitioners else []), *criteria}
     )
-    codes = CODE_COLUMNS.intersection(wanted) - criteria  # decoded only for the rows kept
+    codes = CODE_COLUMNS.intersection(read)  # matched on their dictionaries, decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
     writer: StagedWriter | None = None
     rows = 0

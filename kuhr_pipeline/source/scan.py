@@ -167,14 +167,10 @@ def scan_pieces(
     Pieces are numbered in scan order, the same for every scan of a period; with `pieces` only
     those are read, so a caller can come back for a few rows of a column it skipped."""
     row_filter = _period_filter(*period) if period else None
-    schema = pa.schema(
-        [
-            f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in as_dictionary else f
-            for f in source.dataset.schema
-        ]
-    )
+    schema = pa.schema([_dictionary_field(f) if f.name in as_dictionary else f for f in source.dataset.schema])
+    leaves = {f"{name}{suffix}" for name in as_dictionary for suffix in ("", ".list.element", ".list.item")}
     file_format = ds.ParquetFileFormat(
-        read_options=ds.ParquetReadOptions(dictionary_columns=set(as_dictionary)),
+        read_options=ds.ParquetReadOptions(dictionary_columns=leaves),  # a list's leaf is named either way
         default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),  # no whole-group buffers
     )
 
@@ -203,9 +199,25 @@ def scan_pieces(
                 yield number, batch
 
 
+def _dictionary_field(field: pa.Field) -> pa.Field:
+    """The field read dictionary-encoded: its strings, or a list's elements."""
+    if pa.types.is_list(field.type):
+        return field.with_type(pa.list_(pa.dictionary(pa.int32(), field.type.value_type)))
+    if pa.types.is_large_list(field.type):
+        return field.with_type(pa.large_list(pa.dictionary(pa.int32(), field.type.value_type)))
+    return field.with_type(pa.dictionary(pa.int32(), field.type))
+
+
 def decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """A column as plain values (a dictionary-encoded one decoded; others as they are)."""
-    return pc.cast(column, column.type.value_type) if pa.types.is_dictionary(column.type) else column
+    """A column as plain values (dictionary-encoded strings or list elements decoded; others as they are)."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return pc.cast(column, kind.value_type)
+    if pa.types.is_list(kind) and pa.types.is_dictionary(kind.value_type):
+        return pc.cast(column, pa.list_(kind.value_type.value_type))
+    if pa.types.is_large_list(kind) and pa.types.is_dictionary(kind.value_type):
+        return pc.cast(column, pa.large_list(kind.value_type.value_type))
+    return column
 
 
 def head(source: Source, columns: Sequence[str], period: tuple[date, date], rows: int) -> pa.Table:

@@ -33,9 +33,11 @@ SOURCE_SCHEMA = pa.schema(
 
 FILE_COLUMNS = SOURCE_SCHEMA.names
 
-# String columns of codes from short lists: an export stores them dictionary-encoded.
+# Columns of codes from short lists (strings, or lists of them): cheaper to read dictionary-encoded.
 CODE_COLUMNS = frozenset(
     {
+        "diagnosekoder",
+        "takstkoder",
         "pasient_bostedskommune",
         "behandler_praksistype",
         "behandler_spesialitet",
