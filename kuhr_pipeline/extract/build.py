@@ -6,7 +6,9 @@ Reads the staged cohort claims batch by batch and writes one Parquet file (or on
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,28 +64,41 @@ class ExtractFiles:
 
 
 def build_extract(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> ExtractFiles:
-    """Write `claims.parquet` (or `claims_YYYY.parquet` per year) into out_dir."""
+    """Write `claims.parquet` (or `claims_YYYY.parquet` per year) into out_dir.
+
+    Parquet's encoding (most of the time here, and free of the GIL) runs on a thread of its own
+    while the next batch is generalised; at most two batches wait for it."""
     variables = resolved(spec.requested_variables())
     split = spec.delivery.split_by == "year"
     out_dir.mkdir(parents=True, exist_ok=True)
     writers: dict[str, pq.ParquetWriter] = {}
     counts: dict[str, int] = {}
     schema: pa.Schema | None = None
+    pending: deque[Future[None]] = deque()
+
+    def write(name: str, table: pa.Table) -> None:
+        pending.append(encoder.submit(_write, writers, counts, out_dir, name, table))
+        if len(pending) > 2:
+            pending.popleft().result()
+
     try:
-        for batch in staged_batches(cohort_claims):
-            table = select_variables(batch, variables)
-            schema = table.schema
-            if split:
-                years = batch.column(YEAR_COLUMN)
-                for y in pc.unique(years).to_pylist():
-                    _write(writers, counts, out_dir, f"claims_{y}", table.filter(pc.equal(years, y)))
-            else:
-                _write(writers, counts, out_dir, "claims", table)
-        if schema is None:
-            empty = select_variables(staged_schema(cohort_claims).empty_table(), variables)
-            schema = empty.schema
-            if not split:
-                _write(writers, counts, out_dir, "claims", empty)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-extract") as encoder:  # one: files in order
+            for batch in staged_batches(cohort_claims):
+                table = select_variables(batch, variables)
+                schema = table.schema
+                if split:
+                    years = batch.column(YEAR_COLUMN)
+                    for y in pc.unique(years).to_pylist():
+                        write(f"claims_{y}", table.filter(pc.equal(years, y)))
+                else:
+                    write("claims", table)
+            if schema is None:
+                empty = select_variables(staged_schema(cohort_claims).empty_table(), variables)
+                schema = empty.schema
+                if not split:
+                    write("claims", empty)
+            while pending:
+                pending.popleft().result()
         for writer in writers.values():
             writer.close()
         writers.clear()
