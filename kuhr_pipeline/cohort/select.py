@@ -106,12 +106,8 @@ def find_cohort(
         for piece, batch in scan_pieces(source, columns, period, as_dictionary=coded):
             if piece != last_piece:
                 row_in_piece, last_piece = 0, piece
-            slots = id_slots(batch.column("pasient_fnr"))
-            dropped += slots.rows_per_reason()
-            slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
-            valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
-            slot_labels[valid] = persons.label(slots.number[valid])
-            labels = slot_labels[slots.slot]
+            labels, rows_per_reason = _person_labels(batch.column("pasient_fnr"), persons)
+            dropped += rows_per_reason
             writer.write(batch, labels)
             entry = np.flatnonzero(match(batch, cohort_spec.entry) & (labels != NO_PERSON))
             if len(entry):
@@ -138,6 +134,16 @@ def find_cohort(
         attrition=Attrition(steps, dropped_bills, threshold),
         first_claim_ages=ages,
     )
+
+
+def _person_labels(ids: pa.Array, persons: PersonLabels) -> tuple[np.ndarray, np.ndarray]:
+    """Each bill's person label (NO_PERSON where the id is refused), and the bills per IdReason.
+    Ids of rows the period filter dropped can sit in a batch's dictionary: they get no label."""
+    slots = id_slots(ids)
+    slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
+    valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
+    slot_labels[valid] = persons.label(slots.number[valid])
+    return slot_labels[slots.slot], slots.rows_per_reason()
 
 
 def _apply_person_criteria(
@@ -185,8 +191,8 @@ def collect_claims(
     `behandler_id` never written (it becomes `behandler_pseudonym` when asked for).
     """
     cohort_pseudonyms = patients.fnr_numbers(cohort.numbers)
-    position_of_label = np.full(cohort.persons_in_period + 1, -1, dtype=np.int64)
-    position_of_label[cohort.labels] = np.arange(len(cohort.labels))
+    position_of_label = np.full(cohort.persons_in_period + 1, -1, dtype=np.int32)
+    position_of_label[cohort.labels] = np.arange(len(cohort.labels), dtype=np.int32)
     entry_only = spec.claims == "entry"
     wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
     months: dict[int, int] = {}
