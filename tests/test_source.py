@@ -14,7 +14,7 @@ import pytest
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.source import open_source, scan
 from kuhr_pipeline.source.prefetch import prefetched
-from kuhr_pipeline.source.scan import decoded, head
+from kuhr_pipeline.source.scan import decoded, head, scan_pieces
 from kuhr_pipeline.source.schema import SOURCE_SCHEMA
 from tests.helpers import SOURCE_DEFAULTS, person_id, write_source
 
@@ -124,6 +124,17 @@ def test_scan_keeps_exactly_the_period_whatever_the_row_groups_hold(tmp_path: Pa
     assert sorted(kept.column("regning_id").to_pylist()) == ["R0", "R1", "R2", "R5"]
     everything = pa.Table.from_batches(list(scan(source, ["regning_id"])))
     assert everything.num_rows == len(stamps)
+
+    # pieces: the row groups that can hold claims of the period, numbered in scan order (group 4
+    # lies outside it); asking for some gives exactly their rows again
+    first_half = (date(2021, 1, 1), date(2021, 6, 30))
+
+    def pieces(chosen: set[int] | None = None) -> list[tuple[int, list[str]]]:
+        batches = scan_pieces(source, ["regning_id"], first_half, pieces=chosen)
+        return [(n, b.column("regning_id").to_pylist()) for n, b in batches]
+
+    assert pieces() == [(0, ["R0", "R1"]), (1, ["R2"]), (2, ["R5"])]
+    assert pieces({2}) == [(2, ["R5"])]
 
     first_half = (date(2021, 1, 1), date(2021, 6, 30))
     assert head(source, ["regning_id"], first_half, 3).column("regning_id").to_pylist() == ["R0", "R1", "R2"]

@@ -147,9 +147,9 @@ def scan(
     lie outside the period; the rest are read one at a time, a file's row groups decoded on
     Arrow's threads, at most two batches ahead of the caller (prefetch.py).
 
-    Columns named in `as_dictionary` come as Parquet stores code columns, dictionary-encoded (each
-    distinct value once, an index per row): several times cheaper to read, so a caller that keeps
-    few rows decodes only those (`decoded`)."""
+    Columns named in `as_dictionary` come dictionary-encoded (each distinct value once, an index
+    per row; for a list of codes, its elements): cheaper to read than the strings, so a caller
+    that keeps few rows decodes only those (`decoded`) and matches codes on the dictionary."""
     for _, batch in scan_pieces(source, columns, period, batch_rows, as_dictionary):
         yield batch
 
