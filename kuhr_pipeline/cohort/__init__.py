@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,6 @@ from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.spec.model import ApplicationSpec
 
 COHORT_CLAIMS_FILE = "cohort_claims.arrow"
-ROW_LABELS_FILE = ".row_labels.tmp"  # pass 1 → pass 2 only; removed when pass 2 ends
 
 
 def select_cohort(
@@ -27,7 +28,9 @@ def select_cohort(
     """Both passes: find the cohort, then stage its claims (pseudonymised) in `out_dir`."""
     threshold = max(5, spec.statistics.min_cell) if spec.statistics else 5
     out_dir.mkdir(parents=True, exist_ok=True)
-    row_labels = out_dir / ROW_LABELS_FILE
+    descriptor, name = tempfile.mkstemp(prefix=".row_labels-", suffix=".tmp", dir=out_dir)  # pass 1 → pass 2 only
+    os.close(descriptor)
+    row_labels = Path(name)
     try:
         found = find_cohort(source, spec, row_labels, threshold, on_progress)
         patients = Pseudonymiser(master_key, patient_domain(spec.domain))
