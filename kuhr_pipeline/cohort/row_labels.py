@@ -70,6 +70,3 @@ class RowLabels:
                 yield batch, np.fromfile(file, dtype=_LABEL, count=batch.num_rows)
         if next(expected, None) is not None:
             raise changed_while_read(source)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
