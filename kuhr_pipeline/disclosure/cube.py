@@ -71,7 +71,8 @@ _PREFIXES = pa.array([f"{i:02x}" for i in range(256)], pa.string())  # pseudonym
 
 def _spill(claims: Path, columns: list[str], buckets: int, folder: Path) -> list[Path]:
     """One read of the claims, each batch's rows sorted by bucket and appended to that bucket's file."""
-    schema = pa.schema([staged_schema(claims).field(c) for c in columns])
+    staged = staged_schema(claims)
+    schema = pa.schema([staged.field(c) for c in columns])
     paths = [folder / f"bucket-{b:03d}.arrow" for b in range(buckets)]
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     writers = [pa.ipc.new_file(path, schema, options=options) for path in paths]
