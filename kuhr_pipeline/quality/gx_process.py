@@ -148,6 +148,9 @@ class _Validator:
     """One ephemeral GX context (no files, no network, no progress bars), reused for every frame."""
 
     def __init__(self) -> None:
+        # GX validates pandas frames here. Its SQL backends would import SQLAlchemy (about a sixth
+        # of GX's import) for nothing; GX runs as if SQLAlchemy were not installed when it is hidden.
+        sys.modules.setdefault("sqlalchemy", None)  # type: ignore[arg-type]
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
