@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kuhr-bench"))
     parser.add_argument("--no-naive", action="store_true", help="skip the naive script")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument("--instance", choices=["postgres", "sqlite"], default="postgres",
+                        help="Dagster instance storage: production's PostgreSQL (deploy/dagster.yaml; a new "
+                             "database kuhr_bench on DAGSTER_PG_HOST, default 127.0.0.1) or SQLite in DAGSTER_HOME")
     args = parser.parse_args()
     bills = 2_000_000 if args.small else args.bills
     persons = int(bills / BILLS_PER_PERSON)
@@ -105,7 +108,11 @@ def main() -> None:
     for folder in ("dagster_home", "deliveries", "keys", "out"):
         shutil.rmtree(work / folder, ignore_errors=True)
     (work / "dagster_home").mkdir(parents=True)
-    (work / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    if args.instance == "postgres":
+        env.update(new_postgres_database(work))
+        shutil.copy(REPO / "deploy" / "dagster.yaml", work / "dagster_home" / "dagster.yaml")
+    else:
+        (work / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     (work / "out").mkdir()
     cli = str(BIN / "kuhr-pipeline")
     subprocess.run([cli, "keys", "init"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -134,14 +141,37 @@ def main() -> None:
     if not args.no_naive:
         results["naive"] = timed("naive", [sys.executable, str(BENCH / "naive.py"), str(source),
                                            str(work / "out" / "naive.parquet")], env, work / "naive.log")
-    report(results, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps)
+    report(results, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps, args.instance)
+
+
+def new_postgres_database(work: Path) -> dict[str, str]:
+    """A new, empty database for the run's instance (dropped first if an earlier run left it), and
+    the variables deploy/dagster.yaml reads."""
+    import psycopg2
+
+    env = {"DAGSTER_PG_HOST": os.environ.get("DAGSTER_PG_HOST", "127.0.0.1"),
+           "DAGSTER_PG_PORT": os.environ.get("DAGSTER_PG_PORT", "5432"),
+           "DAGSTER_PG_USER": os.environ.get("DAGSTER_PG_USER", "postgres"),
+           "DAGSTER_PG_PASSWORD": os.environ.get("DAGSTER_PG_PASSWORD", "unused-trust-auth"),
+           "DAGSTER_PG_DB": "kuhr_bench", "DAGSTER_COMPUTE_LOG_DIR": str(work / "compute_logs")}
+    admin = psycopg2.connect(host=env["DAGSTER_PG_HOST"], port=int(env["DAGSTER_PG_PORT"]),
+                             user=env["DAGSTER_PG_USER"], password=env["DAGSTER_PG_PASSWORD"], dbname="postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute('DROP DATABASE IF EXISTS "kuhr_bench" WITH (FORCE)')
+            cursor.execute('CREATE DATABASE "kuhr_bench"')
+    finally:
+        admin.close()
+    return env
 
 
 def report(
-    results: dict[str, dict[str, float]], bills: int, command: str, no_record: bool, steps: str
+    results: dict[str, dict[str, float]], bills: int, command: str, no_record: bool, steps: str, instance: str
 ) -> None:
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {bills:,} bills", "",
-             f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}", "",
+             f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}  ",
+             f"Dagster instance: {'PostgreSQL' if instance == 'postgres' else 'SQLite'}", "",
              "| step | wall time (s) | peak RSS (GB) | all processes (GB) |", "|---|---:|---:|---:|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['seconds']:.1f} | {r['rss_gb']:.2f} | {r['tree_rss_gb']:.2f} |")
