@@ -91,7 +91,8 @@ def _variable(raw: dict[str, Any]) -> Variable:
 @cache
 def load_catalogue() -> Catalogue:
     """The packaged catalogue (parsed once per process)."""
-    raw = yaml.safe_load(files(__package__).joinpath("catalogue.yaml").read_text(encoding="utf-8"))
+    text = files(__package__).joinpath("catalogue.yaml").read_text(encoding="utf-8")
+    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # our own file: libyaml, 10 × faster
     return Catalogue(
         variables={v["name"]: _variable(v) for v in raw["variables"]},
         measures={
