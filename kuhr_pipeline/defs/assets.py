@@ -113,12 +113,9 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
         return ExtractFiles({}, staged_schema(cohort.path))
     context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {cohort.rows:,} claims")
-    files = build_extract(spec, cohort.path, out_dir)
-    report = kanon.write_disclosure_report(
-        [p for _, p in files.tables()],
-        [n for n, _ in resolved(spec.requested_variables())],
-        out_dir.parent / DISCLOSURE_REPORT,
-    )
+    classes = kanon.EquivalenceClasses([n for n, _ in resolved(spec.requested_variables())])
+    files = build_extract(spec, cohort.path, out_dir, on_table=classes.add)
+    report = kanon.write_disclosure_report(classes, out_dir.parent / DISCLOSURE_REPORT)
     first = next(iter(files.tables()), None)
     context.add_output_metadata(
         {

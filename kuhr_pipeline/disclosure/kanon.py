@@ -47,44 +47,67 @@ def _small_class_persons(table: pa.Table, columns: list[str]) -> tuple[int, int]
     return smallest, int(pc.count_distinct(joined.column("pasient_pseudonym")).as_py())
 
 
-def _distinct_rows(files: list[Path], columns: list[str]) -> pa.Table:
-    """Each distinct (person, quasi-identifiers) combination once, read batch by batch.
+class EquivalenceClasses:
+    """The report's input, gathered from the extract's tables as they are written: each distinct
+    (person, quasi-identifiers) combination once.
 
-    Everything below counts distinct persons per combination, so this loses nothing, and it holds
-    about one row per person (a few where age group or residence changed) instead of every claim."""
-    dataset = ds.dataset([str(f) for f in files], format="parquet")
-    distinct = Reducing(lambda table: table.group_by(columns).aggregate([]))
-    for batch in dataset.to_batches(columns=columns):
-        distinct.add(pa.Table.from_batches([batch]).group_by(columns).aggregate([]))
-    return distinct.result(dataset.schema.empty_table().select(columns))
+    Everything the report counts is distinct persons per combination, so this loses nothing, and
+    it holds about one row per person (a few where age group or residence changed) instead of
+    every claim. Fed while the extract is encoded, it costs the delivery no second read."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.quasi_identifiers = quasi_identifiers(columns)
+        self._per_person = "pasient_pseudonym" in columns and bool(self.quasi_identifiers)
+        self._columns = ["pasient_pseudonym", *self.quasi_identifiers]
+        self._distinct = Reducing(self._reduce)
+        self._empty: pa.Table | None = None
+
+    def add(self, table: pa.Table) -> None:
+        if not self._per_person:
+            return
+        selected = table.select(self._columns)
+        if self._empty is None:
+            self._empty = selected.schema.empty_table()
+        self._distinct.add(self._reduce(selected))
+
+    def report(self) -> dict[str, Any]:
+        qis = self.quasi_identifiers
+        if not self._per_person or self._empty is None:
+            return {"quasi_identifiers": qis, "note": "no person-level quasi-identifiers delivered"}
+        table = self._distinct.result(self._empty)
+        persons = int(pc.count_distinct(table.column("pasient_pseudonym")).as_py())
+        smallest, at_risk = _small_class_persons(table, qis)
+        worst: tuple[int, list[str]] = (-1, [])
+        for size in range(1, len(qis) + 1):
+            for subset in combinations(qis, size):
+                _, n = _small_class_persons(table, list(subset))
+                if n > worst[0]:
+                    worst = (n, list(subset))
+        return {
+            "quasi_identifiers": qis,
+            "persons": persons,
+            "smallest_equivalence_class": smallest,
+            f"persons_in_classes_smaller_than_{SMALL_CLASS}": at_risk,
+            "most_identifying_combination": worst[1],
+            "persons_isolated_by_that_combination": max(worst[0], 0),
+        }
+
+    def _reduce(self, table: pa.Table) -> pa.Table:
+        return table.group_by(self._columns).aggregate([])
 
 
 def disclosure_report(files: list[Path], columns: list[str]) -> dict[str, Any]:
-    qis = quasi_identifiers(columns)
-    if "pasient_pseudonym" not in columns or not qis or not files:
-        return {"quasi_identifiers": qis, "note": "no person-level quasi-identifiers delivered"}
-    table = _distinct_rows(files, ["pasient_pseudonym", *qis])
-    persons = int(pc.count_distinct(table.column("pasient_pseudonym")).as_py())
-    smallest, at_risk = _small_class_persons(table, qis)
-    worst: tuple[int, list[str]] = (-1, [])
-    for size in range(1, len(qis) + 1):
-        for subset in combinations(qis, size):
-            _, n = _small_class_persons(table, list(subset))
-            if n > worst[0]:
-                worst = (n, list(subset))
-    return {
-        "quasi_identifiers": qis,
-        "persons": persons,
-        "smallest_equivalence_class": smallest,
-        f"persons_in_classes_smaller_than_{SMALL_CLASS}": at_risk,
-        "most_identifying_combination": worst[1],
-        "persons_isolated_by_that_combination": max(worst[0], 0),
-    }
+    """The report of extract files already written (read batch by batch)."""
+    classes = EquivalenceClasses(columns)
+    if files:
+        for batch in ds.dataset([str(f) for f in files], format="parquet").to_batches(columns=columns):
+            classes.add(pa.Table.from_batches([batch]))
+    return classes.report()
 
 
-def write_disclosure_report(files: list[Path], columns: list[str], path: Path) -> dict[str, Any]:
+def write_disclosure_report(classes: EquivalenceClasses, path: Path) -> dict[str, Any]:
     """Compute the report and keep it beside the staged extract (the delivery encrypts it)."""
-    report = disclosure_report(files, columns)
+    report = classes.report()
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
 

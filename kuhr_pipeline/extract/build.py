@@ -7,7 +7,7 @@ Reads the staged cohort claims batch by batch and writes one Parquet file (or on
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,11 +63,17 @@ class ExtractFiles:
         yield from ((name, path) for name, (path, _) in sorted(self.files.items()))
 
 
-def build_extract(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> ExtractFiles:
-    """Write `claims.parquet` (or `claims_YYYY.parquet` per year) into out_dir.
+def build_extract(
+    spec: ApplicationSpec,
+    cohort_claims: Path,
+    out_dir: Path,
+    on_table: Callable[[pa.Table], None] | None = None,
+) -> ExtractFiles:
+    """Write `claims.parquet` (or `claims_YYYY.parquet` per year) into out_dir; `on_table` sees
+    each generalised table as it is handed to the writer.
 
     Parquet's encoding (most of the time here, and free of the GIL) runs on a thread of its own
-    while the next batch is generalised; at most two batches wait for it."""
+    while the next batch is generalised and `on_table` works; at most two batches wait for it."""
     variables = resolved(spec.requested_variables())
     split = spec.delivery.split_by == "year"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,11 +98,15 @@ def build_extract(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> 
                         write(f"claims_{y}", table.filter(pc.equal(years, y)))
                 else:
                     write("claims", table)
+                if on_table is not None:
+                    on_table(table)
             if schema is None:
                 empty = select_variables(staged_schema(cohort_claims).empty_table(), variables)
                 schema = empty.schema
                 if not split:
                     write("claims", empty)
+                if on_table is not None:
+                    on_table(empty)
             while pending:
                 pending.popleft().result()
         for writer in writers.values():
