@@ -216,8 +216,7 @@ def collect_claims(
                 if on_progress:
                     on_progress("pass 2: collecting claims", batch.num_rows)
                 continue
-            take = pa.array(np.flatnonzero(keep))
-            kept = batch.take(take)
+            kept = batch.filter(pa.array(keep))  # a mask: half the cost of taking the same rows by index
             table = {"pasient_pseudonym": cohort_pseudonyms.take(pa.array(position[keep]))}
             if practitioners is not None:
                 table["behandler_pseudonym"] = _practitioner_pseudonyms(
