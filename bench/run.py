@@ -30,12 +30,14 @@ BILLS_PER_PERSON = 5.2 * 6  # bills per person over the six years 2019–2024 (m
 
 def timed(name: str, command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
     print(f"[bench] {name}: {' '.join(command)}", flush=True)
+    before = cpu_times()
     with log.open("w") as out:
         process = subprocess.Popen(["/usr/bin/time", "-v", *command], env=env, stdout=out, stderr=subprocess.STDOUT)
         tree_peak = 0
         while process.poll() is None:  # GNU time reports the largest single process; this sums them all
             tree_peak = max(tree_peak, tree_rss(process.pid))
             time.sleep(0.05)
+    spent = [after - start for after, start in zip(cpu_times(), before, strict=True)]
     text = log.read_text()
     if process.returncode != 0:
         raise SystemExit(f"{name} failed (exit {process.returncode}); see {log}\n{text[-2000:]}")
@@ -44,10 +46,19 @@ def timed(name: str, command: list[str], env: dict[str, str], log: Path) -> dict
     assert wall and rss, text[-1000:]
     parts = [float(p) for p in wall.group(1).split(":")]
     seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    result = {"seconds": seconds, "rss_gb": int(rss.group(1)) / 1024 / 1024, "tree_rss_gb": tree_peak / 1024**3}
+    result = {"seconds": seconds, "rss_gb": int(rss.group(1)) / 1024 / 1024, "tree_rss_gb": tree_peak / 1024**3,
+              "steal": 100 * spent[7] / max(sum(spent), 1)}
     print(f"[bench] {name}: {seconds:.1f} s, {result['rss_gb']:.2f} GB peak RSS "
-          f"({result['tree_rss_gb']:.2f} GB all processes)", flush=True)
+          f"({result['tree_rss_gb']:.2f} GB all processes), {result['steal']:.0f} % CPU stolen", flush=True)
     return result
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU time so far by kind (/proc/stat: user, nice, system, idle, iowait, irq,
+    softirq, steal). Steal is time the hypervisor gave this VM's cores to another: a run with
+    much of it was slowed by a neighbour, not by the code."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()
+    return [int(v) for v in first[1:9]]
 
 
 def tree_rss(root: int) -> int:
@@ -94,6 +105,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kuhr-bench"))
     parser.add_argument("--no-naive", action="store_true", help="skip the naive script")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run deliver and the floors this many times, alternating (the median is reported)")
     parser.add_argument("--instance", choices=["postgres", "sqlite"], default="postgres",
                         help="Dagster instance storage: production's PostgreSQL (deploy/dagster.yaml; a new "
                              "database kuhr_bench on DAGSTER_PG_HOST, default 127.0.0.1) or SQLite in DAGSTER_HOME")
@@ -126,22 +139,42 @@ def main() -> None:
     actual = int(subprocess.run([sys.executable, "-c", "import pyarrow.dataset as ds,sys;"
                                  f"print(ds.dataset({str(source)!r}, partitioning='hive').count_rows())"],
                                 capture_output=True, text=True, check=True).stdout)
-    results["deliver"] = timed("deliver", [cli, "deliver", str(BENCH / "benchmark-application.yaml"),
-                                           "--source", str(source)], env, work / "deliver.log")
-    steps = subprocess.run([sys.executable, str(BENCH / "steps.py")], env=env, capture_output=True, text=True,
-                           check=True).stdout
     cohort_file = work / "cohort-ids.txt"  # synthetic ids, for the floor only; not timed
     subprocess.run([sys.executable, str(BENCH / "cohort_ids.py"), str(source), str(cohort_file)], check=True, env=env)
-    results["floor"] = timed("floor", [sys.executable, str(BENCH / "floor.py"), str(source), str(cohort_file),
-                                       str(work / "out" / "floor.parquet")], env, work / "floor.log")
-    results["floor, read as deliver reads"] = timed(
-        "floor, read as deliver reads", [sys.executable, str(BENCH / "floor.py"), str(source), str(cohort_file),
-                                         str(work / "out" / "floor_tuned.parquet"), "--as-deliver-reads"],
-        env, work / "floor_tuned.log")
+    commands = {  # name: (command, log)
+        "deliver": ([cli, "deliver", str(BENCH / "benchmark-application.yaml"), "--source", str(source)],
+                    "deliver.log"),
+        "floor": ([sys.executable, str(BENCH / "floor.py"), str(source), str(cohort_file),
+                   str(work / "out" / "floor.parquet")], "floor.log"),
+        "floor, read as deliver reads": ([sys.executable, str(BENCH / "floor.py"), str(source), str(cohort_file),
+                                          str(work / "out" / "floor_tuned.parquet"), "--as-deliver-reads"],
+                                         "floor_tuned.log"),
+    }
+    rounds: list[dict[str, dict[str, float]]] = []
+    steps = ""
+    for _ in range(args.repeat):  # alternating, so that a slow spell of the machine hits all of them
+        this: dict[str, dict[str, float]] = {}
+        for name, (command, log) in commands.items():
+            this[name] = timed(name, command, env, work / log)
+            if name == "deliver":
+                steps = subprocess.run([sys.executable, str(BENCH / "steps.py")], env=env, capture_output=True,
+                                       text=True, check=True).stdout
+        rounds.append(this)
+    for name in commands:
+        results[name] = median_run([r[name] for r in rounds])
+    ratios = sorted(r["deliver"]["seconds"] / r["floor"]["seconds"] for r in rounds)  # each to the floor beside it
+    results["deliver"]["ratio_range"] = ratios[0], ratios[-1]  # type: ignore[assignment]
     if not args.no_naive:
         results["naive"] = timed("naive", [sys.executable, str(BENCH / "naive.py"), str(source),
                                            str(work / "out" / "naive.parquet")], env, work / "naive.log")
     report(results, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps, args.instance)
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median wall time, with the fastest and slowest times beside it."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return {**ordered[(len(ordered) - 1) // 2], "fastest": ordered[0]["seconds"], "slowest": ordered[-1]["seconds"],
+            "runs": len(ordered)}
 
 
 def new_postgres_database(work: Path) -> dict[str, str]:
@@ -172,20 +205,25 @@ def report(
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {bills:,} bills", "",
              f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}  ",
              f"Dagster instance: {'PostgreSQL' if instance == 'postgres' else 'SQLite'}", "",
-             "| step | wall time (s) | peak RSS (GB) | all processes (GB) |", "|---|---:|---:|---:|"]
+             "| step | wall time (s) | peak RSS (GB) | all processes (GB) | CPU stolen |", "|---|---:|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['seconds']:.1f} | {r['rss_gb']:.2f} | {r['tree_rss_gb']:.2f} |")
+        spread = f" ({r['fastest']:.1f}–{r['slowest']:.1f}, {r['runs']:.0f} runs)" if r.get("runs", 1) > 1 else ""
+        lines.append(f"| {name} | {r['seconds']:.1f}{spread} | {r['rss_gb']:.2f} | {r['tree_rss_gb']:.2f} "
+                     f"| {r['steal']:.0f} % |")
     lines.append("")
     if "synth" in results:
         lines.append(f"- synth: {bills / results['synth']['seconds'] / 1e6:.2f} million bills/s")
     deliver, floor = results["deliver"]["seconds"], results["floor"]["seconds"]
+    paired = results["deliver"].get("ratio_range")
+    if isinstance(paired, tuple) and len(paired) == 2 and results["deliver"].get("runs", 1) > 1:
+        lines.append(f"- deliver / floor of the same round: {paired[0]:.2f}–{paired[1]:.2f}×")
     lines.append(f"- deliver / floor: {deliver / floor:.2f}× (goal ≤ 2×); deliver / floor read as deliver reads: "
                  f"{deliver / results['floor, read as deliver reads']['seconds']:.2f}×")
     if "naive" in results:
         lines.append(f"- naive / deliver: {results['naive']['seconds'] / deliver:.1f}× (goal ≥ 10×)")
     lines.append(f"- deliver peak RSS: {results['deliver']['rss_gb']:.2f} GB, all its processes together "
                  f"{results['deliver']['tree_rss_gb']:.2f} GB (goal ≤ 1.5 GB at 20 M bills)")
-    lines += ["", "Inside deliver (the run's steps in the Dagster instance):", "",
+    lines += ["", "Inside deliver (the last run's steps in the Dagster instance):", "",
               "| step | seconds |", "|---|---:|", *steps.splitlines()]
     text = "\n".join(lines) + "\n"
     print(text)
