@@ -33,9 +33,11 @@ def timed(name: str, command: list[str], env: dict[str, str], log: Path) -> dict
     before = cpu_times()
     with log.open("w") as out:
         process = subprocess.Popen(["/usr/bin/time", "-v", *command], env=env, stdout=out, stderr=subprocess.STDOUT)
-        tree_peak = 0
+        tree_peak, tree, looked = 0, [process.pid], 0.0
         while process.poll() is None:  # GNU time reports the largest single process; this sums them all
-            tree_peak = max(tree_peak, tree_rss(process.pid))
+            if time.monotonic() - looked > 0.5:  # walking /proc costs ~5 ms: twice a second, not every sample
+                tree, looked = descendants(process.pid), time.monotonic()
+            tree_peak = max(tree_peak, sum(resident_bytes(pid) for pid in tree))
             time.sleep(0.05)
     spent = [after - start for after, start in zip(cpu_times(), before, strict=True)]
     text = log.read_text()
@@ -61,26 +63,30 @@ def cpu_times() -> list[int]:
     return [int(v) for v in first[1:9]]
 
 
-def tree_rss(root: int) -> int:
-    """Bytes resident in `root` and all its descendants now (from /proc)."""
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it now (from /proc)."""
     parents: dict[int, int] = {}
-    resident: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        parents[int(entry.name)] = int(fields[1])
-        resident[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    tree, frontier = {root}, [root]
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue  # ended meanwhile
+    tree, frontier = [root], [root]
     while frontier:
         parent = frontier.pop()
         children = [pid for pid, ppid in parents.items() if ppid == parent]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(resident.get(pid, 0) for pid in tree)
+        tree += children
+        frontier += children
+    return tree
+
+
+def resident_bytes(pid: int) -> int:
+    """Bytes resident in one process now (0 if it has ended)."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError):
+        return 0
 
 
 def machine() -> str:
