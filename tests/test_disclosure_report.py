@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kuhr_pipeline.disclosure.kanon import EquivalenceClasses, disclosure_report, quasi_identifiers
+from kuhr_pipeline.disclosure.kanon import EquivalenceClasses, quasi_identifiers
 
 
 def _hand_built_extract() -> pa.Table:
@@ -31,7 +31,9 @@ def test_report_on_a_hand_built_extract(tmp_path: Path) -> None:
     pq.write_table(table, path)
     columns = table.column_names
     assert quasi_identifiers(columns) == ["pasient_kjonn", "pasient_fodselsar", "pasient_bostedskommune"]
-    report = disclosure_report([path], columns)
+    classes = EquivalenceClasses(columns)
+    classes.add(pq.read_table(path))
+    report = classes.report()
     assert report["persons"] == 7
     assert report["smallest_equivalence_class"] == 1
     assert report["persons_in_classes_smaller_than_5"] == 1
@@ -40,14 +42,20 @@ def test_report_on_a_hand_built_extract(tmp_path: Path) -> None:
     assert pq.read_table(path).equals(table)  # report only: the data are not altered
 
 
-def test_report_gathered_piece_by_piece_equals_the_report_of_the_file(tmp_path: Path) -> None:
+def test_report_gathered_piece_by_piece_equals_the_report_of_the_whole() -> None:
     """The extract step feeds the report each table as it is written; a person's claims can fall
     in different pieces, and repeated claims must not count a person twice."""
     table = _hand_built_extract()
-    path = tmp_path / "claims.parquet"
-    pq.write_table(table, path)
-    classes = EquivalenceClasses(table.column_names)
+    whole = EquivalenceClasses(table.column_names)
+    whole.add(table)
+    pieces = EquivalenceClasses(table.column_names)
     for piece in (table.slice(0, 3), table.slice(2, 5), table.slice(5)):  # rows 2–4 twice
-        classes.add(piece)
-    assert classes.report() == disclosure_report([path], table.column_names)
-    assert classes.report()["persons"] == 7
+        pieces.add(piece)
+    assert pieces.report() == whole.report()
+    assert pieces.report()["persons"] == 7
+
+
+def test_no_report_without_pseudonyms_or_quasi_identifiers() -> None:
+    classes = EquivalenceClasses(["egenandel", "refusjon"])
+    classes.add(pa.table({"egenandel": [1.0], "refusjon": [2.0]}))
+    assert classes.report() == {"quasi_identifiers": [], "note": "no person-level quasi-identifiers delivered"}

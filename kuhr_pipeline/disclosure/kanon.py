@@ -17,7 +17,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.reducing import Reducing
@@ -94,15 +93,6 @@ class EquivalenceClasses:
 
     def _reduce(self, table: pa.Table) -> pa.Table:
         return table.group_by(self._columns).aggregate([])
-
-
-def disclosure_report(files: list[Path], columns: list[str]) -> dict[str, Any]:
-    """The report of extract files already written (read batch by batch)."""
-    classes = EquivalenceClasses(columns)
-    if files:
-        for batch in ds.dataset([str(f) for f in files], format="parquet").to_batches(columns=columns):
-            classes.add(pa.Table.from_batches([batch]))
-    return classes.report()
 
 
 def write_disclosure_report(classes: EquivalenceClasses, path: Path) -> dict[str, Any]:
