@@ -168,12 +168,11 @@ def main() -> None:
         rounds.append(this)
     for name in commands:
         results[name] = median_run([r[name] for r in rounds])
-    ratios = sorted(r["deliver"]["seconds"] / r["floor"]["seconds"] for r in rounds)  # each to the floor beside it
-    results["deliver"]["ratio_range"] = ratios[0], ratios[-1]  # type: ignore[assignment]
+    paired = sorted(r["deliver"]["seconds"] / r["floor"]["seconds"] for r in rounds)  # each to the floor beside it
     if not args.no_naive:
         results["naive"] = timed("naive", [sys.executable, str(BENCH / "naive.py"), str(source),
                                            str(work / "out" / "naive.parquet")], env, work / "naive.log")
-    report(results, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps, args.instance)
+    report(results, paired, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps, args.instance)
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -206,7 +205,8 @@ def new_postgres_database(work: Path) -> dict[str, str]:
 
 
 def report(
-    results: dict[str, dict[str, float]], bills: int, command: str, no_record: bool, steps: str, instance: str
+    results: dict[str, dict[str, float]], paired: list[float], bills: int, command: str, no_record: bool, steps: str,
+    instance: str,
 ) -> None:
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {bills:,} bills", "",
              f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}  ",
@@ -220,9 +220,8 @@ def report(
     if "synth" in results:
         lines.append(f"- synth: {bills / results['synth']['seconds'] / 1e6:.2f} million bills/s")
     deliver, floor = results["deliver"]["seconds"], results["floor"]["seconds"]
-    paired = results["deliver"].get("ratio_range")
-    if isinstance(paired, tuple) and len(paired) == 2 and results["deliver"].get("runs", 1) > 1:
-        lines.append(f"- deliver / floor of the same round: {paired[0]:.2f}–{paired[1]:.2f}×")
+    if len(paired) > 1:
+        lines.append(f"- deliver / floor of the same round: {paired[0]:.2f}–{paired[-1]:.2f}×")
     lines.append(f"- deliver / floor: {deliver / floor:.2f}× (goal ≤ 2×); deliver / floor read as deliver reads: "
                  f"{deliver / results['floor, read as deliver reads']['seconds']:.2f}×")
     if "naive" in results:
