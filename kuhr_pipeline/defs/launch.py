@@ -64,10 +64,12 @@ def hold_connections(instance: dg.DagsterInstance) -> None:
 
     Why: by default PostgreSQL storage opens a new connection for every event it writes and
     every query it makes (over 400 in a delivery, several ms each); the webserver's pooled
-    setting reuses them. No statement timeout: a run's writes must not be cut off. SQLite
+    setting reuses them. No statement timeout: a run's writes must not be cut off. Up to 20
+    extra connections while one is in use, as the webserver allows: Dagster nests them (an event
+    write checks a table on a second one), and a pool too small would stall the run. SQLite
     storage ignores the setting.
     """
-    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=2)
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=20)
 
 
 def _run(
