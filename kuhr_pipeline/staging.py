@@ -20,11 +20,16 @@ from kuhr_pipeline.source.scan import BATCH_ROWS
 _OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
 
+def new_staged_file(path: Path, schema: pa.Schema) -> ipc.RecordBatchFileWriter:
+    """A staged file written batch by batch as it comes (callers that gather rows use StagedWriter)."""
+    return ipc.new_file(str(path), schema, options=_OPTIONS)
+
+
 class StagedWriter:
     """Collects tables of one schema and writes them to `path` in batches of about BATCH_ROWS rows."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self._writer = ipc.new_file(str(path), schema, options=_OPTIONS)
+        self._writer = new_staged_file(path, schema)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
 

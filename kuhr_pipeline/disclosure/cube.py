@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.extract.generalise import generalise
-from kuhr_pipeline.staging import read_staged, staged_batches, staged_rows, staged_schema
+from kuhr_pipeline.staging import new_staged_file, read_staged, staged_batches, staged_rows, staged_schema
 
 UNKNOWN = "ukjent"
 ROWS_PER_BUCKET = 4_000_000  # claims held in memory at once (a few hundred MB)
@@ -74,8 +74,7 @@ def _spill(claims: Path, columns: list[str], buckets: int, folder: Path) -> list
     staged = staged_schema(claims)
     schema = pa.schema([staged.field(c) for c in columns])
     paths = [folder / f"bucket-{b:03d}.arrow" for b in range(buckets)]
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
-    writers = [pa.ipc.new_file(path, schema, options=options) for path in paths]
+    writers = [new_staged_file(path, schema) for path in paths]  # unbuffered: 256 buffered buckets would not be bounded
     try:
         for batch in staged_batches(claims, columns):
             prefix = pc.utf8_slice_codeunits(batch.column("pasient_pseudonym"), 0, 2)
