@@ -305,3 +305,24 @@ def test_gx_replies_stay_in_step_after_an_error_or_an_early_stop() -> None:
 
     again = list(gx_process.run_all([request([7], 0), request([7], 8)]))
     assert [r[0]["success"] for r in again] == [True, False]
+
+
+def test_modules_the_gx_process_puts_off_still_work_when_used() -> None:
+    """The GX process puts off importing SciPy's statistics (used by one expectation we never
+    ask for); should anything use them, they load then and behave as the real module."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from kuhr_pipeline.quality.gx_process import _defer\n"
+        "_defer('scipy.stats')\n"
+        "assert 'scipy.stats._stats_py' not in sys.modules\n"
+        "from scipy import stats\n"
+        "import scipy.stats as again\n"
+        "assert 'scipy.stats._stats_py' not in sys.modules\n"
+        "same = sys.modules['scipy.stats'].entropy is stats.entropy\n"
+        "print(round(stats.entropy([0.5, 0.5], [0.25, 0.75]), 6), again.norm.cdf(0), same)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0.143841", "0.5", "True"]

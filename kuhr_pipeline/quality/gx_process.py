@@ -11,12 +11,14 @@ ends by itself if that one dies (its input closes).
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import pickle
 import subprocess
 import sys
 import threading
+import types
 from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -144,6 +146,32 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
         replies.flush()
 
 
+_UNUSED_AT_IMPORT = ("altair", "scipy.stats")
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module until one of its attributes is asked for, then imports it.
+
+    Not importlib's LazyLoader: that one loads on any attribute, and the import system reads
+    `__spec__` and `__path__` of every module it binds, so it loaded at once."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        del sys.modules[self.__name__]
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update(module.__dict__)
+        return getattr(module, attribute)
+
+
+def _defer(name: str) -> None:
+    """Put off importing `name` (its parent package is imported now) unless it is already in."""
+    if name in sys.modules:
+        return
+    parent = name.rpartition(".")[0]
+    if parent:
+        importlib.import_module(parent)
+    sys.modules[name] = _Deferred(name)
+
+
 class _Validator:
     """One ephemeral GX context (no files, no network, no progress bars), reused for every frame."""
 
@@ -151,6 +179,10 @@ class _Validator:
         # GX validates pandas frames here. Its SQL backends would import SQLAlchemy (about a sixth
         # of GX's import) for nothing; GX runs as if SQLAlchemy were not installed when it is hidden.
         sys.modules.setdefault("sqlalchemy", None)  # type: ignore[arg-type]
+        # One expectation we never use (KL divergence) imports SciPy's statistics and Altair at
+        # module level: some 40 % of GX's import, put off until anything is asked of them.
+        for name in _UNUSED_AT_IMPORT:
+            _defer(name)
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
