@@ -225,6 +225,26 @@ def test_counts_add_up_over_row_groups(tmp_path: Path) -> None:
     assert sex and sex[0].unexpected_count == 3 and sex[0].element_count == 10, report.markdown()
 
 
+def test_string_and_code_list_counts_add_up_over_row_groups(tmp_path: Path) -> None:
+    """Strings and lists of codes are counted on their Parquet dictionaries, which differ from
+    row group to row group: every claim still counts once, nulls and empty lists included."""
+    bad = pa.table(
+        {
+            **GOOD,
+            "pasient_bostedskommune": ["X9", None],  # not a fylke; a missing one is allowed
+            "diagnosekoder": [["R74", "XYZ", "XYZ"], ["A04", None]],  # not a code, twice; a missing code
+        }
+    )
+    good = pa.table(GOOD)
+    path = tmp_path / "claims.parquet"
+    pq.write_table(pa.concat_tables([bad, good, bad, good, bad]), path, row_group_size=3)
+    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+    counts = {(o.type, o.column): (o.unexpected_count, o.element_count) for o in report.outcomes}
+    assert counts[("expect_column_values_to_match_regex", "pasient_bostedskommune")] == (3, 10), report.markdown()
+    assert counts[("expect_column_values_to_match_regex", "diagnosekoder")] == (6, 19), report.markdown()
+    assert counts[("expect_column_values_to_not_be_null", "diagnosekoder")] == (3, 19), report.markdown()
+
+
 def test_the_gx_process_ends_with_the_process_that_started_it() -> None:
     """GX runs in a process of its own; it never outlives the process that started it, whether
     that one exits or is killed."""

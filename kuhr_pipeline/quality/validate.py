@@ -112,8 +112,11 @@ def _value_counts(values: pa.Array) -> pa.Table:
     if pa.types.is_date(values.type):
         # GX 1.24 misjudges not-null on Arrow-backed dates (fails with 0 unexpected): compare as timestamps
         values = pc.cast(values, pa.timestamp("ms"))
-    counted = pc.value_counts(values)
-    return pa.table({"values": counted.field("values"), "counts": counted.field("counts")})
+    counted = pc.value_counts(values)  # on a dictionary: counts its indices, no string is hashed
+    distinct = counted.field("values")
+    if pa.types.is_dictionary(distinct.type):
+        distinct = pc.cast(distinct, distinct.type.value_type)
+    return pa.table({"values": distinct, "counts": counted.field("counts")})
 
 
 def _merge_counts(counted: pa.Table) -> pa.Table:
@@ -122,15 +125,33 @@ def _merge_counts(counted: pa.Table) -> pa.Table:
 
 
 def validate_tables(suite: str, files: list[Path], expectations: list[Expectation]) -> ValidationReport:
-    """Validate the files (one table, possibly split by year), one column at a time, batch by batch."""
-    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    """Validate the files (one table, possibly split by year), one column at a time, batch by batch.
+
+    Strings (lists of strings too) are read dictionary-encoded, as Parquet stores them: counting a
+    column's values then counts small integers (pseudonyms: 0.22 → 0.05 s for 1.6 M claims)."""
     schema = pq.read_schema(files[0])
+    as_dictionary = ds.ParquetReadOptions(dictionary_columns=_string_leaves(schema))
+    file_format = ds.ParquetFileFormat(read_options=as_dictionary)
+    dataset = ds.dataset([str(f) for f in files], format=file_format)
     return _validate(
         suite,
         schema,
         lambda c: (b.column(0) for b in dataset.to_batches(columns=[c], batch_size=BATCH_ROWS)),
         expectations,
     )
+
+
+def _string_leaves(schema: pa.Schema) -> set[str]:
+    """The Parquet columns holding strings: string fields, and a list of strings' elements (named
+    `.list.element`, or `.list.item` by older writers)."""
+    leaves = set()
+    for column in schema:
+        kind = column.type
+        if pa.types.is_string(kind):
+            leaves.add(column.name)
+        elif (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_string(kind.value_type):
+            leaves |= {f"{column.name}.list.element", f"{column.name}.list.item"}
+    return leaves
 
 
 def validate_table(suite: str, table: pa.Table, expectations: list[Expectation]) -> ValidationReport:
