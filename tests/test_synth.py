@@ -36,6 +36,21 @@ def test_schema_is_the_contract(tmp_path: Path) -> None:
         assert physical.field(field.name).type == field.type, field.name
 
 
+def test_codes_are_stored_with_a_dictionary_as_an_export_would(tmp_path: Path) -> None:
+    """Columns with few distinct values (lists of codes too) get a Parquet dictionary, as a
+    writer's defaults would give them; those with about one value per bill are stored plain."""
+    import pyarrow.parquet as pq
+
+    generate_source(tmp_path / "s", persons=200, from_year=2024, to_year=2024, seed=1)
+    file = next((tmp_path / "s").rglob("*.parquet"))
+    group = pq.ParquetFile(file).metadata.row_group(0)
+    with_dictionary = {
+        group.column(i).path_in_schema for i in range(group.num_columns) if group.column(i).has_dictionary_page
+    }
+    assert {"diagnosekoder.list.element", "takstkoder.list.element", "behandler_praksistype"} <= with_dictionary
+    assert not {"regning_id", "pasient_fnr", "behandlingstidspunkt"} & with_dictionary
+
+
 def test_same_seed_same_data_other_seed_other_data(tmp_path: Path) -> None:
     def table(seed: int, name: str) -> pa.Table:
         generate_source(tmp_path / name, persons=300, from_year=2024, to_year=2024, seed=seed)

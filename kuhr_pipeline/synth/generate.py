@@ -130,7 +130,13 @@ def _finished(future: Future[int], on_progress: Callable[[int], None] | None) ->
 
 
 def _write(table: pa.Table, path: Path) -> None:
-    dictionary = [name for name in table.column_names if name not in _NO_DICTIONARY]
+    # A list's values are the Parquet column `name.list.element`: naming the list itself would
+    # leave its codes without a dictionary.
+    dictionary = [
+        f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
+        for field in table.schema
+        if field.name not in _NO_DICTIONARY
+    ]
     pq.write_table(table, path, compression="snappy", row_group_size=256 * 1024, use_dictionary=dictionary)
 
 
