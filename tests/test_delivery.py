@@ -362,3 +362,25 @@ def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> Non
             dg.AssetCheckKey(dg.AssetKey("cohort"), "source_data_quality"), limit=1
         )
     assert records and records[0].evaluation is not None and not records[0].evaluation.passed
+    # the cohort step sampled the source while scanning it, and the check read that run's report
+    from kuhr_pipeline import settings
+    from kuhr_pipeline.quality.source_quality import SOURCE_QUALITY_FILE, load_source_quality
+
+    kept = load_source_quality(settings.staging_dir("E2E-0001") / SOURCE_QUALITY_FILE, records[0].run_id)
+    assert kept is not None and kept[1] == 8 and [o.column for o in kept[0].failed] == ["pasient_alder"]
+
+
+def test_a_source_quality_report_serves_only_its_own_run(tmp_path) -> None:
+    """A check takes the sample report of its own run only: another run's, or a garbled file,
+    and it samples the source itself."""
+    from kuhr_pipeline.quality.source_quality import load_source_quality, save_source_quality
+    from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport
+
+    report = ValidationReport("source", [ExpectationOutcome("expect_column_values_to_not_be_null", "x", False, 9, 2)])
+    path = tmp_path / "source_quality.json"
+    save_source_quality(path, "run-a", report, 9)
+    assert load_source_quality(path, "run-a") == (report, 9)
+    assert load_source_quality(path, "run-b") is None
+    path.write_text("{not json", encoding="utf-8")
+    assert load_source_quality(path, "run-a") is None
+    assert load_source_quality(tmp_path / "absent.json", "run-a") is None

@@ -15,6 +15,11 @@ from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
 from kuhr_pipeline.quality import gx_process
+from kuhr_pipeline.quality.source_quality import (
+    SOURCE_QUALITY_FILE,
+    check_source_quality_meanwhile,
+    save_source_quality,
+)
 from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
@@ -75,20 +80,22 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
 def cohort(
     context: dg.AssetExecutionContext, application: LoadedSpec, paths: KuhrPaths, pseudonym_key: PseudonymKey
 ) -> CohortClaims:
-    """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging."""
+    """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging.
+
+    Meanwhile GX checks a sample of the source for the source_data_quality check."""
     master_key = pseudonym_key.master_key()  # a bad key fails here, before any data is read
     gx_process.start()  # Great Expectations loads in its own process while the source is scanned
     source = open_source(paths.source_dir())
+    staging = settings.staging_dir(application.application_id)
+    quality = check_source_quality_meanwhile(source, application.spec)
     period = application.spec.period
     total = source.rows_in_years(period.from_.year, period.to.year)
     context.log.info(f"cohort: scanning {source.path}: {total:,} bills in {period.from_.year}–{period.to.year}")
-    result = select_cohort(
-        source,
-        application.spec,
-        master_key,
-        settings.staging_dir(application.application_id),
-        _progress(context, total),
-    )
+    result = select_cohort(source, application.spec, master_key, staging, _progress(context, total))
+    try:
+        save_source_quality(staging / SOURCE_QUALITY_FILE, context.run_id, *quality.result())
+    except Exception as error:  # reported by the check, which then samples the source itself
+        context.log.warning(f"source quality: the sample taken while scanning failed ({error})")
     context.log.info(f"cohort: {result.persons:,} persons, {result.rows:,} claims")
     context.add_output_metadata(
         {

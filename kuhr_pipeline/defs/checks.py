@@ -11,7 +11,7 @@ from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import record_report
-from kuhr_pipeline.quality.source_quality import check_source_quality
+from kuhr_pipeline.quality.source_quality import SOURCE_QUALITY_FILE, check_source_quality, load_source_quality
 from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite
 from kuhr_pipeline.quality.validate import ValidationReport, validate_tables
@@ -96,10 +96,14 @@ def statistics_passes_validation(
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
     required_resource_keys={"paths"},
-    description="Data quality of the source on a sample of each year: reported as a warning, never blocking.",
+    description="Data quality of the source on a sample of each year: reported as a warning, never blocking. "
+    "The sample is checked while the cohort step scans the source.",
 )
 def source_data_quality(context: dg.AssetCheckExecutionContext, application: LoadedSpec) -> dg.AssetCheckResult:
-    report, rows = check_source_quality(open_source(context.resources.paths.source_dir()), application.spec)
+    kept = load_source_quality(
+        settings.staging_dir(application.application_id) / SOURCE_QUALITY_FILE, context.run.run_id
+    )
+    report, rows = kept or check_source_quality(open_source(context.resources.paths.source_dir()), application.spec)
     context.log.info(
         f"source quality: {len(report.failed)} of {len(report.outcomes)} expectations failed "
         f"on a sample of {rows:,} bills"

@@ -1,10 +1,19 @@
 """Data quality of the source, reported and never blocking, on a bounded sample.
 
 The sample is the first batch of every year in the period (at most SAMPLE_ROWS_PER_YEAR rows
-each), without `pasient_fnr`: GX never sees a national id, and the sample is never written down.
+each), without `pasient_fnr`: GX never sees a national id, and the sample is never written down
+(the report holds counts only).
+
+The cohort step starts the check while it scans the source (`check_source_quality_meanwhile`):
+GX works in its own process on the other core, and the check on the cohort then reads the report
+of its own run (`save_source_quality`, `load_source_quality`) instead of waiting for GX.
 """
 
 from __future__ import annotations
+
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -16,6 +25,7 @@ from kuhr_pipeline.source.schema import FILE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec
 
 SAMPLE_ROWS_PER_YEAR = 20_000
+SOURCE_QUALITY_FILE = "source_quality.json"  # in the application's staging folder
 COLUMNS = [c for c in FILE_COLUMNS if c != "pasient_fnr"]
 
 
@@ -43,3 +53,30 @@ def source_suite() -> list[dict[str, object]]:
 def check_source_quality(source: Source, spec: ApplicationSpec) -> tuple[ValidationReport, int]:
     sample = source_sample(source, spec)
     return validate_table("source", sample, source_suite()), sample.num_rows
+
+
+def check_source_quality_meanwhile(source: Source, spec: ApplicationSpec) -> Future[tuple[ValidationReport, int]]:
+    """`check_source_quality` on a thread of its own (it mostly waits for the GX process)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-source-quality")
+    try:
+        return pool.submit(check_source_quality, source, spec)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def save_source_quality(path: Path, run_id: str, report: ValidationReport, rows: int) -> None:
+    """Keep a run's report for that run's check (written whole or not at all)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"run_id": run_id, "sample_rows": rows, "report": report.to_json()}), encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_source_quality(path: Path, run_id: str) -> tuple[ValidationReport, int] | None:
+    """The report `run_id` kept, if this run kept one (another run's is never taken for it)."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if body.get("run_id") != run_id:
+        return None
+    return ValidationReport.from_json(body["report"]), int(body["sample_rows"])

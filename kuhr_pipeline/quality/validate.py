@@ -74,6 +74,22 @@ class ValidationReport:
             )
         return "\n".join(lines)
 
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ValidationReport:
+        """The report `to_json` gave."""
+        outcomes = [
+            ExpectationOutcome(
+                r["expectation"],
+                r["column"],
+                r["success"],
+                r["element_count"],
+                r["unexpected_count"],
+                r.get("exception"),
+            )
+            for r in body["results"]
+        ]
+        return cls(body["suite"], outcomes)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "suite": self.suite,
