@@ -8,41 +8,35 @@ to ids lives only in this process's memory, and is used once, to pseudonymise th
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+from pandas._libs.hashtable import Int64HashTable
 
 NO_PERSON = 0
-_MIN_RECENT = 65_536  # ids kept in the small index before both are merged
+_MIN_SIZE = 65_536
 
 
 class PersonLabels:
-    """Labels for ids (as int64 numbers), with each id's label found by hash lookups.
+    """Labels for ids (as int64 numbers), each id's label found by one hash lookup.
 
-    Two hash indexes: a large one, rebuilt only when the small one of recent arrivals exceeds a
-    quarter of it, so rebuilding costs a few passes over all ids in total, not one per batch
-    (memory: about 50 bytes per person at the peak, measured)."""
+    The hash table is pandas' own (the one behind `pd.Index.get_indexer`), used directly because
+    it takes new keys in place: an Index is immutable, and keeping new ids in a second, rebuilt
+    index cost twice as much in pass 1 (0.34 → 0.16 s for 3.7 M lookups of 640 000 persons).
+    Memory: about 40 bytes per person."""
 
     def __init__(self) -> None:
-        self._numbers = np.zeros(_MIN_RECENT, dtype=np.int64)  # label − 1 → id
+        self._numbers = np.zeros(_MIN_SIZE, dtype=np.int64)  # label − 1 → id
         self._count = 0
-        self._indexed = 0  # ids in the large index: the first `_indexed` of `_numbers`
-        self._large = _index(self._numbers[:0])
-        self._recent = _index(self._numbers[:0])
+        self._positions = Int64HashTable(_MIN_SIZE)  # id → label − 1
 
     def __len__(self) -> int:
         return self._count
 
     def label(self, numbers: np.ndarray) -> np.ndarray:
         """int32 labels of ids, giving the next free labels to ids not seen before."""
-        position = self._large.get_indexer(numbers)
-        unseen = np.flatnonzero(position < 0)
-        if len(unseen):
-            recent = self._recent.get_indexer(numbers[unseen])
-            found = recent >= 0
-            position[unseen[found]] = self._indexed + recent[found]
-            new = unseen[~found]
-            if len(new):
-                first_seen, repeats = np.unique(numbers[new], return_inverse=True)
-                position[new] = self._append(first_seen)[repeats]
+        position = self._positions.lookup(numbers.astype(np.int64, copy=False))
+        new = np.flatnonzero(position < 0)
+        if len(new):
+            first_seen, repeats = np.unique(numbers[new], return_inverse=True)
+            position[new] = self._append(first_seen)[repeats]
         return (position + 1).astype(np.int32)
 
     def numbers(self, labels: np.ndarray) -> np.ndarray:
@@ -57,19 +51,16 @@ class PersonLabels:
             self._numbers = grown
         self._numbers[start:end] = numbers
         self._count = end
-        if end - self._indexed > max(self._indexed // 4, _MIN_RECENT):
-            self._large, self._indexed = _index(self._numbers[:end]), end
-            self._recent = _index(self._numbers[:0])
-        else:
-            self._recent = _index(self._numbers[self._indexed : end])
-        return np.arange(start, end)
+        positions = np.arange(start, end, dtype=np.int64)
+        self._positions.map_keys_to_values(numbers, positions)
+        return positions
 
 
 class LabelSet:
     """A set of labels as a growable mask (one byte per person)."""
 
     def __init__(self) -> None:
-        self._mask = np.zeros(_MIN_RECENT, dtype=bool)
+        self._mask = np.zeros(_MIN_SIZE, dtype=bool)
 
     def add(self, labels: np.ndarray) -> None:
         if not len(labels):
@@ -85,8 +76,3 @@ class LabelSet:
         found = np.zeros(len(labels), dtype=bool)
         found[inside] = self._mask[labels[inside]]
         return found
-
-
-def _index(numbers: np.ndarray) -> pd.Index:
-    """A hash index over distinct ids: `get_indexer` gives each query's position, or −1."""
-    return pd.Index(numbers, dtype=np.int64, copy=True)
