@@ -76,13 +76,18 @@ def deliver(spec: Path, source: Path | None, out: Path | None) -> None:
     from kuhr_pipeline.quality import gx_process
 
     gx_process.start()  # Great Expectations loads in its own process while Dagster loads in this one
-    # Importing Dagster makes some 270 000 objects and no garbage: collecting while importing, and
-    # walking those objects again in every full collection of the run, cost 0.3 s of each delivery.
-    gc.disable()
+    if "kuhr_pipeline.defs.launch" not in sys.modules:
+        # Importing Dagster makes some 270 000 objects and no garbage: collecting while importing,
+        # and walking those objects again in every full collection of the run, cost 0.3 s of each
+        # delivery. (Only when this call imports: freezing later would keep garbage for good.)
+        gc.disable()
+        try:
+            import kuhr_pipeline.defs.launch  # noqa: F401
+        finally:
+            gc.freeze()
+            gc.enable()
     from kuhr_pipeline.defs.launch import deliver_in_process
 
-    gc.freeze()
-    gc.enable()
     result = deliver_in_process(spec, source=source, deliveries=out, echo=lambda m: click.echo(m, err=True))
     click.echo(str(result))
 

@@ -94,8 +94,8 @@ def cohort(
     result = select_cohort(source, application.spec, master_key, staging, _progress(context, total))
     try:
         save_source_quality(staging / SOURCE_QUALITY_FILE, context.run_id, *quality.result())
-    except Exception as error:  # reported by the check, which then samples the source itself
-        context.log.warning(f"source quality: the sample taken while scanning failed ({error})")
+    except Exception as error:  # the check samples the source itself, and reports what fails there
+        context.log.warning(f"source quality: the sample taken while scanning failed ({type(error).__name__})")
     context.log.info(f"cohort: {result.persons:,} persons, {result.rows:,} claims")
     context.add_output_metadata(
         {

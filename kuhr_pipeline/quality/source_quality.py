@@ -66,7 +66,7 @@ def check_source_quality_meanwhile(source: Source, spec: ApplicationSpec) -> Fut
 
 def save_source_quality(path: Path, run_id: str, report: ValidationReport, rows: int) -> None:
     """Keep a run's report for that run's check (written whole or not at all)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{run_id}.tmp")
     tmp.write_text(json.dumps({"run_id": run_id, "sample_rows": rows, "report": report.to_json()}), encoding="utf-8")
     tmp.replace(path)
 
