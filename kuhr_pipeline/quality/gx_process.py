@@ -1,6 +1,6 @@
 """Great Expectations in a process of its own, started before it is needed.
 
-Why: importing GX costs 2–5 s of one core by machine (some 2 500 modules). `deliver` spends its first
+Why: importing GX costs 1.5–5 s of one core by machine (some 1 500 modules). `deliver` spends its first
 seconds importing Dagster and preparing the run on one core while the other idles; a process
 started first imports GX meanwhile, and validation finds it ready (bench/README.md has the
 figures). Validation sends it frames of distinct values and gets counts back (validate.py: never
