@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.suites import Expectation
 from kuhr_pipeline.reducing import Reducing
-from kuhr_pipeline.source.scan import BATCH_ROWS
+from kuhr_pipeline.source.scan import BATCH_ROWS, parquet_leaves
 
 TABLE = "(table)"
 
@@ -158,16 +158,14 @@ def validate_tables(suite: str, files: list[Path], expectations: list[Expectatio
 
 
 def _string_leaves(schema: pa.Schema) -> set[str]:
-    """The Parquet columns holding strings: string fields, and a list of strings' elements (named
-    `.list.element`, or `.list.item` by older writers)."""
-    leaves = set()
-    for column in schema:
-        kind = column.type
-        if pa.types.is_string(kind):
-            leaves.add(column.name)
-        elif (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_string(kind.value_type):
-            leaves |= {f"{column.name}.list.element", f"{column.name}.list.item"}
-    return leaves
+    """The Parquet columns holding strings: string columns, and lists of strings' elements."""
+    return {leaf for column in schema if _holds_strings(column.type) for leaf in parquet_leaves(column.name)}
+
+
+def _holds_strings(kind: pa.DataType) -> bool:
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind)
 
 
 def validate_table(suite: str, table: pa.Table, expectations: list[Expectation]) -> ValidationReport:

@@ -168,9 +168,9 @@ def scan_pieces(
     those are read, so a caller can come back for a few rows of a column it skipped."""
     row_filter = _period_filter(*period) if period else None
     schema = pa.schema([_dictionary_field(f) if f.name in as_dictionary else f for f in source.dataset.schema])
-    leaves = {f"{name}{suffix}" for name in as_dictionary for suffix in ("", ".list.element", ".list.item")}
+    leaves = {leaf for name in as_dictionary for leaf in parquet_leaves(name)}
     file_format = ds.ParquetFileFormat(
-        read_options=ds.ParquetReadOptions(dictionary_columns=leaves),  # a list's leaf is named either way
+        read_options=ds.ParquetReadOptions(dictionary_columns=leaves),
         default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),  # no whole-group buffers
     )
 
@@ -197,6 +197,12 @@ def scan_pieces(
         for number, batch in prefetched(batches()):
             if batch.num_rows:
                 yield number, batch
+
+
+def parquet_leaves(column: str) -> set[str]:
+    """The names the Parquet column holding a column's values can have: its own, or for a list its
+    elements' (`.list.element`, or `.list.item` by older writers). Reading options take these."""
+    return {column, f"{column}.list.element", f"{column}.list.item"}
 
 
 def _dictionary_field(field: pa.Field) -> pa.Field:
