@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,17 @@ def make_recipient(folder: Path, name: str) -> tuple[Path, Path]:
     sec, pub = folder / f"{name}.sec", folder / f"{name}.pub"
     c4gh.generate(str(sec), str(pub), passphrase=None, comment=name.encode())
     return sec, pub
+
+
+@pytest.fixture
+def set_today(monkeypatch: pytest.MonkeyPatch) -> Callable[[date], None]:
+    """Sets the pipeline's clock (kuhr_pipeline.clock) to noon UTC of a given day."""
+    from kuhr_pipeline import clock
+
+    def at(day: date) -> None:
+        monkeypatch.setattr(clock, "now", lambda: datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+
+    return at
 
 
 @pytest.fixture

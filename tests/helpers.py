@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +106,6 @@ BASE_SPEC: dict[str, Any] = {
     "applicant": {"institution": "Test", "project_leader": "Test Leader"},
     "approval": {
         "status": "approved",
-        "decided": "2026-01-01",
-        "valid_until": "2030-12-31",
         "rek_reference": "REK 2026/1",
         "legal_basis": "helseforskningsloven § 35",
     },
@@ -140,8 +138,15 @@ def _dates_to_yaml(value: Any) -> Any:
 def write_spec(
     folder: Path, changes: dict[str, Any] | None = None, name: str = "spec.yaml", remove: list[str] | None = None
 ) -> Path:
-    """A spec file with dotted-path changes applied to BASE_SPEC; dates stay YAML dates."""
+    """A spec file with dotted-path changes applied to BASE_SPEC; dates stay YAML dates. Unless the
+    changes say otherwise, the approval was decided 60 days before the pipeline's today and is valid
+    for four years after it, so that no test depends on the day it runs."""
+    from kuhr_pipeline import clock
+
     spec = copy.deepcopy(BASE_SPEC)
+    today = clock.today()
+    spec["approval"]["decided"] = (today - timedelta(days=60)).isoformat()
+    spec["approval"]["valid_until"] = today.replace(year=today.year + 4, day=min(today.day, 28)).isoformat()
     for dotted, value in (changes or {}).items():
         target = spec
         *parents, last = dotted.split(".")

@@ -70,7 +70,12 @@ def evaluate_schedule(instance: dg.DagsterInstance, folder: Path, deliveries: Pa
 def _recurring(spec_dir: Path, application_id: str, schedule: str, valid_until: str = "2030-12-31") -> None:
     write_spec(
         spec_dir,
-        {"application_id": application_id, "delivery.schedule": schedule, "approval.valid_until": valid_until},
+        {
+            "application_id": application_id,
+            "delivery.schedule": schedule,
+            "approval.decided": "2026-01-01",  # the schedule's ticks below are in 2026 and 2027
+            "approval.valid_until": valid_until,
+        },
         name=f"{application_id}.yaml",
     )
 

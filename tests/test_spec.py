@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,22 @@ def test_status_not_approved(spec_dir, capsys, status):
 
 def test_valid_until_in_the_past(spec_dir, capsys):
     refused(spec_dir, capsys, {"approval.valid_until": "2020-01-01"}, "approval.valid_until", text="has passed")
+
+
+def test_approval_and_period_rules_at_the_edges_of_today(spec_dir, capsys, set_today):
+    """The day itself counts: an approval valid until today or decided today, and a period that
+    starts today, pass; one day further refuses."""
+    set_today(date(2031, 6, 1))
+    for changes in (
+        {"approval.valid_until": "2031-06-01"},
+        {"approval.decided": "2031-06-01"},
+        {"period.from": "2031-06-01", "period.to": "2031-12-31"},
+    ):
+        code, _, err = run_cli(["check", write_spec(spec_dir, changes)], capsys)
+        assert code == 0, (changes, err)
+    refused(spec_dir, capsys, {"approval.valid_until": "2031-05-31"}, "approval.valid_until", text="has passed")
+    refused(spec_dir, capsys, {"approval.decided": "2031-06-02"}, "approval.decided", text="future")
+    refused(spec_dir, capsys, {"period.from": "2031-06-02", "period.to": "2031-12-31"}, "period.from", text="future")
 
 
 def test_decided_in_the_future(spec_dir, capsys):

@@ -16,7 +16,7 @@ import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kuhr_pipeline import __version__
+from kuhr_pipeline import __version__, clock
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
 from kuhr_pipeline.delivery.documents import codebook, readme
@@ -69,7 +69,7 @@ class PublishedDelivery:
 
 def new_delivery_id(now: datetime | None = None) -> str:
     """Sorts by creation time; the random suffix keeps two runs in the same second apart."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
@@ -212,7 +212,7 @@ def publish_delivery(
         manifest: dict[str, Any] = {
             "application_id": spec.application_id,
             "delivery_id": delivery_id,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "created_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
             "spec_sha256": contents.spec_sha256,
             "pipeline_version": __version__,
             "data_level": spec.data_level,

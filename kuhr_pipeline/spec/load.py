@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from kuhr_pipeline import clock
 from kuhr_pipeline.errors import Problem, SpecRefused
 from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.spec.rules import advisories, recipient_keys, refusals
@@ -80,7 +81,7 @@ def load_spec(path: str | Path, *, today: date | None = None) -> LoadedSpec:
     """Load and check a spec; raises SpecRefused listing every problem found."""
     path = Path(path)
     where = str(path)
-    today = today or date.today()
+    today = today or clock.today()
     text = _read(path)
     try:
         raw = parse_yaml(text)
