@@ -20,7 +20,26 @@ BIN = Path(sys.executable).parent
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 
 
-def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path]) -> None:
+def wait_until(ready, what: str, timeout: float) -> None:
+    """Polls `ready()` every 0.2 s until it holds; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_steps_run_on_a_celery_worker(
+    tmp_path: Path, keys_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dagster as dg
 
     database = PostgresDatabase()
@@ -52,7 +71,9 @@ def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path])
             start_new_session=True,  # `dagster-celery worker start` runs `celery` as a child: stop the group
         )
     try:
-        os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "KUHR_"))})
+        for key, value in env.items():
+            if key.startswith(("DAGSTER_", "KUHR_")):
+                monkeypatch.setenv(key, value)  # restored after the test
         with dg.DagsterInstance.get() as instance:
             instance.add_dynamic_partitions("applications", ["CEL-0001"])
         run_config = {
@@ -60,7 +81,7 @@ def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path])
             "ops": {"application": {"config": {"spec_path": str(spec)}}},
         }
         (tmp_path / "run.json").write_text(json.dumps(run_config))
-        time.sleep(3)  # let the worker connect to the broker
+        wait_until(lambda: " ready." in worker_log.read_text(), "the worker to connect to the broker", 120)
         result = subprocess.run(
             [
                 str(BIN / "dagster"),
@@ -91,8 +112,7 @@ def test_steps_run_on_a_celery_worker(tmp_path: Path, keys_env: dict[str, Path])
         os.killpg(worker.pid, signal.SIGTERM)
         try:
             worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+            wait_until(lambda: group_gone(worker.pid), "the worker's children to stop", 30)
+        except (subprocess.TimeoutExpired, AssertionError):
             os.killpg(worker.pid, signal.SIGKILL)
-        time.sleep(2)
-        subprocess.run(["pkill", "-KILL", "-g", str(worker.pid)], check=False)
         database.drop()

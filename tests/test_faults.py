@@ -71,8 +71,9 @@ def test_truncated_parquet_in_the_source(setup, capsys) -> None:
     original = victim.read_bytes()
     victim.write_bytes(original[: len(original) // 2])
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
-    assert code in (1, 2) and "Traceback" not in err
-    assert str(setup["source"]) in err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith(f"error: {victim}: ") and "is not a readable Parquet file" in err
+    assert "re-export the damaged file" in err and err.count("\n") == 1
     assert_nothing_published(setup)
     victim.write_bytes(original)
     rerun_succeeds(setup, capsys)
@@ -86,7 +87,9 @@ def test_corrupt_bytes_in_a_parquet_file(setup, capsys) -> None:
         damaged[i] ^= 0xFF
     victim.write_bytes(bytes(damaged))
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
-    assert code != 0 and "Traceback" not in err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: ") and str(victim) in err and "not a readable Parquet" in err
+    assert err.count("\n") == 1
     assert_nothing_published(setup)
     victim.write_bytes(original)
     rerun_succeeds(setup, capsys)

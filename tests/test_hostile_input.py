@@ -56,7 +56,7 @@ YAML_PIECES = st.sampled_from(
 
 
 @settings(
-    max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(text=st.one_of(st.lists(YAML_PIECES, max_size=40).map("".join), st.text(max_size=400)))
 def test_fuzzed_spec_never_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
@@ -68,7 +68,7 @@ def test_fuzzed_spec_never_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixt
     assert str(path) in err
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.one_of(st.text(max_size=80), st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3)))
 def test_fuzzed_application_id_is_refused_or_safe(spec_dir: Path, capsys: pytest.CaptureFixture[str], value) -> None:
     path = write_spec(spec_dir, {"application_id": value})

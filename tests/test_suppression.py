@@ -127,7 +127,7 @@ def test_cube_has_every_cell_and_margin(tmp_path: Path) -> None:
     assert keys == {("x", "p"), ("y", "q"), ("x", None), ("y", None), (None, "p"), (None, "q"), (None, None)}
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None)
 @given(
     shape=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3),
     data=st.data(),
