@@ -9,6 +9,7 @@ better with few large batches than with many small ones.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +19,12 @@ import pyarrow.ipc as ipc
 from kuhr_pipeline.source.scan import BATCH_ROWS
 
 _OPTIONS = ipc.IpcWriteOptions(compression="lz4")
+
+
+def remove_staging(folder: Path) -> None:
+    """Staging holds person-level rows in the clear: removed whole when its run ends, delivered,
+    failed or canceled, so that nothing person-level stays outside the encrypted delivery."""
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def new_staged_file(path: Path, schema: pa.Schema) -> ipc.RecordBatchFileWriter:

@@ -23,7 +23,7 @@ from kuhr_pipeline.quality.source_quality import (
 from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
-from kuhr_pipeline.staging import staged_schema
+from kuhr_pipeline.staging import remove_staging, staged_schema
 
 LOG_STEPS = 10  # progress lines per pass, whatever the size of the source
 
@@ -183,6 +183,7 @@ def delivery(
         signing_key.private_key(),
         on_step=context.log.info,
     )
+    remove_staging(settings.staging_dir(application.application_id))  # a failed run's: sensors.staging_cleanup
     context.add_output_metadata(
         {
             "delivery_folder": dg.MetadataValue.path(str(published.path)),

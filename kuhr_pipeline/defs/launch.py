@@ -17,6 +17,7 @@ from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
+from kuhr_pipeline.staging import remove_staging
 
 
 class RunFailed(KuhrError):
@@ -83,16 +84,19 @@ def _run(
     ensure_partition(instance, loaded.application_id)
     job = defs.resolve_job_def("deliver_application")
     echo(f"delivering {loaded.application_id} from {source_dir} (Dagster instance {os.environ['DAGSTER_HOME']})")
-    result = job.execute_in_process(
-        partition_key=loaded.application_id,
-        instance=instance,
-        run_config={
-            **run_config_for(spec_path),
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
-        },
-        tags=run_tags(loaded),
-        raise_on_error=False,
-    )
+    try:
+        result = job.execute_in_process(
+            partition_key=loaded.application_id,
+            instance=instance,
+            run_config={
+                **run_config_for(spec_path),
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
+            tags=run_tags(loaded),
+            raise_on_error=False,
+        )
+    finally:
+        remove_staging(settings.staging_dir(loaded.application_id))
     problems = failure_messages(result)
     if not result.success or problems:
         raise RunFailed(

@@ -1,13 +1,20 @@
-"""Sensor `new_applications`: each new or changed approved spec adds its partition and one run."""
+"""Sensors: `new_applications` (each new or changed approved spec adds its partition and one run)
+and `staging_cleanup_on_failure` / `staging_cleanup_on_cancel` (a run that ends without delivering
+leaves no staging behind)."""
+
+import re
 
 import dagster as dg
 
+from kuhr_pipeline import settings
 from kuhr_pipeline.defs.jobs import deliver_application
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.defs.runs import run_request_for
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.spec import load_spec, spec_files
+from kuhr_pipeline.spec.model import APPLICATION_ID_PATTERN
+from kuhr_pipeline.staging import remove_staging
 
 
 @dg.sensor(
@@ -41,3 +48,28 @@ def new_applications(context: dg.SensorEvaluationContext, paths: KuhrPaths) -> d
         if new_partitions
         else [],
     )
+
+
+def _remove_staging_of(context: dg.RunStatusSensorContext) -> None:
+    """The staging of the run's application, found by its partition key (an application_id)."""
+    application_id = context.dagster_run.tags.get("dagster/partition", "")
+    if re.fullmatch(APPLICATION_ID_PATTERN, application_id):
+        remove_staging(settings.staging_dir(application_id))
+        context.log.info(f"{application_id}: staging of run {context.dagster_run.run_id[:8]} removed")
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A failed run's staging (person-level rows) is removed.",
+)
+def staging_cleanup_on_failure(context: dg.RunFailureSensorContext) -> None:
+    _remove_staging_of(context)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.CANCELED,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A canceled run's staging (person-level rows) is removed.",
+)
+def staging_cleanup_on_cancel(context: dg.RunStatusSensorContext) -> None:
+    _remove_staging_of(context)
