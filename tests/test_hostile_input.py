@@ -55,9 +55,7 @@ YAML_PIECES = st.sampled_from(
 )
 
 
-@settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(st.lists(YAML_PIECES, max_size=40).map("".join), st.text(max_size=400)))
 def test_fuzzed_spec_never_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
     path = tmp_path / "fuzz.yaml"
