@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 from pathlib import Path
 
 import pyarrow as pa
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from kuhr_pipeline.disclosure.cube import build_cube
-from kuhr_pipeline.disclosure.suppression import equations, recoverable, suppress
+from kuhr_pipeline.disclosure.suppression import suppress
 from kuhr_pipeline.staging import StagedWriter
 
 MIN_CELL = 5
@@ -66,7 +63,10 @@ def cell(table: pa.Table, dims: list[str], key: tuple) -> dict:
 
 
 def assert_safe(table: pa.Table, dims: list[str]) -> None:
-    assert recoverable(table, dims) == []
+    """Judged by the independent oracle: no value pinned by the whole table (linear programming)."""
+    from tests.disclosure_oracle import assert_no_value_pinned
+
+    assert_no_value_pinned(table, dims)
     for row in table.to_pylist():
         if not row["suppressed"]:
             assert row["persons"] == 0 or row["persons"] >= MIN_CELL
@@ -125,29 +125,6 @@ def test_cube_has_every_cell_and_margin(tmp_path: Path) -> None:
     raw, _ = run(tmp_path, {("x", "p"): 6, ("y", "q"): 7}, dims)
     keys = {tuple(r[d] for d in dims) for r in raw.to_pylist()}
     assert keys == {("x", "p"), ("y", "q"), ("x", None), ("y", None), (None, "p"), (None, "q"), (None, None)}
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    shape=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3),
-    data=st.data(),
-)
-def test_property_random_cubes(tmp_path_factory, shape: list[int], data: st.DataObject) -> None:
-    dims = [f"d{i}" for i in range(len(shape))]
-    cells = list(itertools.product(*[[f"v{j}" for j in range(n)] for n in shape]))
-    counts = data.draw(st.lists(st.integers(min_value=0, max_value=12), min_size=len(cells), max_size=len(cells)))
-    leaves = {c: n for c, n in zip(cells, counts, strict=True) if n}
-    if not leaves:
-        return
-    raw, out = run(tmp_path_factory.mktemp("cube"), leaves, dims)
-    assert_safe(out, dims)
-    keys = [tuple(r[d] for d in dims) for r in out.to_pylist()]
-    hidden = {k for k, r in zip(keys, out.to_pylist(), strict=True) if r["suppressed"]}
-    for (parent, _), children in equations(keys).items():
-        assert sum(m in hidden for m in [parent, *children]) != 1
-    for before, after in zip(raw.to_pylist(), out.to_pylist(), strict=True):
-        if not after["suppressed"]:
-            assert after["claims"] == before["claims"]
 
 
 def test_cube_in_person_buckets_equals_the_cube_in_one_piece(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_statistics_suite_fails_on_a_recoverable_cell(tmp_path: Path) -> None:
         ],
     )
     report = validate_statistics(path, 5, ["ar"])
-    assert {o.type for o in report.failed} == {"expect_no_suppressed_cell_recoverable_from_a_margin"}
+    assert {o.type for o in report.failed} == {"expect_no_suppressed_value_fixed_by_the_whole_table"}
 
 
 def test_statistics_suite_fails_when_a_suppressed_row_shows_a_measure(tmp_path: Path) -> None:

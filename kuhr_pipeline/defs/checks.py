@@ -78,7 +78,8 @@ def _result(context: dg.AssetCheckExecutionContext, report: ValidationReport) ->
     blocking=True,
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
-    description="Statistics suite: measures, primary suppression, no suppressed cell recoverable from a margin.",
+    description="Statistics suite: measures, primary suppression, and no suppressed value fixed by the whole "
+    "table (linear programming over every shown cell and margin).",
 )
 def statistics_passes_validation(
     context: dg.AssetCheckExecutionContext, statistics: StatisticsTable, application: LoadedSpec

@@ -1,21 +1,21 @@
-"""Small-cell suppression for the statistics cube: primary, then secondary.
+"""Small-cell suppression for the statistics cube: primary, then secondary until the audit holds.
 
 Primary: a cell counting fewer than `min_cell` persons (but more than 0) is suppressed.
 
 Secondary: every margin is an equation — a parent cell equals the sum of its children along one
-dimension (for the additive measures `claims`, `sum_egenandel`, `sum_refusjon`). If exactly one
-member of an equation is suppressed, it can be recovered by subtraction (or, for a suppressed
-parent, by addition). So while some equation has exactly one suppressed member, one more member
-of it is suppressed: the shown member with the fewest persons (then fewest claims), which keeps
-the loss small. This runs to a fixed point over every dimension at every level of the cube.
+dimension (for the additive measures `claims`, `sum_egenandel`, `sum_refusjon`). First the cheap
+rule: while some equation has exactly one suppressed member (recovered by subtraction), one more
+member of it is suppressed. Then the whole system (disclosure.audit): while some suppressed cell
+is still fixed by the equations taken together, one more cell of an equation it is in is
+suppressed, and the cheap rule runs again. The member chosen is always the shown one with the
+fewest persons (then claims, then a child before its parent), which keeps the loss small.
 
-What it guarantees: no suppressed value equals a shown margin minus shown cells along any single
-dimension, at any level. What it does not: it is not an optimal (minimum-loss) pattern, and it
-does not solve the full linear system — with many dimensions a determined attacker combining
-several equations may narrow a suppressed value to an interval (exact recovery needs a pattern
-with a single unknown in some combination, which this rule removes for single equations only).
-`persons` counts distinct persons, which do not add up across cells; they are suppressed with
-their row, and are never what an attacker subtracts.
+What it guarantees: for every suppressed cell and additive measure, the values consistent with
+all shown cells and all margins (cells ≥ 0) form an interval wider than one value — the linear
+programme an attacker would solve; the delivered table is audited with that programme again
+before publishing (quality.statistics_rules). What it does not: the pattern is greedy, not a
+minimum-loss one. `persons` counts distinct persons, which do not add up across cells; they are
+suppressed with their row, and are never what an attacker subtracts.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from kuhr_pipeline.disclosure.audit import PinnedValue, margin_equations, pinned_cells, pinned_values
 from kuhr_pipeline.disclosure.cube import Cube
 
 Key = tuple[object, ...]
@@ -56,6 +57,22 @@ def choose_suppression(keys: list[Key], persons: list[int], claims: list[int], m
     hidden = {k for k, p in zip(keys, persons, strict=True) if 0 < p < min_cell}
     primary = len(hidden)
     system = sorted(equations(keys).items(), key=lambda item: repr(item[0]))
+    whole = margin_equations((parent, children) for (parent, _), children in system)
+
+    _close_single_unknowns(system, hidden, size)
+    while exposed := pinned_cells(whole, hidden):
+        near = [m for equation in whole if any(m == exposed[0] for m, _ in equation) for m, _ in equation]
+        candidates = [m for m in near if m not in hidden] or [k for k in keys if k not in hidden]
+        hidden.add(min(candidates, key=lambda m: (*size[m], repr(m))))
+        _close_single_unknowns(system, hidden, size)
+    return hidden, primary
+
+
+def _close_single_unknowns(
+    system: list[tuple[tuple[Key, int], list[Key]]], hidden: set[Key], size: dict[Key, tuple[int, int]]
+) -> None:
+    """Until no equation has exactly one suppressed member, suppress one more member of such an
+    equation: the shown one with the fewest persons, then claims, a child before the parent."""
     changed = True
     while changed:
         changed = False
@@ -65,7 +82,6 @@ def choose_suppression(keys: list[Key], persons: list[int], claims: list[int], m
                 shown = [m for m in members if m not in hidden]
                 hidden.add(min(shown, key=lambda m: (*size[m], m == parent, repr(m))))
                 changed = True
-    return hidden, primary
 
 
 def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
@@ -86,14 +102,8 @@ def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
     return Suppressed(pa.table(columns), primary, len(hidden) - primary)
 
 
-def recoverable(table: pa.Table, dimensions: list[str]) -> list[Key]:
-    """Cells that some single equation would reveal (for checks and tests): must be empty."""
+def pinned(table: pa.Table, dimensions: list[str], measures: list[str]) -> list[PinnedValue]:
+    """Suppressed values the whole delivered table still fixes (for the blocking check): must be empty."""
     keys: list[Key] = list(zip(*(table.column(d).to_pylist() for d in dimensions), strict=True))
-    hidden = {k for k, s in zip(keys, table.column("suppressed").to_pylist(), strict=True) if s}
-    out = []
-    for (parent, _), children in equations(keys).items():
-        members = [parent, *children]
-        lone = [m for m in members if m in hidden]
-        if len(lone) == 1:
-            out.append(lone[0])
-    return out
+    system = ((parent, children) for (parent, _), children in equations(keys).items())
+    return pinned_values(keys, system, table, [m for m in measures if m in table.column_names])
