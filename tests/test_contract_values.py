@@ -9,6 +9,7 @@ equal what the contract (docs/contracts/, kuhr-facts for the bydel ranges) says 
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def deliver(tmp_path: Path, keys_env: dict[str, Path], source: Path, capsys):
             ["decrypt", out.strip(), "--sk", secret, "--out", plain, "--signer-pub", keys_env["signing_pub"]], capsys
         )
         assert code == 0, err
-        return {"plain": plain, "master": master}
+        return {"plain": plain, "master": master, "folder": Path(out.strip())}
 
     return run
 
@@ -250,3 +251,65 @@ def test_the_sources_edges_are_really_there() -> None:
     }
     times = {bill["when"] for bill in bills()}
     assert ages == set(AGES) and kommuner == set(KOMMUNER) and times == set(TIMES)
+
+
+def attrition_rows(plain: Path) -> list[tuple[str, str | None, str | None]]:
+    table = pq.read_table(plain / "attrition.parquet")
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+def test_attrition_masks_below_the_statistics_min_cell(deliver) -> None:
+    """With `min_cell: 100` every count of this 90-person cohort is below the threshold: each is
+    shown as `<100`, and a zero stays 0 (the contract's masking uses the spec's min_cell)."""
+    group_by = STATISTICS_CASES["year-group10-fylke"]
+    result = deliver(
+        {"data_level": "statistics", "statistics": {"group_by": group_by, "measures": MEASURES, "min_cell": 100}},
+        remove=["variables"],
+    )
+    masked = "<100"
+    assert attrition_rows(result["plain"]) == [
+        ("persons with a claim in the period", masked, None),
+        ("with an entry claim", masked, None),
+        ("with at least 1 entry claims", masked, None),
+        ("after age", masked, None),
+        ("after sex", masked, None),
+        ("after kommune", masked, None),
+        ("after exclusion (the cohort)", masked, None),
+        ("bills dropped: missing fødselsnummer", None, "0"),
+        ("bills dropped: malformed fødselsnummer", None, "0"),
+        ("bills dropped: bad check digits", None, "0"),
+        ("bills dropped: synthetic test number", None, "0"),
+    ]
+    table = pq.read_table(result["plain"] / "statistics.parquet").to_pylist()
+    assert all(row["suppressed"] for row in table)  # no cell reaches 100 persons
+
+
+def test_codebook_and_readme_describe_what_was_delivered(deliver) -> None:
+    """The codebook has one section per delivered column, in order, saying its generalisation in
+    the contract's words; the README names the application, period, domain and every data file."""
+    variables = [
+        "pasient_pseudonym",
+        {"name": "pasient_alder", "as": "group5"},
+        {"name": "pasient_bostedskommune", "as": "fylke"},
+        {"name": "behandlingstidspunkt", "as": "month"},
+    ]
+    result = deliver({"variables": variables, "title": "Edges of every generalisation"})
+    folder = result["folder"]
+    codebook = (folder / "codebook.md").read_text()
+    sections = [line[4:-1] for line in codebook.splitlines() if line.startswith("## `")]
+    assert sections == ["pasient_pseudonym", "pasient_alder", "pasient_bostedskommune", "behandlingstidspunkt"]
+    for name, words in [
+        ("pasient_alder", '5-year age groups "00-04" … "85-89", "90+"'),
+        ("pasient_bostedskommune", "the first two digits of the kommune number"),
+        ("behandlingstidspunkt", '"YYYY-MM"'),
+    ]:
+        section = codebook.split(f"## `{name}`")[1].split("\n## ")[0]
+        assert words in section, name
+    assert "## Attrition table" in codebook
+    readme = (folder / "README.md").read_text()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert f"Application: {APP} – Edges of every generalisation" in readme
+    assert "period 2019-01-01 – 2020-12-31; linkage domain VAL-0001" in readme
+    data_files = [f["path"] for f in manifest["files"] if f["path"].startswith("data/")]
+    assert data_files and all(f"- `{path}`" in readme for path in data_files)
+    assert manifest["delivery_id"] in readme.splitlines()[0]

@@ -51,12 +51,33 @@ def test_synthetic_test_person_is_refused() -> None:
 
 
 def test_2032_rule_accepts_k1_remainders_one_to_three() -> None:
+    accepted = set()
     for remainder in (1, 2, 3):
+        for individual in range(500, 520):
+            try:
+                number = fnr(f"150632{individual:03d}", k1_remainder=remainder)
+            except AssertionError:
+                continue
+            assert is_valid(number), (remainder, number)
+            accepted.add(remainder)
+    assert accepted == {1, 2, 3}
+
+
+def test_2032_rule_stops_at_remainder_three() -> None:
+    """k1 remainder 4 is neither rule: the number is invalid (an invalid check digit), however
+    close it is to a valid one (the same first nine digits with remainder 3 are valid)."""
+    checked = 0
+    for individual in range(500, 560):
+        nine = f"150632{individual:03d}"
         try:
-            number = fnr("150632501", k1_remainder=remainder)
+            fourth, third = fnr(nine, k1_remainder=4), fnr(nine, k1_remainder=3)
         except AssertionError:
             continue
-        assert is_valid(number), remainder
+        assert not is_valid(fourth), fourth
+        assert reasons([fourth]) == [IdReason.BAD_CHECK_DIGITS]
+        assert is_valid(third), third
+        checked += 1
+    assert checked >= 10
 
 
 def test_non_ascii_digits_are_malformed() -> None:

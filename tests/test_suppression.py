@@ -14,8 +14,9 @@ from kuhr_pipeline.staging import StagedWriter
 MIN_CELL = 5
 
 
-def claims_file(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str]) -> Path:
-    """One claim per person; `leaves` maps a cell's values to its number of persons."""
+def claims_file(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str], exempt_every: int = 0) -> Path:
+    """One claim per person; `leaves` maps a cell's values to its number of persons. With
+    `exempt_every` = n, every n-th person pays no egenandel (so some cells sum to 0)."""
     rows = []
     person = 0
     for values, persons in leaves.items():
@@ -24,7 +25,7 @@ def claims_file(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str
             rows.append(
                 {
                     "pasient_pseudonym": f"{person:032x}",
-                    "egenandel": 100.0,
+                    "egenandel": 0.0 if exempt_every and person % exempt_every == 0 else 100.0,
                     "refusjon": 10.0,
                     **dict(zip(dims, values, strict=True)),
                 }

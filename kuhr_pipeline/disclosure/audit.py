@@ -20,11 +20,10 @@ constrain each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
 Key = tuple[object, ...]
 Equation = list[tuple[Key, int]]  # members with their sign: parent +1, children −1; the sum is 0
@@ -81,47 +80,103 @@ def _matrix(cells: list[Key], equations: list[Equation]) -> np.ndarray:
 
 def pinned_cells(equations: list[Equation], hidden: set[Key]) -> list[Key]:
     """Suppressed cells that the equations alone fix (no direction of the null space moves them)."""
+    out: list[Key] = []
+    for cells, rules in linked_groups(equations, hidden):
+        if rules:
+            fixed = _fixed_by_equations(_matrix(cells, rules))
+            out.extend(cell for cell, pinned in zip(cells, fixed, strict=True) if pinned)
+    return out
+
+
+def _fixed_by_equations(matrix: np.ndarray) -> np.ndarray:
+    """For each column, whether every solution of matrix · x = b gives it the same value."""
     from scipy.linalg import null_space
 
-    out = []
-    for cells, rules in linked_groups(equations, hidden):
-        if not rules:
-            continue
-        directions = null_space(_matrix(cells, rules))
-        if directions.shape[1] == 0:
-            out.extend(cells)
-            continue
-        reach = np.abs(directions).max(axis=1)
-        out.extend(cell for cell, moves in zip(cells, reach, strict=True) if moves < 1e-9)
-    return out
+    directions = null_space(matrix)
+    if directions.shape[1] == 0:
+        return np.ones(matrix.shape[1], dtype=bool)
+    return np.abs(directions).max(axis=1) < 1e-9
 
 
 def pinned_values(
-    keys: list[Key], system: Iterable[tuple[Key, list[Key]]], table: pa.Table, measures: list[str]
+    keys: list[Key], equations: list[Equation], hidden: set[Key], values: Mapping[str, Sequence[float | None]]
 ) -> list[PinnedValue]:
-    """Every suppressed value of `table` (rows in the order of `keys`) that the linear programme
-    over the shown rows and all margins, cells ≥ 0, allows one value only."""
-    from scipy.optimize import linprog
-
-    hidden_flags = table.column("suppressed").to_pylist()
-    hidden = {k for k, h in zip(keys, hidden_flags, strict=True) if h}
-    equations = margin_equations(system)
+    """Every suppressed value that the linear programme over the shown values (`values[measure]`,
+    in the order of `keys`; hidden and null ones are unknowns) and all margins, cells ≥ 0, allows
+    one value only."""
     out = []
-    for measure in measures:
-        shown = {k: v for k, v, h in zip(keys, table.column(measure).to_pylist(), hidden_flags, strict=True) if not h}
-        for cells, rules in linked_groups(equations, hidden):
+    for measure, column in values.items():
+        shown = {k: float(v) for k, v in zip(keys, column, strict=True) if k not in hidden and v is not None}
+        unknown = set(keys) - set(shown)
+        for cells, rules in linked_groups(equations, unknown):
             matrix = _matrix(cells, rules)
             constants = np.array([-sum(sign * shown[m] for m, sign in rule if m in shown) for rule in rules])
-            scale = max(1.0, float(np.abs(constants).max(initial=0.0)))
-            for i, cell in enumerate(cells):
-                bounds = []
-                for direction in (1.0, -1.0):
-                    objective = np.zeros(len(cells))
-                    objective[i] = direction
-                    result = linprog(
-                        objective, A_eq=matrix if rules else None, b_eq=constants if rules else None, bounds=(0, None)
-                    )
-                    bounds.append(direction * result.fun if result.status == 0 else float("inf"))
-                if bounds[1] - bounds[0] <= RELATIVE_TOLERANCE * scale:
-                    out.append(PinnedValue(cell, measure, bounds[0]))
+            for i, value in _pinned_in_group(matrix, constants):
+                out.append(PinnedValue(cells[i], measure, value))
     return out
+
+
+def _pinned_in_group(matrix: np.ndarray, constants: np.ndarray) -> list[tuple[int, float]]:
+    """The columns the programme `matrix · x = constants, x ≥ 0` allows one value only, with it.
+
+    Not two programmes per cell: one finds a solution x0 and the largest t with every x ≥ t. If
+    t > 0, a point strictly inside the bounds exists, so a cell is pinned exactly when the
+    equations fix it (the null space). Otherwise `_always_zero` finds the cells no solution makes
+    positive (pinned at 0); the others are positive together at some solution (by convexity), so
+    for them the null space of their columns decides.
+    """
+    from scipy.optimize import linprog
+
+    count = matrix.shape[1]
+    if matrix.shape[0] == 0:
+        return []  # no equation: every value is free
+    tolerance = 1e-7 * max(1.0, float(np.abs(constants).max(initial=0.0)))
+    widest = linprog(
+        np.r_[np.zeros(count), -1.0],
+        A_ub=np.c_[-np.eye(count), np.ones(count)],
+        b_ub=np.zeros(count),
+        A_eq=np.c_[matrix, np.zeros(len(matrix))],
+        b_eq=constants,
+        bounds=[(0, None)] * count + [(0, 1)],
+    )
+    if widest.status != 0:
+        return []  # no solution at all: the table contradicts itself, which the other rules report
+    solution = widest.x[:count]
+    zero = np.zeros(count, dtype=bool)
+    if widest.x[count] <= tolerance:
+        zero[_always_zero(matrix, constants, np.flatnonzero(solution <= tolerance), tolerance)] = True
+    pinned = zero.copy()
+    free = np.flatnonzero(~zero)
+    if len(free):
+        pinned[free] = _fixed_by_equations(matrix[:, free])
+    return [(int(i), 0.0 if zero[i] else float(solution[i])) for i in np.flatnonzero(pinned)]
+
+
+def _always_zero(matrix: np.ndarray, constants: np.ndarray, candidates: np.ndarray, tolerance: float) -> list[int]:
+    """Of the candidate columns, those that are 0 in every solution of matrix · x = constants, x ≥ 0.
+
+    Each programme makes as many candidates positive as it can at once (Σ min(x_i, 1)); those
+    leave the candidates, until a programme can make none of the rest positive."""
+    from scipy.optimize import linprog
+
+    count = matrix.shape[1]
+    remaining = [int(i) for i in candidates]
+    while remaining:
+        k = len(remaining)
+        picks = np.zeros((k, count))
+        picks[np.arange(k), remaining] = -1.0
+        result = linprog(
+            np.r_[np.zeros(count), -np.ones(k)],
+            A_ub=np.c_[picks, np.eye(k)],
+            b_ub=np.zeros(k),
+            A_eq=np.c_[matrix, np.zeros((len(matrix), k))],
+            b_eq=constants,
+            bounds=[(0, None)] * count + [(0, 1)] * k,
+        )
+        if result.status != 0:
+            break
+        positive = result.x[count:] > tolerance
+        if not positive.any():
+            break
+        remaining = [i for i, moved in zip(remaining, positive, strict=True) if not moved]
+    return remaining

@@ -21,11 +21,12 @@ suppressed with their row, and are never what an attacker subtracts.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from kuhr_pipeline.disclosure.audit import PinnedValue, margin_equations, pinned_cells, pinned_values
+from kuhr_pipeline.disclosure.audit import Equation, PinnedValue, margin_equations, pinned_cells, pinned_values
 from kuhr_pipeline.disclosure.cube import Cube
 
 Key = tuple[object, ...]
@@ -51,21 +52,38 @@ def equations(keys: list[Key]) -> dict[tuple[Key, int], list[Key]]:
     return dict(out)
 
 
-def choose_suppression(keys: list[Key], persons: list[int], claims: list[int], min_cell: int) -> tuple[set[Key], int]:
-    """The set of suppressed cells, and how many of them are primary."""
+def choose_suppression(
+    keys: list[Key], persons: list[int], claims: list[int], min_cell: int, sums: Mapping[str, list[float]] | None = None
+) -> tuple[set[Key], int]:
+    """The set of suppressed cells, and how many of them are primary. `sums` (the `sum_*` measures
+    in the order of `keys`) lets the audit see sums of 0, the one case where the bounds pin."""
     size = {k: (p, c) for k, p, c in zip(keys, persons, claims, strict=True)}
     hidden = {k for k, p in zip(keys, persons, strict=True) if 0 < p < min_cell}
     primary = len(hidden)
     system = sorted(equations(keys).items(), key=lambda item: repr(item[0]))
     whole = margin_equations((parent, children) for (parent, _), children in system)
-
-    _close_single_unknowns(system, hidden, size)
-    while exposed := pinned_cells(whole, hidden):
+    while True:
+        _close_single_unknowns(system, hidden, size)
+        exposed = pinned_cells(whole, hidden) or [p.cell for p in _pinned_at_zero(keys, whole, hidden, sums or {})]
+        if not exposed:
+            return hidden, primary
         near = [m for equation in whole if any(m == exposed[0] for m, _ in equation) for m, _ in equation]
         candidates = [m for m in near if m not in hidden] or [k for k in keys if k not in hidden]
         hidden.add(min(candidates, key=lambda m: (*size[m], repr(m))))
-        _close_single_unknowns(system, hidden, size)
-    return hidden, primary
+
+
+def _pinned_at_zero(
+    keys: list[Key], whole: list[Equation], hidden: set[Key], sums: Mapping[str, list[float]]
+) -> list[PinnedValue]:
+    """Sums the linear programme pins although the null space moves them. That needs a suppressed
+    value of 0 (a bound reached): positive values can move a little either way along any direction
+    that moves them. So the programme runs only for the measures where a suppressed sum is 0."""
+    zero = {
+        measure: column
+        for measure, column in sums.items()
+        if any(k in hidden and v == 0 for k, v in zip(keys, column, strict=True))
+    }
+    return pinned_values(keys, whole, hidden, zero) if zero else []
 
 
 def _close_single_unknowns(
@@ -90,7 +108,8 @@ def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
     keys: list[Key] = list(zip(*dims, strict=True)) if dims else [() for _ in range(table.num_rows)]
     persons = table.column("persons").to_pylist()
     claims = table.column("claims").to_pylist()
-    hidden, primary = choose_suppression(keys, persons, claims, min_cell)
+    sums = {m: table.column(m).to_pylist() for m in ("sum_egenandel", "sum_refusjon")}
+    hidden, primary = choose_suppression(keys, persons, claims, min_cell, sums)
     mask = pa.array([k in hidden for k in keys], pa.bool_())
     columns = {d: table.column(d) for d in cube.dimensions}
     for measure in measures:
@@ -105,5 +124,7 @@ def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
 def pinned(table: pa.Table, dimensions: list[str], measures: list[str]) -> list[PinnedValue]:
     """Suppressed values the whole delivered table still fixes (for the blocking check): must be empty."""
     keys: list[Key] = list(zip(*(table.column(d).to_pylist() for d in dimensions), strict=True))
-    system = ((parent, children) for (parent, _), children in equations(keys).items())
-    return pinned_values(keys, system, table, [m for m in measures if m in table.column_names])
+    hidden = {k for k, h in zip(keys, table.column("suppressed").to_pylist(), strict=True) if h}
+    whole = margin_equations((parent, children) for (parent, _), children in equations(keys).items())
+    values = {m: table.column(m).to_pylist() for m in measures if m in table.column_names}
+    return pinned_values(keys, whole, hidden, values)
