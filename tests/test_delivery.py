@@ -4,8 +4,8 @@ verify, decrypt, and a scan of everything persisted for the source's national id
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -278,9 +278,29 @@ def test_refused_spec_never_runs(setup, capsys) -> None:
     assert not (setup["home"] / "staging").exists()
 
 
-def test_source_folder_is_untouched(source: Path) -> None:
-    assert shutil.which(str(CRYPT4GH)) or CRYPT4GH.exists()
-    assert all(p.suffix == ".parquet" for p in source.rglob("*") if p.is_file())
+@pytest.fixture
+def own_source(tmp_path: Path) -> Path:
+    """A source of this test's own, so no other test's use of the shared one can mask a change."""
+    out = tmp_path / "own-source"
+    generate_source(out, persons=200, from_year=2019, to_year=2020, seed=5)
+    return out
+
+
+def _fingerprint(folder: Path) -> dict[str, tuple[str, int, int]]:
+    """Every entry under `folder`: content hash, mode and modification time."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        stat = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "folder"
+        out[str(path.relative_to(folder))] = (digest, stat.st_mode, stat.st_mtime_ns)
+    return out
+
+
+def test_source_folder_is_untouched(setup, capsys, own_source: Path) -> None:
+    before = _fingerprint(own_source)
+    code, _, err = deliver(setup, capsys, source=own_source)
+    assert code == 0, err
+    assert _fingerprint(own_source) == before
 
 
 def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
@@ -314,10 +334,48 @@ def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
         "sum_refusjon",
         "suppressed",
     ]
-    rows = table.to_pylist()
-    total = [r for r in rows if r["ar"] is None and r["pasient_kjonn"] is None and r["pasient_alder"] is None]
-    assert len(total) == 1 and total[0]["persons"] >= 5
-    assert all(r["persons"] is None or r["persons"] == 0 or r["persons"] >= 5 for r in rows)
+    # the same cohort delivered person-level, aggregated here: every shown cell equals it
+    person_level = {
+        **SPEC,
+        "variables": [
+            "pasient_pseudonym",
+            {"name": "behandlingstidspunkt", "as": "year"},
+            "pasient_kjonn",
+            {"name": "pasient_alder", "as": "group10"},
+            "refusjon",
+        ],
+        "delivery": {**SPEC["delivery"], "split_by": "none"},
+    }
+    spec = write_spec(setup["spec"].parent, person_level, name="E2E-0001.yaml")
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
+    assert code == 0, err
+    claims_plain = tmp_path / "claims"
+    code, _, err = run_cli(
+        ["decrypt", out.strip(), "--sk", setup["alice"], "--out", claims_plain, "--signer-pub", setup["signing_pub"]],
+        capsys,
+    )
+    assert code == 0, err
+    claims = pq.read_table(claims_plain / "claims.parquet").to_pylist()
+    expected: dict[tuple, dict] = {}
+    for claim in claims:
+        labels = (claim["behandlingstidspunkt"], claim["pasient_kjonn"], claim["pasient_alder"])
+        for shown in itertools.product([True, False], repeat=3):
+            key = tuple(v if keep else None for v, keep in zip(labels, shown, strict=True))
+            cell = expected.setdefault(key, {"persons": set(), "claims": 0, "sum_refusjon": 0.0})
+            cell["persons"].add(claim["pasient_pseudonym"])
+            cell["claims"] += 1
+            cell["sum_refusjon"] += claim["refusjon"]
+    delivered = {(r["ar"], r["pasient_kjonn"], r["pasient_alder"]): r for r in table.to_pylist()}
+    assert set(delivered) == set(expected)
+    for key, cell in expected.items():
+        row = delivered[key]
+        if row["suppressed"]:
+            assert (row["persons"], row["claims"], row["sum_refusjon"]) == (None, None, None)
+        else:
+            assert (row["persons"], row["claims"]) == (len(cell["persons"]), cell["claims"]), key
+            assert row["sum_refusjon"] == pytest.approx(cell["sum_refusjon"]), key
+    assert not delivered[(None, None, None)]["suppressed"]
+    assert delivered[(None, None, None)]["persons"] == len({c["pasient_pseudonym"] for c in claims}) > 100
 
 
 def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> None:
