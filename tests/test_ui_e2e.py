@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -210,9 +211,24 @@ def test_asset_graph_page_in_headless_chromium(dagster) -> None:
         "--window-size=1600,1000",
         "--virtual-time-budget=20000",
     ]
-    page = f"{server.url}/asset-groups/delivery"
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
-    subprocess.run([chromium, *flags, f"--screenshot={screenshot}", page], capture_output=True, timeout=120)
-    for name in ("application", "cohort", "extract", "statistics", "delivery"):
-        assert name in dom, name
+    group = f"{server.url}/locations/kuhr_pipeline/asset-groups"
+    page = f"{group}/delivery"
+    # only the group's asset graph draws asset nodes, one per asset of the group; pages that are
+    # not that graph (a group that does not exist, the runs list) draw none
+    assert rendered_asset_nodes(chromium, flags, page) == ["application", "cohort", "delivery", "extract", "statistics"]
+    for other in (f"{group}/nosuchgroup", f"{server.url}/runs"):
+        assert rendered_asset_nodes(chromium, flags, other) == [], other
+    screenshot.unlink(missing_ok=True)
+    taken = subprocess.run([chromium, *flags, f"--screenshot={screenshot}", page], capture_output=True, timeout=120)
+    assert taken.returncode == 0, taken.stderr[-2000:]
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def rendered_asset_nodes(chromium: str, flags: list[str], page: str) -> list[str]:
+    """The names of the asset nodes the page renders (the graph's node boxes and their names)."""
+    dumped = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    boxes = dumped.stdout.split('class="AssetNode_assetNodeBox')[1:]
+    names = [re.search(r'data-tooltip="([^"]+)"', box) for box in boxes]
+    return sorted(name.group(1) for name in names if name)

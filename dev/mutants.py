@@ -1,0 +1,130 @@
+"""Mutants the fast tests must kill: each change below, applied alone to a copy of the package,
+must make the named tests (all fast: not marked slow) fail. Run: `.venv/bin/python dev/mutants.py`
+(about ten minutes); `--only NAME` runs one. Prints one line per mutant and exits 1 if one survives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name: (file, original text, mutated text, the tests that must fail)
+MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
+    "fylke from digits 2-3": (
+        "kuhr_pipeline/extract/generalise.py",
+        "pc.utf8_slice_codeunits(values, 0, 2)",
+        "pc.utf8_slice_codeunits(values, 1, 3)",
+        ["tests/test_contract_values.py"],
+    ),
+    "month labels one month early": (
+        "kuhr_pipeline/extract/generalise.py",
+        'f"{key // 100:04d}-{key % 100:02d}"',
+        'f"{key // 100:04d}-{key % 100 - 1:02d}"',
+        ["tests/test_contract_values.py"],
+    ),
+    "bydel folding removed": (
+        "kuhr_pipeline/extract/generalise.py",
+        '_BYDELER = [(312, 335, "0301"), (1161, 1165, "1103"), (1202, 1210, "1201"), (1603, 1607, "1601")]',
+        "_BYDELER: list[tuple[int, int, str]] = []",
+        ["tests/test_contract_values.py"],
+    ),
+    "90+ from 91": (
+        "kuhr_pipeline/extract/generalise.py",
+        "if age >= OPEN_AGE else",
+        "if age > OPEN_AGE else",
+        ["tests/test_contract_values.py"],
+    ),
+    "practitioners hashed in the patients' domain": (
+        "kuhr_pipeline/identity/pseudonym.py",
+        'return f"{linkage_domain}/behandler"',
+        "return linkage_domain",
+        ["tests/test_contract_values.py"],
+    ),
+    "margins along the first dimension only": (
+        "kuhr_pipeline/disclosure/suppression.py",
+        "for d, value in enumerate(key):",
+        "for d, value in list(enumerate(key))[:1]:",
+        ["tests/test_suppression.py", "tests/test_suppression_oracle.py"],
+    ),
+    "no audit of the whole table": (
+        "kuhr_pipeline/disclosure/audit.py",
+        "            out.extend(cell for cell, pinned in zip(cells, fixed, strict=True) if pinned)",
+        "            pass",
+        ["tests/test_suppression_oracle.py"],
+    ),
+    "sums of 0 not audited": (
+        "kuhr_pipeline/disclosure/suppression.py",
+        "    return pinned_values(keys, whole, hidden, zero) if zero else []",
+        "    return []",
+        ["tests/test_suppression_oracle.py"],
+    ),
+    "attrition shows the threshold itself unmasked": (
+        "kuhr_pipeline/cohort/attrition.py",
+        'return f"<{self.threshold}" if 0 < count < self.threshold else str(count)',
+        'return f"<{SMALL_COUNT_THRESHOLD}" if 0 < count < SMALL_COUNT_THRESHOLD else str(count)',
+        ["tests/test_contract_values.py"],
+    ),
+    "staging kept after a run": (
+        "kuhr_pipeline/staging.py",
+        "    shutil.rmtree(folder, ignore_errors=True)",
+        "    return None",
+        ["tests/test_delivery.py"],
+    ),
+}
+
+
+def run(name: str, work: Path) -> tuple[bool, str]:
+    """Whether the mutant's tests fail on a copy with the mutation (name "" = no mutation, all tests)."""
+    file, original, mutated, tests = (
+        MUTANTS[name] if name else ("", "", "", sorted({t for m in MUTANTS.values() for t in m[3]}))
+    )
+    copy = work / "repo"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(
+        REPO,
+        copy,
+        ignore=shutil.ignore_patterns(".venv", ".git", "data", "deliveries", "decrypted", "keys", "test-artifacts"),
+    )
+    if name:
+        target = copy / file
+        text = target.read_text()
+        assert text.count(original) == 1, f"{name}: the original text is not in {file} exactly once"
+        target.write_text(text.replace(original, mutated))
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider", *tests],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    failed = [line.split(" ")[1] for line in result.stdout.splitlines() if line.startswith("FAILED ")]
+    return result.returncode != 0, ", ".join(failed) or result.stdout.strip().splitlines()[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=sorted(MUTANTS))
+    args = parser.parse_args()
+    survivors = 0
+    with tempfile.TemporaryDirectory(prefix="kuhr-mutants-") as work:
+        failed, detail = run("", Path(work))
+        if failed:
+            print(f"the unmutated copy fails its tests ({detail}): no mutant can be judged")
+            return 2
+        for name in [args.only] if args.only else MUTANTS:
+            killed, detail = run(name, Path(work))
+            survivors += not killed
+            print(f"{'killed  ' if killed else 'SURVIVED'} {name}: {detail}", flush=True)
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
