@@ -71,6 +71,18 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         'return f"<{SMALL_COUNT_THRESHOLD}" if 0 < count < SMALL_COUNT_THRESHOLD else str(count)',
         ["tests/test_contract_values.py"],
     ),
+    "no lock per application": (
+        "kuhr_pipeline/locks.py",
+        "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        "            pass",
+        ["tests/test_delivery_commit.py"],
+    ),
+    "audit lines not signed-checked": (
+        "kuhr_pipeline/delivery/audit.py",
+        "        if not _signed_by(record, signer):",
+        "        if False:",
+        ["tests/test_audit.py"],
+    ),
     "staging kept after a run": (
         "kuhr_pipeline/staging.py",
         "    shutil.rmtree(folder, ignore_errors=True)",

@@ -165,15 +165,39 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--log", "log_file", type=click.Path(path_type=Path), help="Default $KUHR_DELIVERIES/audit.jsonl.")
-def audit_verify(log_file: Path | None) -> None:
-    """Check the hash chain and that every delivery folder has its line (exit 0 intact, 1 not)."""
+@click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
+def audit_verify(log_file: Path | None, signer_pub: Path | None) -> None:
+    """Check every line's signature, the hash chain, and that lines and delivery folders match
+    (exit 0 intact, 1 not)."""
     from kuhr_pipeline.delivery.audit import AUDIT_LOG, verify_audit
 
     log_file = log_file or settings.deliveries_dir() / AUDIT_LOG
-    problems = verify_audit(log_file, log_file.parent)
+    problems = verify_audit(log_file, log_file.parent, _signer(signer_pub))  # type: ignore[arg-type]
     if problems:
         _fail("audit log NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
     click.echo(f"intact: {log_file}")
+
+
+@audit.command("init")
+@click.option("--accept-existing", is_flag=True, help="Accept the delivery folders that exist now.")
+@click.option("--reason", default="audit log missing or damaged", show_default=True, help="Recorded in the log.")
+def audit_init(accept_existing: bool, reason: str) -> None:
+    """Start a new signed chain after the log was lost or damaged: the old log is kept beside it,
+    and the break (with every existing delivery folder) is the new chain's first line."""
+    from kuhr_pipeline.delivery.audit import AUDIT_LOG, break_chain, delivery_folders
+    from kuhr_pipeline.identity.keys import read_signing_key
+
+    root = settings.deliveries_dir()
+    folders = delivery_folders(root)
+    if folders and not accept_existing:
+        raise KuhrError.single(
+            str(root), "--accept-existing", f"{len(folders)} delivery folders exist", "add --accept-existing"
+        )
+    key = read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
+    kept = break_chain(root / AUDIT_LOG, root, key, reason)
+    click.echo(f"new chain: {root / AUDIT_LOG} ({len(folders)} existing deliveries accepted)")
+    if kept:
+        click.echo(f"the old log is kept as {kept}")
 
 
 def console() -> None:

@@ -12,6 +12,11 @@ os.environ.setdefault("DAGSTER_DG_UPDATE_CHECK_ENABLED", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("KUHR_TEST_TODAY"):  # the suite on another day: tests/clock/sitecustomize.py
+    from kuhr_pipeline import clock as _clock
+
+    assert getattr(_clock.now, "shifted", False), "KUHR_TEST_TODAY needs PYTHONPATH=tests/clock"
+
 
 def make_recipient(folder: Path, name: str) -> tuple[Path, Path]:
     sec, pub = folder / f"{name}.sec", folder / f"{name}.pub"

@@ -9,6 +9,7 @@ from kuhr_pipeline.cohort import CohortClaims, select_cohort
 from kuhr_pipeline.cohort.select import Progress
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.defs.runs import require_run_spec
 from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
@@ -59,6 +60,7 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
             f"{path}: application_id is '{loaded.application_id}', but the partition is "
             f"'{application_id}'. Name the file after the application_id."
         )
+    require_run_spec(context, loaded)
     context.log.info(f"application: {application_id} checked ({loaded.spec.data_level}, spec {loaded.sha256[:12]})")
     for advisory in loaded.advisories:
         context.log.warning(advisory)
@@ -172,6 +174,7 @@ def delivery(
     signing_key: SigningKey,
 ) -> PublishedDelivery:
     """The encrypted, signed delivery package, published atomically under KUHR_DELIVERIES."""
+    require_run_spec(context, application)
     context.log.info(f"delivery: publishing under {paths.deliveries_dir()}")
     published = assemble_and_publish(
         application,

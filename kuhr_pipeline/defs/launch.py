@@ -13,8 +13,10 @@ from kuhr_pipeline import settings
 from kuhr_pipeline.defs import build_definitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
 from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
+from kuhr_pipeline.delivery.commit import make_ready
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
+from kuhr_pipeline.locks import application_lock, instance_setup_lock
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
 from kuhr_pipeline.staging import remove_staging
@@ -38,15 +40,16 @@ def deliver_in_process(
     for advisory in loaded.advisories:
         echo(f"advisory: {advisory}")
     read_master_key(os.environ.get("KUHR_PSEUDONYM_KEY_FILE"))
-    read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
+    signing_key = read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
     source_dir = settings.source_dir(str(source) if source else None)
     open_source(source_dir)
+    deliveries_root = settings.deliveries_dir(str(deliveries) if deliveries else None)
+    for done in make_ready(deliveries_root, signing_key):  # the log and the folders agree before the run
+        echo(done)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home().resolve()))
     defs = build_definitions(
         {
-            "paths": KuhrPaths(
-                source=str(source_dir), deliveries=str(settings.deliveries_dir(str(deliveries) if deliveries else None))
-            ),
+            "paths": KuhrPaths(source=str(source_dir), deliveries=str(deliveries_root)),
             "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
             "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
         }
@@ -55,7 +58,9 @@ def deliver_in_process(
         return _run(instance, defs, loaded, spec_path, source_dir, echo)
     # The instance this process opens is entered (which makes it the current one for Dagster's
     # definitions state) and disposed of afterwards (its database connections closed).
-    with dg.DagsterInstance.get() as own_instance:
+    with instance_setup_lock():
+        own_instance = dg.DagsterInstance.get()
+    with own_instance:
         hold_connections(own_instance)
         return _run(own_instance, defs, loaded, spec_path, source_dir, echo)
 
@@ -81,22 +86,23 @@ def _run(
     source_dir: Path,
     echo: Callable[[str], None],
 ) -> Path:
-    ensure_partition(instance, loaded.application_id)
     job = defs.resolve_job_def("deliver_application")
     echo(f"delivering {loaded.application_id} from {source_dir} (Dagster instance {os.environ['DAGSTER_HOME']})")
-    try:
-        result = job.execute_in_process(
-            partition_key=loaded.application_id,
-            instance=instance,
-            run_config={
-                **run_config_for(spec_path),
-                "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            },
-            tags=run_tags(loaded),
-            raise_on_error=False,
-        )
-    finally:
-        remove_staging(settings.staging_dir(loaded.application_id))
+    with application_lock(loaded.application_id, echo):
+        ensure_partition(instance, loaded.application_id)
+        try:
+            result = job.execute_in_process(
+                partition_key=loaded.application_id,
+                instance=instance,
+                run_config={
+                    **run_config_for(spec_path),
+                    "loggers": {"console": {"config": {"log_level": "INFO"}}},
+                },
+                tags=run_tags(loaded),
+                raise_on_error=False,
+            )
+        finally:
+            remove_staging(settings.staging_dir(loaded.application_id))
     problems = failure_messages(result)
     if not result.success or problems:
         raise RunFailed(

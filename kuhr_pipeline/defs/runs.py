@@ -29,3 +29,15 @@ def run_request_for(loaded: LoadedSpec, run_key: str) -> dg.RunRequest:
 def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
     if not instance.has_dynamic_partition(applications_partitions.name or "applications", application_id):
         instance.add_dynamic_partitions(applications_partitions.name or "applications", [application_id])
+
+
+def require_run_spec(context: dg.AssetExecutionContext, loaded: LoadedSpec) -> None:
+    """A run works on the spec it was launched with: when the run carries a spec hash (runs made
+    by `deliver`, the sensor and the schedule), the spec this step holds must have it."""
+    launched = context.run.tags.get("kuhr/spec_sha256")
+    if launched and launched != loaded.sha256[: len(launched)]:
+        raise dg.Failure(
+            f"{loaded.path}: the spec (sha256 {loaded.sha256[:16]}) is not the one this run was launched "
+            f"with ({launched}); it changed meanwhile or another run's spec was read. Nothing is delivered; "
+            "launch the run again."
+        )

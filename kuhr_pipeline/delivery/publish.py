@@ -8,7 +8,6 @@ deliveries folder.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import os
@@ -28,15 +27,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline import __version__, clock
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
+from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
 from kuhr_pipeline.delivery.documents import codebook, readme
 from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
 from kuhr_pipeline.errors import DeliveryError
+from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.spec.model import ApplicationSpec
-
-STAGING_PREFIX = ".staging-"
-LOCK_SUFFIX = ".lock"
 
 
 @dataclass(frozen=True)
@@ -71,49 +69,6 @@ def new_delivery_id(now: datetime | None = None) -> str:
     """Sorts by creation time; the random suffix keeps two runs in the same second apart."""
     now = now or clock.now()
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
-
-
-def _lock_path(stage: Path) -> Path:
-    return stage.with_name(stage.name + LOCK_SUFFIX)
-
-
-def _hold_lock(stage: Path) -> int:
-    """Lock a staging folder (via a lock file beside it) for as long as this process lives;
-    the kernel drops the lock on any exit, SIGKILL included."""
-    fd = os.open(_lock_path(stage), os.O_CREAT | os.O_WRONLY, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-
-
-def _release_lock(stage: Path, fd: int) -> None:
-    _lock_path(stage).unlink(missing_ok=True)
-    os.close(fd)
-
-
-def remove_stale_staging(app_dir: Path) -> list[Path]:
-    """Remove staging left by a writer that is gone (killed, machine restarted): its lock is free."""
-    removed = []
-    for stage in app_dir.glob(f"{STAGING_PREFIX}*"):
-        if stage.name.endswith(LOCK_SUFFIX):
-            continue
-        try:
-            fd = os.open(_lock_path(stage), os.O_RDONLY)
-        except FileNotFoundError:
-            fd = -1  # the lock is created before the folder and removed after it: no lock, no writer
-        if fd >= 0:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # a live run is writing it
-            os.close(fd)
-        shutil.rmtree(stage, ignore_errors=True)
-        _lock_path(stage).unlink(missing_ok=True)
-        removed.append(stage)
-    for lock in app_dir.glob(f"{STAGING_PREFIX}*{LOCK_SUFFIX}"):
-        if not lock.with_name(lock.name.removesuffix(LOCK_SUFFIX)).exists():
-            lock.unlink(missing_ok=True)
-    return removed
 
 
 def _fsync(path: Path) -> None:
@@ -160,16 +115,18 @@ def publish_delivery(
     stage = app_dir / f"{STAGING_PREFIX}{delivery_id}"
     plain_dir = work_dir / f"plain-{delivery_id}"
     lock = -1
+    for done in make_ready(deliveries_root, signing_key):
+        if on_step:
+            on_step(done)
     try:
         app_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(app_dir)
-        lock = _hold_lock(stage)
+        lock = hold_lock(stage)
         (stage / "data").mkdir(parents=True)
         plain_dir.mkdir(parents=True)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)
         if lock >= 0:
-            _release_lock(stage, lock)
+            release_lock(stage, lock)
         raise DeliveryError.single(
             str(app_dir),
             "KUHR_DELIVERIES",
@@ -232,10 +189,9 @@ def publish_delivery(
         for path in stage.rglob("*"):
             _fsync(path)
         _fsync(stage)
-        stage.rename(target)
-        _fsync(app_dir)
     except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        release_lock(stage, lock)
         if isinstance(exc, OSError):
             raise DeliveryError.single(
                 str(app_dir),
@@ -245,26 +201,44 @@ def publish_delivery(
             ) from None
         raise
     finally:
-        _release_lock(stage, lock)
         shutil.rmtree(plain_dir, ignore_errors=True)
     manifest_sha = hashlib.sha256(data).hexdigest()
-    try:
-        append_audit(
-            deliveries_root / AUDIT_LOG,
-            {
-                "application_id": spec.application_id,
-                "delivery_id": delivery_id,
-                "time": manifest["created_at"],
-                "spec_sha256": contents.spec_sha256,
-                "manifest_sha256": manifest_sha,
-                "recipients": [r["key_fingerprint"] for r in manifest["recipients"]],
-                "ran_by": ran_by or _who(),
-            },
-        )
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)  # a delivery without its audit line is not published
-        raise
+    _commit(stage, target, lock, deliveries_root, signing_key, audit_record(contents, manifest, manifest_sha, ran_by))
     return PublishedDelivery(target, delivery_id, manifest_sha, len(files))
+
+
+def audit_record(
+    contents: DeliveryContents, manifest: dict[str, Any], manifest_sha: str, ran_by: str | None
+) -> dict[str, Any]:
+    return {
+        "event": "delivery",
+        "application_id": contents.spec.application_id,
+        "delivery_id": manifest["delivery_id"],
+        "time": manifest["created_at"],
+        "spec_sha256": contents.spec_sha256,
+        "manifest_sha256": manifest_sha,
+        "recipients": [r["key_fingerprint"] for r in manifest["recipients"]],
+        "ran_by": ran_by or _who(),
+    }
+
+
+def _commit(
+    stage: Path, target: Path, lock: int, root: Path, signing_key: Ed25519PrivateKey, record: dict[str, Any]
+) -> None:
+    """The signed audit line, then the rename: the line is the commit point. A kill between the
+    two leaves a line and a whole staging folder, which the next run renames into place."""
+    try:
+        append_audit(root / AUDIT_LOG, record, signing_key)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # no line: nothing was delivered
+        release_lock(stage, lock)
+        raise
+    try:
+        fault_point("after-audit-line")
+        stage.rename(target)
+        _fsync(target.parent)
+    finally:
+        release_lock(stage, lock)
 
 
 def _who() -> str:

@@ -1,0 +1,126 @@
+"""The audit line commits a delivery: a kill between the line and the folder, a lost log, and two
+runs of one application at once, each with real `kuhr-pipeline deliver` processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli, small_application, write_spec
+
+CLI = Path(sys.executable).with_name("kuhr-pipeline")
+APP = "COMMIT-1"
+
+
+@pytest.fixture
+def setup(tmp_path: Path, keys_env: dict[str, Path]) -> dict[str, Path]:
+    source, spec = small_application(tmp_path, APP, seed=12)
+    return {**keys_env, "source": source, "spec": spec}
+
+
+def deliver_process(setup: dict[str, Path], spec: Path | None = None, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(CLI), "deliver", str(spec or setup["spec"]), "--source", str(setup["source"])],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def audit_verify(setup: dict[str, Path], capsys) -> tuple[int, str]:
+    code, out, err = run_cli(["audit", "verify", "--signer-pub", setup["signing_pub"]], capsys)
+    return code, out + err
+
+
+def published(setup: dict[str, Path]) -> list[Path]:
+    return sorted(p for p in (setup["deliveries"] / APP).glob("2*") if p.is_dir())
+
+
+def test_a_kill_between_the_line_and_the_folder_is_completed_by_the_next_run(setup, capsys) -> None:
+    killed = deliver_process(setup, KUHR_FAULT="after-audit-line")
+    killed.communicate(timeout=300)
+    assert killed.returncode == -9
+    assert published(setup) == []  # the folder never appeared: its line did
+    lines = (setup["deliveries"] / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    code, text = audit_verify(setup, capsys)
+    assert code == 1 and "its delivery folder" in text and "is missing" in text
+
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 0, err
+    first = json.loads(lines[0])["delivery_id"]
+    assert f"completed {setup['deliveries'] / APP / first}" in err
+    assert [p.name for p in published(setup)] == sorted([first, Path(out.strip()).name])
+    assert not [p for p in (setup["deliveries"] / APP).iterdir() if p.name.startswith(".")]
+    code, text = audit_verify(setup, capsys)
+    assert code == 0, text
+    code, _, err = run_cli(["verify", setup["deliveries"] / APP / first, "--signer-pub", setup["signing_pub"]], capsys)
+    assert code == 0, err
+
+
+def test_a_lost_log_stops_every_delivery_until_a_new_chain_records_the_break(setup, capsys) -> None:
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 0, err
+    log = setup["deliveries"] / "audit.jsonl"
+    log.unlink()
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 3 and out == ""
+    assert f"error: {log}: (file): is missing while 1 delivery folders exist" in err
+    assert "audit init --accept-existing" in err and "Traceback" not in err
+    assert len(published(setup)) == 1
+
+    code, out, err = run_cli(["audit", "init"], capsys)
+    assert code == 2 and "--accept-existing" in err
+    code, out, err = run_cli(["audit", "init", "--accept-existing"], capsys)
+    assert code == 0 and "1 existing deliveries accepted" in out, err
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 0, err
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r.get("event") for r in records] == ["chain_break", "delivery"]
+    assert records[0]["accepted"] == [[APP, published(setup)[0].name]]
+    assert audit_verify(setup, capsys)[0] == 0
+
+
+def test_a_damaged_log_stops_a_delivery(setup, capsys) -> None:
+    code, _, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 0, err
+    log = setup["deliveries"] / "audit.jsonl"
+    log.write_text(log.read_text().replace('"ran_by": "', '"ran_by": "x'))
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 3 and "line 1: its signature does not match" in err
+    assert len(published(setup)) == 1
+
+
+def test_two_specs_of_one_application_at_once_never_mix(setup, capsys) -> None:
+    """Two different specs with one application_id, delivered at the same moment, three times:
+    each printed folder holds the spec of the run that printed it."""
+    other = write_spec(
+        setup["spec"].parent,
+        {
+            "application_id": APP,
+            "cohort.entry.diagnoses": ["R74"],
+            "variables": ["pasient_pseudonym", {"name": "behandlingstidspunkt", "as": "year"}],
+        },
+        name="other.yaml",
+    )
+    hashes = {}
+    for path in (setup["spec"], other):
+        code, out, err = run_cli(["check", path], capsys)
+        assert code == 0, err
+        hashes[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for _ in range(3):
+        runs = {path: deliver_process(setup, path) for path in (setup["spec"], other)}
+        for path, process in runs.items():
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err[-2000:]
+            manifest = json.loads((Path(out.strip()) / "manifest.json").read_text())
+            assert manifest["spec_sha256"] == hashes[path]
+    assert len(published(setup)) == 6
+    assert audit_verify(setup, capsys)[0] == 0
