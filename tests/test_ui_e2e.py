@@ -183,7 +183,17 @@ def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
     server.wait_for(lambda rs: sum(r["status"] == "SUCCESS" for r in rs) == 2, "the GraphQL run")
     assert len(sorted((paths["deliveries"] / APP).glob("2*"))) == 2
-    code, out, err = run_cli(["audit", "verify", "--log", paths["deliveries"] / "audit.jsonl"], capsys)
+    code, out, err = run_cli(
+        [
+            "audit",
+            "verify",
+            "--log",
+            paths["deliveries"] / "audit.jsonl",
+            "--signer-pub",
+            paths["keys"] / "signing.pub",
+        ],
+        capsys,
+    )
     assert code == 0, err
     recorded = paths["database"].query(
         "select r.status from runs r join run_tags t on t.run_id = r.run_id "
