@@ -117,6 +117,18 @@ def _signed_by(record: dict[str, Any], signer: Ed25519PublicKey) -> bool:
     return True
 
 
+def accounted_for(lines: list[AuditLine]) -> tuple[dict[tuple[str, str], AuditLine], set[tuple[str, str]]]:
+    """The (application_id, delivery_id) of each delivery line, and those a chain break accepted."""
+    delivered: dict[tuple[str, str], AuditLine] = {}
+    accepted: set[tuple[str, str]] = set()
+    for line in lines:
+        if line.record.get("event") == CHAIN_BREAK:
+            accepted.update((str(a), str(d)) for a, d in line.record.get("accepted", []))
+        else:
+            delivered[(str(line.record.get("application_id")), str(line.record.get("delivery_id")))] = line
+    return delivered, accepted
+
+
 def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) -> list[Problem]:
     """Everything wrong with the log and its ties to the delivery folders (empty: intact)."""
     folders = delivery_folders(deliveries_root)
@@ -132,19 +144,16 @@ def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) ->
             )
         ]
     lines, problems = read_audit(path, signer)
-    accounted: set[tuple[str, str]] = set()
-    for line in lines:
-        record, field = line.record, f"line {line.number}"
-        if record.get("event") == CHAIN_BREAK:
-            accounted.update((str(a), str(d)) for a, d in record.get("accepted", []))
-            continue
-        application_id, delivery_id = str(record.get("application_id")), str(record.get("delivery_id"))
-        accounted.add((application_id, delivery_id))
+    delivered, accepted = accounted_for(lines)
+    for (application_id, delivery_id), line in delivered.items():
         manifest = deliveries_root / application_id / delivery_id / MANIFEST
         if not manifest.is_file():
-            problems.append(Problem(str(path), field, f"its delivery folder {manifest.parent} is missing"))
-        elif hashlib.sha256(manifest.read_bytes()).hexdigest() != record.get("manifest_sha256"):
-            problems.append(Problem(str(path), field, f"manifest_sha256 does not match {manifest}"))
+            problems.append(
+                Problem(str(path), f"line {line.number}", f"its delivery folder {manifest.parent} is missing")
+            )
+        elif hashlib.sha256(manifest.read_bytes()).hexdigest() != line.record.get("manifest_sha256"):
+            problems.append(Problem(str(path), f"line {line.number}", f"manifest_sha256 does not match {manifest}"))
+    accounted = set(delivered) | accepted
     for folder in folders:
         if (folder.parent.name, folder.name) not in accounted:
             problems.append(Problem(str(folder), "(folder)", f"delivery has no line in {path}"))

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kuhr_pipeline.delivery.audit import (
     AUDIT_LOG,
-    CHAIN_BREAK,
+    accounted_for,
     append_audit,
     delivery_folders,
     read_audit,
@@ -107,27 +107,18 @@ def make_ready(root: Path, key: Ed25519PrivateKey) -> list[str]:
     lines, problems = read_audit(log, signer)
     if problems:
         raise AuditLogError(problems)
-    lined = {
-        (str(line.record.get("application_id")), str(line.record.get("delivery_id"))): line.record
-        for line in lines
-        if line.record.get("event") != CHAIN_BREAK
-    }
-    accepted = {
-        (str(a), str(d))
-        for line in lines
-        if line.record.get("event") == CHAIN_BREAK
-        for a, d in line.record["accepted"]
-    }
+    delivered, accepted = accounted_for(lines)
+    lined = {key: line.record for key, line in delivered.items()}
     done = [_complete(stage, lined, signer) for app in _applications(root) for stage in _stages(app)]
     for app in _applications(root):
         remove_stale_staging(app)
-    known = set(lined) | accepted
+    known = set(delivered) | accepted
     for folder in delivery_folders(root):
         if (folder.parent.name, folder.name) not in known:
             done.append(_adopt_or_remove(folder, log, key))
     remaining = verify_audit(log, root, signer)
     if remaining:
-        raise AuditLogError([*remaining])
+        raise AuditLogError(remaining)
     return [d for d in done if d]
 
 
