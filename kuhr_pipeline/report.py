@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from kuhr_pipeline.staging import Staging
 
 _LONG_NUMBER = re.compile(r"[0-9]{11,}")
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
@@ -35,9 +36,10 @@ def markdown_table(table: pa.Table, limit: int = 10) -> str:
     return "\n".join(lines)
 
 
-def preview(path: Path, limit: int) -> str:
-    """The first rows of a Parquet file as a Markdown table, reading only those rows' batch."""
-    first = next(pq.ParquetFile(path).iter_batches(batch_size=limit), None)
+def preview(path: Path, limit: int, staging: Staging) -> str:
+    """The first rows of a sealed Parquet file as a Markdown table, reading only those rows' batch."""
+    with staging.parquet_file(path) as parquet:
+        first = next(parquet.iter_batches(batch_size=limit), None)
     return markdown_table(pa.Table.from_batches([first]), limit) if first is not None and first.num_rows else "(empty)"
 
 

@@ -30,6 +30,12 @@ def dagster_home() -> Path:
     return _env_path("DAGSTER_HOME", PROJECT_ROOT / "dagster_home")
 
 
-def staging_dir(application_id: str) -> Path:
-    """Intermediate results of one application: inside DAGSTER_HOME, never in the delivery folder."""
-    return dagster_home() / "staging" / application_id
+def staging_root() -> Path:
+    """Intermediate results of every run: inside DAGSTER_HOME, never in the delivery folder."""
+    return dagster_home() / "staging"
+
+
+def staging_dir(application_id: str, run_id: str | None = None) -> Path:
+    """One application's staging (`run_id`: one run's, inside it)."""
+    folder = staging_root() / application_id
+    return folder / run_id if run_id else folder

@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from kuhr_pipeline.staging import Staging
+
 W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 
@@ -200,3 +202,27 @@ def small_application(root: Path, application_id: str, seed: int = 8) -> tuple[P
         name=f"{application_id}.yaml",
     )
     return source, spec
+
+
+TEST_DATA_KEY = bytes(range(32))  # a run's data key, for steps called directly
+
+
+def staging_in(folder: Path) -> Staging:
+    """A staging folder sealed as a run's is, with the tests' data key."""
+    return Staging(folder, TEST_DATA_KEY)
+
+
+def read_staged(path: Path) -> pa.Table:
+    return staging_in(path.parent).read(path)
+
+
+def write_sealed_parquet(path: Path, table: pa.Table, row_group_size: int | None = None) -> Path:
+    """A Parquet file sealed as staging seals it (row groups of `row_group_size` rows)."""
+    staging = staging_in(path.parent)
+    writer = staging.parquet_writer(staging.path(path.name), table.schema)
+    try:
+        for batch in table.to_batches(max_chunksize=row_group_size) if row_group_size else [table]:
+            writer.write_table(pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch)
+    finally:
+        writer.close()
+    return path

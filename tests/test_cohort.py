@@ -15,8 +15,7 @@ from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import load_spec
-from kuhr_pipeline.staging import read_staged
-from tests.helpers import fnr, person_id, pseudonym, write_source, write_spec
+from tests.helpers import fnr, person_id, pseudonym, read_staged, staging_in, write_source, write_spec
 
 MASTER = bytes(range(32))
 DOMAIN = "TEST-0001"
@@ -104,7 +103,7 @@ def _spec(spec_dir: Path, **changes: object):
 
 def test_exact_cohort_person_by_person(source, spec_dir: Path, tmp_path: Path) -> None:
     spec = _spec(spec_dir)
-    result = select_cohort(source, spec, MASTER, tmp_path / "stage")
+    result = select_cohort(source, spec, MASTER, staging_in(tmp_path / "stage"))
     got = set(read_staged(result.path).column("pasient_pseudonym").to_pylist())
     assert got == {pseudonym(MASTER, DOMAIN, P[n]) for n in EXPECTED}
     assert [p.name for p in (tmp_path / "stage").iterdir()] == [result.path.name]  # pass 1's labels are gone
@@ -138,27 +137,27 @@ def test_attrition_in_contract_order(source, spec_dir: Path, tmp_path: Path) -> 
 
 def test_min_entry_claims(source, spec_dir: Path, tmp_path: Path) -> None:
     spec = _spec(spec_dir, cohort={**SPEC["cohort"], "min_entry_claims": 2})
-    result = select_cohort(source, spec, MASTER, tmp_path / "stage")
+    result = select_cohort(source, spec, MASTER, staging_in(tmp_path / "stage"))
     got = set(read_staged(result.path).column("pasient_pseudonym").to_pylist())
     assert got == {pseudonym(MASTER, DOMAIN, P[n]) for n in (8, 10, 14)}
 
 
 def test_claims_all_versus_entry(source, spec_dir: Path, tmp_path: Path) -> None:
-    all_claims = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "all")
-    entry_only = select_cohort(source, _spec(spec_dir, claims="entry"), MASTER, tmp_path / "entry")
+    all_claims = select_cohort(source, _spec(spec_dir), MASTER, staging_in(tmp_path / "all"))
+    entry_only = select_cohort(source, _spec(spec_dir, claims="entry"), MASTER, staging_in(tmp_path / "entry"))
     # 13 entry claims of the cohort, plus person 1's L03 claim under `all`; person 13's P76 claim is
     # outside the period and never delivered
     assert all_claims.rows == 14
     assert entry_only.rows == 13
     no_exclusion = {**SPEC["cohort"], "exclude": None}
-    assert select_cohort(source, _spec(spec_dir, cohort=no_exclusion), MASTER, tmp_path / "x").rows == 16
+    assert select_cohort(source, _spec(spec_dir, cohort=no_exclusion), MASTER, staging_in(tmp_path / "x")).rows == 16
     entry_x = _spec(spec_dir, cohort=no_exclusion, claims="entry")
-    assert select_cohort(source, entry_x, MASTER, tmp_path / "y").rows == 14
+    assert select_cohort(source, entry_x, MASTER, staging_in(tmp_path / "y")).rows == 14
 
 
 def test_another_linkage_domain_gives_disjoint_pseudonyms(source, spec_dir: Path, tmp_path: Path) -> None:
-    a = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "a")
-    b = select_cohort(source, _spec(spec_dir, linkage_domain="OTHER-1"), MASTER, tmp_path / "b")
+    a = select_cohort(source, _spec(spec_dir), MASTER, staging_in(tmp_path / "a"))
+    b = select_cohort(source, _spec(spec_dir, linkage_domain="OTHER-1"), MASTER, staging_in(tmp_path / "b"))
     left = set(read_staged(a.path).column("pasient_pseudonym").to_pylist())
     right = set(read_staged(b.path).column("pasient_pseudonym").to_pylist())
     assert left and right and not left & right
@@ -166,14 +165,14 @@ def test_another_linkage_domain_gives_disjoint_pseudonyms(source, spec_dir: Path
 
 
 def test_same_spec_and_key_twice_gives_identical_claims(source, spec_dir: Path, tmp_path: Path) -> None:
-    a = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "a")
-    b = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "b")
+    a = select_cohort(source, _spec(spec_dir), MASTER, staging_in(tmp_path / "a"))
+    b = select_cohort(source, _spec(spec_dir), MASTER, staging_in(tmp_path / "b"))
     assert read_staged(a.path).equals(read_staged(b.path))
 
 
 def test_empty_cohort_is_a_result(source, spec_dir: Path, tmp_path: Path) -> None:
     spec = _spec(spec_dir, cohort={"entry": {"diagnoses": ["Z99"]}})
-    result = select_cohort(source, spec, MASTER, tmp_path / "stage")
+    result = select_cohort(source, spec, MASTER, staging_in(tmp_path / "stage"))
     assert result.persons == 0 and result.rows == 0
     assert read_staged(result.path).num_rows == 0
     assert result.attrition.steps[1] == ("with an entry claim", 0)
@@ -181,7 +180,7 @@ def test_empty_cohort_is_a_result(source, spec_dir: Path, tmp_path: Path) -> Non
 
 
 def test_profile_masks_small_counts(source, spec_dir: Path, tmp_path: Path) -> None:
-    profile = select_cohort(source, _spec(spec_dir), MASTER, tmp_path / "stage").profile
+    profile = select_cohort(source, _spec(spec_dir), MASTER, staging_in(tmp_path / "stage")).profile
     assert profile.persons_per_age_group == {"10-19": "10"}
     assert profile.claims_per_month["2019-09"] == "<5"
 
@@ -194,7 +193,7 @@ def test_code_columns_are_staged_as_plain_text(source, spec_dir: Path, tmp_path:
         {"name": "pasient_bostedskommune", "as": "kommune"},
         "diagnosekoder",
     ]
-    result = select_cohort(source, _spec(spec_dir, variables=variables), MASTER, tmp_path / "stage")
+    result = select_cohort(source, _spec(spec_dir, variables=variables), MASTER, staging_in(tmp_path / "stage"))
     staged = read_staged(result.path)
     assert staged.schema.field("behandler_praksistype").type == pa.string()
     assert staged.schema.field("pasient_bostedskommune").type == pa.string()
@@ -223,7 +222,7 @@ def test_a_source_rewritten_between_the_passes_is_refused(
     monkeypatch.setattr(cohort_package, "find_cohort", find_then_rewrite)
     stage = tmp_path / "stage"
     with pytest.raises(SourceError, match="changed while it was being read"):
-        select_cohort(source, _spec(spec_dir), MASTER, stage)
+        select_cohort(source, _spec(spec_dir), MASTER, staging_in(stage))
     assert list(stage.iterdir()) == []
 
 

@@ -406,8 +406,10 @@ def test_a_source_quality_report_serves_only_its_own_run(tmp_path) -> None:
     from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport
 
     report = ValidationReport("source", [ExpectationOutcome("expect_column_values_to_not_be_null", "x", False, 9, 2)])
+    from tests.helpers import staging_in
+
     path = tmp_path / "source_quality.json"
-    save_source_quality(path, "run-a", report, 9)
+    save_source_quality(staging_in(tmp_path), "run-a", report, 9)
     assert load_source_quality(path, "run-a") == (report, 9)
     assert load_source_quality(path, "run-b") is None
     path.write_text("{not json", encoding="utf-8")

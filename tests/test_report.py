@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kuhr_pipeline.report import HIDDEN, preview
-from tests.helpers import person_id
+from tests.helpers import person_id, staging_in, write_sealed_parquet
 
 
 def test_preview_shows_the_first_rows_and_hides_long_digit_runs(tmp_path: Path) -> None:
@@ -21,8 +20,8 @@ def test_preview_shows_the_first_rows_and_hides_long_digit_runs(tmp_path: Path) 
         }
     )
     path = tmp_path / "claims.parquet"
-    pq.write_table(table, path, row_group_size=8)
-    lines = preview(path, 5).splitlines()
+    write_sealed_parquet(path, table, row_group_size=8)
+    lines = preview(path, 5, staging_in(tmp_path)).splitlines()
     assert len(lines) == 2 + 5
     assert lines[0] == "| pasient_pseudonym | avvisningsgrunn | n |"
     assert pseudonym in lines[2] and person_id(1) not in "\n".join(lines) and HIDDEN in lines[2]
@@ -31,5 +30,5 @@ def test_preview_shows_the_first_rows_and_hides_long_digit_runs(tmp_path: Path) 
 
 def test_preview_of_an_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.parquet"
-    pq.write_table(pa.table({"n": pa.array([], pa.int64())}), path)
-    assert preview(path, 5) == "(empty)"
+    write_sealed_parquet(path, pa.table({"n": pa.array([], pa.int64())}))
+    assert preview(path, 5, staging_in(tmp_path)) == "(empty)"

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.suppression import suppress
-from kuhr_pipeline.staging import StagedWriter
+from tests.helpers import staging_in
 
 MIN_CELL = 5
 
@@ -44,14 +44,14 @@ def claims_file(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str
 
 def _stage(path: Path, claims: pa.Table) -> Path:
     """Claims staged as the cohort step stages them."""
-    writer = StagedWriter(path, claims.schema)
+    writer = staging_in(path.parent).arrow_writer(staging_in(path.parent).path(path.name), claims.schema)
     writer.write(claims)
     writer.close()
     return path
 
 
 def run(folder: Path, leaves: dict[tuple[str, ...], int], dims: list[str]) -> tuple[pa.Table, pa.Table]:
-    cube = build_cube(claims_file(folder, leaves, dims), [(d, "exact") for d in dims])
+    cube = build_cube(staging_in(folder), claims_file(folder, leaves, dims), [(d, "exact") for d in dims])
     result = suppress(cube, ["persons", "claims", "sum_egenandel", "sum_refusjon"], MIN_CELL)
     return cube.table, result.table
 
@@ -150,8 +150,8 @@ def test_cube_in_person_buckets_equals_the_cube_in_one_piece(tmp_path: Path) -> 
     def cells(table: pa.Table) -> list[tuple]:
         return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
 
-    whole = build_cube(path, dims)
-    bucketed = build_cube(path, dims, rows_per_bucket=20)
+    whole = build_cube(staging_in(tmp_path), path, dims)
+    bucketed = build_cube(staging_in(tmp_path), path, dims, rows_per_bucket=20)
     assert cells(bucketed.table) == cells(whole.table)
     grand_total = [r for r in whole.table.to_pylist() if r["sex"] is None and r["region"] is None]
     assert grand_total[0]["persons"] == 60

@@ -22,6 +22,7 @@ from tests.disclosure_oracle import (
     integer_values,
     lp_intervals,
 )
+from tests.helpers import staging_in
 from tests.test_suppression import claims_file
 
 
@@ -33,7 +34,7 @@ def delivered_table(
     dims = [f"d{i}" for i in range(len(shape))]
     cells = list(itertools.product(*[[f"v{j}" for j in range(n)] for n in shape]))
     leaves = {c: n for c, n in zip(cells, counts, strict=True) if n}
-    cube = build_cube(claims_file(folder, leaves, dims, exempt_every), [(d, "exact") for d in dims])
+    cube = build_cube(staging_in(folder), claims_file(folder, leaves, dims, exempt_every), [(d, "exact") for d in dims])
     return cube.table, suppress(cube, ["persons", *ADDITIVE], MIN_CELL).table, dims
 
 

@@ -6,7 +6,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from kuhr_pipeline.disclosure.cube import Cube
@@ -15,7 +14,7 @@ from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite
 from kuhr_pipeline.quality.validate import validate_tables
 from kuhr_pipeline.spec.model import ApplicationSpec
-from tests.helpers import BASE_SPEC, person_id
+from tests.helpers import BASE_SPEC, person_id, staging_in, write_sealed_parquet
 
 COLUMNS = [
     ("pasient_pseudonym", "exact"),
@@ -52,8 +51,8 @@ def spec() -> ApplicationSpec:
 def validate(tmp_path: Path, **changes: object):
     table = pa.table({**GOOD, **changes})
     path = tmp_path / "claims.parquet"
-    pq.write_table(table, path)
-    return validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+    write_sealed_parquet(path, table)
+    return validate_tables("claims", [path], claims_suite(spec(), COLUMNS), staging_in(path.parent))
 
 
 def failed(report) -> set[tuple[str, str]]:
@@ -116,8 +115,8 @@ def test_broken_table_fails(tmp_path: Path, changes: dict, expected: tuple[str, 
 def test_column_order_is_checked(tmp_path: Path) -> None:
     table = pa.table({k: GOOD[k] for k in reversed(list(GOOD))})
     path = tmp_path / "claims.parquet"
-    pq.write_table(table, path)
-    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+    write_sealed_parquet(path, table)
+    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS), staging_in(path.parent))
     assert ("expect_table_columns_to_match_ordered_list", "(table)") in failed(report)
 
 
@@ -134,7 +133,7 @@ def _statistics(tmp_path: Path, rows: list[dict]) -> Path:
         ),
     )
     path = tmp_path / "statistics.parquet"
-    pq.write_table(table, path)
+    write_sealed_parquet(path, table)
     return path
 
 
@@ -152,8 +151,8 @@ def test_statistics_suite_passes_on_suppressed_output(tmp_path: Path) -> None:
         ),
     )
     path = tmp_path / "s.parquet"
-    pq.write_table(suppress(cube, ["persons", "claims"], 5).table, path)
-    assert validate_statistics(path, 5, ["ar"]).success
+    write_sealed_parquet(path, suppress(cube, ["persons", "claims"], 5).table)
+    assert validate_statistics(path, 5, ["ar"], staging_in(path.parent)).success
 
 
 def test_statistics_suite_fails_on_a_small_shown_cell(tmp_path: Path) -> None:
@@ -164,7 +163,7 @@ def test_statistics_suite_fails_on_a_small_shown_cell(tmp_path: Path) -> None:
             {"ar": None, "persons": 3, "claims": 3, "suppressed": False},
         ],
     )
-    report = validate_statistics(path, 5, ["ar"])
+    report = validate_statistics(path, 5, ["ar"], staging_in(path.parent))
     assert {o.type for o in report.failed} == {"expect_shown_rows_to_count_at_least_min_cell_persons"}
 
 
@@ -177,7 +176,7 @@ def test_statistics_suite_fails_on_a_recoverable_cell(tmp_path: Path) -> None:
             {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
         ],
     )
-    report = validate_statistics(path, 5, ["ar"])
+    report = validate_statistics(path, 5, ["ar"], staging_in(path.parent))
     assert {o.type for o in report.failed} == {"expect_no_suppressed_value_fixed_by_the_whole_table"}
 
 
@@ -190,7 +189,7 @@ def test_statistics_suite_fails_when_a_suppressed_row_shows_a_measure(tmp_path: 
             {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
         ],
     )
-    report = validate_statistics(path, 5, ["ar"])
+    report = validate_statistics(path, 5, ["ar"], staging_in(path.parent))
     assert {o.type for o in report.failed} == {"expect_suppressed_rows_to_have_null_measures"}
 
 
@@ -202,16 +201,16 @@ def test_timestamps_inside_the_period(tmp_path: Path) -> None:
     bad = pa.table({"behandlingstidspunkt": pa.array([datetime(2018, 12, 31, 23, 59)], pa.timestamp("ms"))})
     for table, ok in ((good, True), (bad, False)):
         path = tmp_path / "t.parquet"
-        pq.write_table(table, path)
-        assert validate_tables("claims", [path], claims_suite(spec(), columns)).success is ok
+        write_sealed_parquet(path, table)
+        assert validate_tables("claims", [path], claims_suite(spec(), columns), staging_in(path.parent)).success is ok
 
 
 def test_dates_inside_the_period(tmp_path: Path) -> None:
     columns = [("behandlingstidspunkt", "date")]
     for values, ok in (([date(2019, 1, 1), date(2020, 12, 31)], True), ([date(2018, 12, 31)], False)):
         path = tmp_path / "d.parquet"
-        pq.write_table(pa.table({"behandlingstidspunkt": pa.array(values, pa.date32())}), path)
-        assert validate_tables("claims", [path], claims_suite(spec(), columns)).success is ok
+        write_sealed_parquet(path, pa.table({"behandlingstidspunkt": pa.array(values, pa.date32())}))
+        assert validate_tables("claims", [path], claims_suite(spec(), columns), staging_in(path.parent)).success is ok
 
 
 def test_counts_add_up_over_row_groups(tmp_path: Path) -> None:
@@ -219,8 +218,8 @@ def test_counts_add_up_over_row_groups(tmp_path: Path) -> None:
     good = pa.table(GOOD)
     bad = pa.table({**GOOD, "pasient_kjonn": pa.array([7, 1], pa.int8())})
     path = tmp_path / "claims.parquet"
-    pq.write_table(pa.concat_tables([good, bad, good, bad, bad]), path, row_group_size=2)
-    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+    write_sealed_parquet(path, pa.concat_tables([good, bad, good, bad, bad]), row_group_size=2)
+    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS), staging_in(path.parent))
     sex = [o for o in report.failed if o.column == "pasient_kjonn"]
     assert sex and sex[0].unexpected_count == 3 and sex[0].element_count == 10, report.markdown()
 
@@ -237,8 +236,8 @@ def test_string_and_code_list_counts_add_up_over_row_groups(tmp_path: Path) -> N
     )
     good = pa.table(GOOD)
     path = tmp_path / "claims.parquet"
-    pq.write_table(pa.concat_tables([bad, good, bad, good, bad]), path, row_group_size=3)
-    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS))
+    write_sealed_parquet(path, pa.concat_tables([bad, good, bad, good, bad]), row_group_size=3)
+    report = validate_tables("claims", [path], claims_suite(spec(), COLUMNS), staging_in(path.parent))
     counts = {(o.type, o.column): (o.unexpected_count, o.element_count) for o in report.outcomes}
     assert counts[("expect_column_values_to_match_regex", "pasient_bostedskommune")] == (3, 10), report.markdown()
     assert counts[("expect_column_values_to_match_regex", "diagnosekoder")] == (6, 19), report.markdown()

@@ -14,6 +14,7 @@ from kuhr_pipeline.extract.build import needs_practitioner_pseudonym, source_col
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.staging import Staging
 
 COHORT_CLAIMS_FILE = "cohort_claims.arrow"
 
@@ -22,13 +23,16 @@ def select_cohort(
     source: Source,
     spec: ApplicationSpec,
     master_key: bytes,
-    out_dir: Path,
+    staging: Staging,
     on_progress: Progress | None = None,
 ) -> CohortClaims:
-    """Both passes: find the cohort, then stage its claims (pseudonymised) in `out_dir`."""
+    """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`."""
     threshold = max(5, spec.statistics.min_cell) if spec.statistics else 5
-    out_dir.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(prefix=".row_labels-", suffix=".tmp", dir=out_dir)  # pass 1 → pass 2 only
+    out = staging.path(COHORT_CLAIMS_FILE)
+    # pass 1 → pass 2 only: 4 bytes a bill, labels meaningless outside the run (mkstemp: owner-only)
+    descriptor, name = tempfile.mkstemp(
+        prefix=".row_labels-", suffix=".tmp", dir=staging.folder
+    )  # pass 1 → pass 2 only
     os.close(descriptor)
     row_labels = Path(name)
     try:
@@ -37,9 +41,8 @@ def select_cohort(
         practitioners = (
             Pseudonymiser(master_key, practitioner_domain(spec.domain)) if needs_practitioner_pseudonym(spec) else None
         )
-        out = out_dir / COHORT_CLAIMS_FILE
         rows, months = collect_claims(
-            source, spec, found, source_columns(spec), patients, practitioners, out, on_progress
+            source, spec, found, source_columns(spec), patients, practitioners, staging, out, on_progress
         )
     finally:
         row_labels.unlink(missing_ok=True)

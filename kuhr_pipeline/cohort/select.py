@@ -38,7 +38,7 @@ from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
-from kuhr_pipeline.staging import StagedWriter
+from kuhr_pipeline.staging import StagedWriter, Staging
 
 Progress = Callable[[str, int], None]
 
@@ -180,10 +180,11 @@ def collect_claims(
     columns: list[str],
     patients: Pseudonymiser,
     practitioners: Pseudonymiser | None,
+    staging: Staging,
     out: Path,
     on_progress: Progress | None = None,
 ) -> tuple[int, dict[int, int]]:
-    """Pass 2: write the cohort's claims (`columns` plus pseudonyms) to `out`.
+    """Pass 2: write the cohort's claims (`columns` plus pseudonyms) to `out`, sealed.
 
     Returns the rows written and the claims per month (YYYYMM → count).
 
@@ -225,7 +226,7 @@ def collect_claims(
             table.update({c: decoded(kept.column(c)) for c in wanted})
             part = pa.table(table)
             if writer is None:
-                writer = StagedWriter(tmp, part.schema)
+                writer = staging.arrow_writer(tmp, part.schema)
             writer.write(part)
             rows += part.num_rows
             stamps = kept.column("behandlingstidspunkt")
@@ -235,7 +236,7 @@ def collect_claims(
             if on_progress:
                 on_progress("pass 2: collecting claims", batch.num_rows)
         if writer is None:
-            writer = StagedWriter(tmp, _empty_schema(source, wanted, practitioners is not None))
+            writer = staging.arrow_writer(tmp, _empty_schema(source, wanted, practitioners is not None))
         writer.close()
         writer = None
         tmp.replace(out)

@@ -4,12 +4,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from kuhr_pipeline import settings
 from kuhr_pipeline.cohort import CohortClaims, select_cohort
 from kuhr_pipeline.cohort.select import Progress
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
-from kuhr_pipeline.defs.runs import require_run_spec
+from kuhr_pipeline.defs.runs import require_run_spec, run_staging
 from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
@@ -17,14 +16,13 @@ from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistic
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import (
-    SOURCE_QUALITY_FILE,
     check_source_quality_meanwhile,
     save_source_quality,
 )
 from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
-from kuhr_pipeline.staging import remove_staging, staged_schema
+from kuhr_pipeline.staging import remove_staging, remove_stale_staging
 
 LOG_STEPS = 10  # progress lines per pass, whatever the size of the source
 
@@ -85,17 +83,19 @@ def cohort(
     """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging.
 
     Meanwhile GX checks a sample of the source for the source_data_quality check."""
-    master_key = pseudonym_key.master_key()  # a bad key fails here, before any data is read
+    staging = run_staging(context.run_id, application.application_id, pseudonym_key)  # a bad key fails here
+    master_key = pseudonym_key.master_key()
     gx_process.start()  # Great Expectations loads in its own process while the source is scanned
     source = open_source(paths.source_dir())
-    staging = settings.staging_dir(application.application_id)
+    for stale in remove_stale_staging(staging.folder):  # runs of one application never overlap
+        context.log.info(f"cohort: removed the staging a stopped run left ({stale})")
     quality = check_source_quality_meanwhile(source, application.spec)
     period = application.spec.period
     total = source.rows_in_years(period.from_.year, period.to.year)
     context.log.info(f"cohort: scanning {source.path}: {total:,} bills in {period.from_.year}–{period.to.year}")
     result = select_cohort(source, application.spec, master_key, staging, _progress(context, total))
     try:
-        save_source_quality(staging / SOURCE_QUALITY_FILE, context.run_id, *quality.result())
+        save_source_quality(staging, context.run_id, *quality.result())
     except Exception as error:  # the check samples the source itself, and reports what fails there
         context.log.warning(f"source quality: the sample taken while scanning failed ({type(error).__name__})")
     context.log.info(f"cohort: {result.persons:,} persons, {result.rows:,} claims")
@@ -114,17 +114,19 @@ def cohort(
 
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
-def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims) -> ExtractFiles:
+def extract(
+    context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims, pseudonym_key: PseudonymKey
+) -> ExtractFiles:
     """Exactly the approved variables, generalised as approved, in the spec's order."""
     spec = application.spec
-    out_dir = settings.staging_dir(application.application_id) / "extract"
+    staging = run_staging(context.run_id, application.application_id, pseudonym_key)
     if spec.data_level != "pseudonymised":
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
-        return ExtractFiles({}, staged_schema(cohort.path))
+        return ExtractFiles({}, staging.schema(cohort.path))
     context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {cohort.rows:,} claims")
     classes = kanon.EquivalenceClasses([n for n, _ in resolved(spec.requested_variables())])
-    files = build_extract(spec, cohort.path, out_dir, on_table=classes.add)
-    report = kanon.write_disclosure_report(classes, out_dir.parent / DISCLOSURE_REPORT)
+    files = build_extract(spec, cohort.path, staging, staging.sub("extract"), on_table=classes.add)
+    report = kanon.write_disclosure_report(classes, staging, DISCLOSURE_REPORT)
     first = next(iter(files.tables()), None)
     context.add_output_metadata(
         {
@@ -134,21 +136,24 @@ def extract(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: 
                 columns=[dg.TableColumn(f.name, str(f.type)) for f in files.schema]
             ),
             "disclosure_report": dg.MetadataValue.md(kanon.markdown(report)),
-            "preview": dg.MetadataValue.md(preview(first[1], 5) if first else "(empty)"),
+            "preview": dg.MetadataValue.md(preview(first[1], 5, staging) if first else "(empty)"),
         }
     )
     return files
 
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
-def statistics(context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims) -> StatisticsTable:
+def statistics(
+    context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims, pseudonym_key: PseudonymKey
+) -> StatisticsTable:
     """For data_level statistics: every cell and margin, with primary and secondary suppression."""
     spec = application.spec
+    staging = run_staging(context.run_id, application.application_id, pseudonym_key)
     if spec.statistics is not None:
         context.log.info(
             f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of {cohort.rows:,} claims"
         )
-    result = build_statistics(spec, cohort.path, settings.staging_dir(application.application_id) / "statistics")
+    result = build_statistics(spec, cohort.path, staging, staging.sub("statistics"))
     if result.path is None:
         context.add_output_metadata({"note": "data_level is pseudonymised: no statistics table"})
         return result
@@ -157,7 +162,7 @@ def statistics(context: dg.AssetExecutionContext, application: LoadedSpec, cohor
             "dagster/row_count": result.rows,
             "suppressed_primary": result.primary,
             "suppressed_secondary": result.secondary,
-            "preview": dg.MetadataValue.md(preview(result.path, 12)),
+            "preview": dg.MetadataValue.md(preview(result.path, 12, staging)),
         }
     )
     return result
@@ -172,9 +177,11 @@ def delivery(
     statistics: StatisticsTable,
     paths: KuhrPaths,
     signing_key: SigningKey,
+    pseudonym_key: PseudonymKey,
 ) -> PublishedDelivery:
     """The encrypted, signed delivery package, published atomically under KUHR_DELIVERIES."""
     require_run_spec(context, application)
+    staging = run_staging(context.run_id, application.application_id, pseudonym_key)
     context.log.info(f"delivery: publishing under {paths.deliveries_dir()}")
     published = assemble_and_publish(
         application,
@@ -182,11 +189,11 @@ def delivery(
         extract,
         statistics,
         paths.deliveries_dir(),
-        settings.staging_dir(application.application_id),
+        staging,
         signing_key.private_key(),
         on_step=context.log.info,
     )
-    remove_staging(settings.staging_dir(application.application_id))  # a failed run's: sensors.staging_cleanup
+    remove_staging(staging.folder)  # a failed run's: sensors.staging_cleanup
     context.add_output_metadata(
         {
             "delivery_folder": dg.MetadataValue.path(str(published.path)),

@@ -8,6 +8,7 @@ from kuhr_pipeline import settings
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.defs.assets import cohort, extract, statistics
 from kuhr_pipeline.defs.partitions import applications_partitions
+from kuhr_pipeline.defs.runs import run_staging
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import record_report
@@ -46,6 +47,7 @@ def cohort_is_not_empty(cohort: CohortClaims, application: LoadedSpec) -> dg.Ass
     blocking=True,
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
+    required_resource_keys={"pseudonym_key"},
     description="Great Expectations suite for the delivered claims, with the fødselsnummer leak guard.",
 )
 def extract_passes_validation(
@@ -55,8 +57,9 @@ def extract_passes_validation(
     if spec.data_level != "pseudonymised":
         return dg.AssetCheckResult(passed=True, description="statistics delivery: no person-level extract")
     files = [path for _, path in extract.tables()]
-    report = validate_tables("claims", files, claims_suite(spec, resolved(spec.requested_variables())))
-    record_report(settings.staging_dir(application.application_id), report, files)
+    staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
+    report = validate_tables("claims", files, claims_suite(spec, resolved(spec.requested_variables())), staging)
+    record_report(staging, report, files)
     return _result(context, report)
 
 
@@ -78,6 +81,7 @@ def _result(context: dg.AssetCheckExecutionContext, report: ValidationReport) ->
     blocking=True,
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
+    required_resource_keys={"pseudonym_key"},
     description="Statistics suite: measures, primary suppression, and no suppressed value fixed by the whole "
     "table (linear programming over every shown cell and margin).",
 )
@@ -86,8 +90,9 @@ def statistics_passes_validation(
 ) -> dg.AssetCheckResult:
     if statistics.path is None:
         return dg.AssetCheckResult(passed=True, description="person-level delivery: no statistics table")
-    report = validate_statistics(statistics.path, statistics.min_cell, list(statistics.dimensions))
-    record_report(settings.staging_dir(application.application_id), report, [statistics.path])
+    staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
+    report = validate_statistics(statistics.path, statistics.min_cell, list(statistics.dimensions), staging)
+    record_report(staging, report, [statistics.path])
     return _result(context, report)
 
 
@@ -101,9 +106,8 @@ def statistics_passes_validation(
     "The sample is checked while the cohort step scans the source.",
 )
 def source_data_quality(context: dg.AssetCheckExecutionContext, application: LoadedSpec) -> dg.AssetCheckResult:
-    kept = load_source_quality(
-        settings.staging_dir(application.application_id) / SOURCE_QUALITY_FILE, context.run.run_id
-    )
+    staging = settings.staging_dir(application.application_id, context.run.run_id)
+    kept = load_source_quality(staging / SOURCE_QUALITY_FILE, context.run.run_id)
     report, rows = kept or check_source_quality(open_source(context.resources.paths.source_dir()), application.spec)
     context.log.info(
         f"source quality: {len(report.failed)} of {len(report.outcomes)} expectations failed "

@@ -101,7 +101,7 @@ def _run(
                 tags=run_tags(loaded),
                 raise_on_error=False,
             )
-        finally:
+        finally:  # the run's own staging, and any a killed run of this application left
             remove_staging(settings.staging_dir(loaded.application_id))
     problems = failure_messages(result)
     if not result.success or problems:

@@ -4,8 +4,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from kuhr_pipeline import settings
 from kuhr_pipeline.defs.partitions import applications_partitions
+from kuhr_pipeline.defs.resources import PseudonymKey
 from kuhr_pipeline.spec import LoadedSpec
+from kuhr_pipeline.staging import Staging
 
 
 def run_tags(loaded: LoadedSpec) -> dict[str, str]:
@@ -29,6 +32,11 @@ def run_request_for(loaded: LoadedSpec, run_key: str) -> dg.RunRequest:
 def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
     if not instance.has_dynamic_partition(applications_partitions.name or "applications", application_id):
         instance.add_dynamic_partitions(applications_partitions.name or "applications", [application_id])
+
+
+def run_staging(run_id: str, application_id: str, pseudonym_key: PseudonymKey) -> Staging:
+    """This run's staging folder and data key (the same in every process of the run)."""
+    return Staging.for_run(settings.staging_dir(application_id, run_id), pseudonym_key.master_key(), run_id)
 
 
 def require_run_spec(context: dg.AssetExecutionContext, loaded: LoadedSpec) -> None:

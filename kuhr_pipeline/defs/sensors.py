@@ -54,7 +54,7 @@ def _remove_staging_of(context: dg.RunStatusSensorContext) -> None:
     """The staging of the run's application, found by its partition key (an application_id)."""
     application_id = context.dagster_run.tags.get("dagster/partition", "")
     if re.fullmatch(APPLICATION_ID_PATTERN, application_id):
-        remove_staging(settings.staging_dir(application_id))
+        remove_staging(settings.staging_dir(application_id, context.dagster_run.run_id))
         context.log.info(f"{application_id}: staging of run {context.dagster_run.run_id[:8]} removed")
 
 

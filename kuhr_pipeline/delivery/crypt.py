@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from crypt4gh import lib as c4gh_lib
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -20,16 +20,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 logging.getLogger("crypt4gh").setLevel(logging.CRITICAL)
 
 
+class Readable(Protocol):
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
 class _HashingReader:
     """A file wrapper that hashes what is read through it (plaintext SHA-256 in the same pass)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Readable) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
         self.bytes = 0
 
     def readinto(self, buffer: bytearray) -> int:
-        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        n = self._raw.readinto(buffer)
         if n:
             self.sha256.update(memoryview(buffer)[:n])
             self.bytes += n
@@ -41,11 +45,11 @@ def ephemeral_writer_key() -> bytes:
     return X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
-def encrypt_file(plain: Path, encrypted: Path, recipient_keys: list[bytes], writer_key: bytes) -> str:
-    """Encrypt `plain` to every recipient; returns the plaintext's SHA-256."""
+def encrypt_file(plain: Readable, encrypted: Path, recipient_keys: list[bytes], writer_key: bytes) -> str:
+    """Encrypt the stream `plain` to every recipient; returns the plaintext's SHA-256."""
     keys = [(0, writer_key, pk) for pk in recipient_keys]
-    with plain.open("rb") as infile, encrypted.open("wb") as outfile:
-        reader = _HashingReader(infile)
+    with encrypted.open("wb") as outfile:
+        reader = _HashingReader(plain)
         c4gh_lib.encrypt(keys, reader, outfile)
         outfile.flush()
     return reader.sha256.hexdigest()

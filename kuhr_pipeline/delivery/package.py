@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline.cohort import CohortClaims
@@ -16,6 +15,7 @@ from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import passed_report
 from kuhr_pipeline.spec import LoadedSpec
+from kuhr_pipeline.staging import Staging
 
 DISCLOSURE_REPORT = "disclosure_report.json"
 
@@ -26,7 +26,7 @@ def assemble_and_publish(
     extract: ExtractFiles,
     statistics: StatisticsTable,
     deliveries_root: Path,
-    work_dir: Path,
+    staging: Staging,
     signing_key: Ed25519PrivateKey,
     on_step: Callable[[str], None] | None = None,
 ) -> PublishedDelivery:
@@ -36,24 +36,24 @@ def assemble_and_publish(
     documents: dict[str, bytes] = {}
     if spec.data_level == "pseudonymised":
         files = [path for _, path in extract.tables()]
-        report = passed_report(work_dir, "claims", files)
+        report = passed_report(staging.folder, "claims", files)
         tables += [DataTable(name, path, extract.files[name][1]) for name, path in extract.tables()]
         columns = resolved(spec.requested_variables())
         schema = extract.schema
-        disclosure = work_dir / DISCLOSURE_REPORT
+        disclosure = staging.folder / DISCLOSURE_REPORT
         if disclosure.exists():
             documents[DISCLOSURE_REPORT] = disclosure.read_bytes()
     else:
         if statistics.path is None:
-            raise DeliveryError.single(str(work_dir), "statistics", "no statistics table was made")
-        report = passed_report(work_dir, "statistics", [statistics.path])
+            raise DeliveryError.single(str(staging.folder), "statistics", "no statistics table was made")
+        report = passed_report(staging.folder, "statistics", [statistics.path])
         tables.append(DataTable("statistics", statistics.path, statistics.rows))
         columns = resolved(spec.requested_group_by())
-        schema = pq.read_schema(statistics.path)
+        schema = staging.parquet_schema(statistics.path)
     documents["validation_summary.json"] = json.dumps(report, indent=2).encode("utf-8")
-    attrition_path = work_dir / "attrition.parquet"
+    attrition_path = staging.path("attrition.parquet")
     attrition = cohort.attrition.table()
-    pq.write_table(attrition, attrition_path)
+    staging.write_parquet(attrition_path, attrition)
     tables.append(DataTable("attrition", attrition_path, attrition.num_rows))
     contents = DeliveryContents(
         spec=spec,
@@ -64,4 +64,4 @@ def assemble_and_publish(
         codebook_columns=columns,
         codebook_schema=schema,
     )
-    return publish_delivery(contents, deliveries_root, work_dir, signing_key, on_step=on_step)
+    return publish_delivery(contents, deliveries_root, staging, signing_key, on_step=on_step)

@@ -2,14 +2,15 @@
 
 Everything is written into a hidden staging folder beside the target (`.staging-<id>`), fsynced,
 then renamed to `<delivery_id>`: a failure or a kill at any point leaves no folder that looks like
-a delivery. Plaintext conversions (CSV) are made in the pipeline's own staging area, never in the
-deliveries folder.
+a delivery. Tables are read from sealed staging; CSV conversions are sealed too, so no plaintext
+row is ever written to disk.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import io
 import os
 import secrets
 import shutil
@@ -22,8 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kuhr_pipeline import __version__, clock
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
@@ -34,7 +34,9 @@ from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
 from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.faults import fault_point
+from kuhr_pipeline.sealed import SealedWriter
 from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.staging import Staging, remove_staging
 
 
 @dataclass(frozen=True)
@@ -79,110 +81,49 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _as_csv(table_path: Path, out: Path) -> None:
-    """Parquet → CSV (UTF-8, header, list columns joined with ","), batch by batch."""
-    parquet = pq.ParquetFile(table_path)
+def _as_csv(staging: Staging, table_path: Path, out: Path) -> None:
+    """Sealed Parquet → sealed CSV (UTF-8, header, list columns joined with ","), batch by batch."""
+    sink = SealedWriter(out, staging.key)
     writer: pacsv.CSVWriter | None = None
     try:
-        for batch in parquet.iter_batches(batch_size=128 * 1024):
-            columns = [pc.binary_join(col, ",") if pa.types.is_list(col.type) else col for col in batch.columns]
-            flat = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        with staging.parquet_file(table_path) as parquet:
+            for batch in parquet.iter_batches(batch_size=128 * 1024):
+                columns = [pc.binary_join(col, ",") if pa.types.is_list(col.type) else col for col in batch.columns]
+                flat = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+                if writer is None:
+                    writer = pacsv.CSVWriter(sink, flat.schema)
+                writer.write_batch(flat)
             if writer is None:
-                writer = pacsv.CSVWriter(out, flat.schema)
-            writer.write_batch(flat)
-        if writer is None:
-            schema = pa.schema(
-                [pa.field(f.name, pa.string() if pa.types.is_list(f.type) else f.type) for f in parquet.schema_arrow]
-            )
-            writer = pacsv.CSVWriter(out, schema)
+                fields = [
+                    pa.field(f.name, pa.string() if pa.types.is_list(f.type) else f.type) for f in parquet.schema_arrow
+                ]
+                writer = pacsv.CSVWriter(sink, pa.schema(fields))
     finally:
         if writer is not None:
             writer.close()
+        sink.close()
 
 
 def publish_delivery(
     contents: DeliveryContents,
     deliveries_root: Path,
-    work_dir: Path,
+    staging: Staging,
     signing_key: Ed25519PrivateKey,
     on_step: Callable[[str], None] | None = None,
-    ran_by: str | None = None,
 ) -> PublishedDelivery:
-    spec = contents.spec
+    """Encrypt the sealed tables and the documents into a hidden folder, describe and sign it, then
+    commit it (audit line, rename). Plaintext exists only in memory, a chunk at a time."""
+    report = on_step or (lambda _: None)
     delivery_id = new_delivery_id()
-    app_dir = deliveries_root / spec.application_id
-    target = app_dir / delivery_id
-    stage = app_dir / f"{STAGING_PREFIX}{delivery_id}"
-    plain_dir = work_dir / f"plain-{delivery_id}"
-    lock = -1
+    app_dir = deliveries_root / contents.spec.application_id
     for done in make_ready(deliveries_root, signing_key):
-        if on_step:
-            on_step(done)
+        report(done)
+    stage, lock = _open_stage(app_dir, delivery_id)
+    scratch = staging.sub(f"csv-{delivery_id}")
     try:
-        app_dir.mkdir(parents=True, exist_ok=True)
-        lock = hold_lock(stage)
-        (stage / "data").mkdir(parents=True)
-        plain_dir.mkdir(parents=True)
-    except OSError as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        if lock >= 0:
-            release_lock(stage, lock)
-        raise DeliveryError.single(
-            str(app_dir),
-            "KUHR_DELIVERIES",
-            f"cannot be written ({exc.strerror})",
-            "point KUHR_DELIVERIES at a writable folder with free space",
-        ) from None
-    writer_key = ephemeral_writer_key()
-    recipients = list(contents.recipient_keys.values())
-    files: list[dict[str, Any]] = []
-    try:
-        suffix = "csv" if spec.delivery.format == "csv" else "parquet"
-        for table in contents.tables:
-            plain = table.path
-            if suffix == "csv":
-                plain = plain_dir / f"{table.name}.csv"
-                _as_csv(table.path, plain)
-            rel = f"data/{table.name}.{suffix}.c4gh"
-            if on_step:
-                on_step(f"encrypting {rel} ({table.rows} rows)")
-            plaintext_sha = encrypt_file(plain, stage / rel, recipients, writer_key)
-            files.append({"path": rel, "rows": table.rows, "plaintext_sha256": plaintext_sha})
-        for name, data in contents.documents.items():
-            plain = plain_dir / name
-            plain.write_bytes(data)
-            rel = f"data/{name}.c4gh"
-            plaintext_sha = encrypt_file(plain, stage / rel, recipients, writer_key)
-            files.append({"path": rel, "rows": None, "plaintext_sha256": plaintext_sha})
-        data_files = [f["path"] for f in files]
-        (stage / "README.md").write_text(readme(spec, delivery_id, data_files), encoding="utf-8")
-        (stage / "codebook.md").write_text(
-            codebook(spec, contents.codebook_columns, contents.codebook_schema), encoding="utf-8"
-        )
-        for doc in ("README.md", "codebook.md"):
-            files.append({"path": doc, "rows": None, "plaintext_sha256": sha256_file(stage / doc)})
-        for entry in files:
-            path = stage / entry["path"]
-            entry["bytes"] = path.stat().st_size
-            entry["sha256"] = sha256_file(path)
-        signer = signing_key.public_key()
-        manifest: dict[str, Any] = {
-            "application_id": spec.application_id,
-            "delivery_id": delivery_id,
-            "created_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "spec_sha256": contents.spec_sha256,
-            "pipeline_version": __version__,
-            "data_level": spec.data_level,
-            "format": spec.delivery.format,
-            "period": {"from": spec.period.from_.isoformat(), "to": spec.period.to.isoformat()},
-            "linkage_domain": spec.domain,
-            "claims": spec.claims,
-            "recipients": [
-                {"name": name, "key_fingerprint": fingerprint(key)} for name, key in contents.recipient_keys.items()
-            ],
-            "signer_key_fingerprint": public_fingerprint(signer),
-            "files": sorted(files, key=lambda f: f["path"]),
-        }
+        files = _encrypt_data(contents, stage, staging, scratch, report)
+        files += _describe(contents, stage, delivery_id, files)
+        manifest = _manifest(contents, delivery_id, files, signing_key.public_key())
         data = manifest_bytes(manifest)
         (stage / MANIFEST).write_bytes(data)
         (stage / SIGNATURE).write_bytes(sign(data, signing_key))
@@ -201,15 +142,104 @@ def publish_delivery(
             ) from None
         raise
     finally:
-        shutil.rmtree(plain_dir, ignore_errors=True)
+        remove_staging(scratch.folder)
     manifest_sha = hashlib.sha256(data).hexdigest()
-    _commit(stage, target, lock, deliveries_root, signing_key, audit_record(contents, manifest, manifest_sha, ran_by))
-    return PublishedDelivery(target, delivery_id, manifest_sha, len(files))
+    _commit(
+        stage, app_dir / delivery_id, lock, deliveries_root, signing_key, audit_record(contents, manifest, manifest_sha)
+    )
+    return PublishedDelivery(app_dir / delivery_id, delivery_id, manifest_sha, len(files))
 
 
-def audit_record(
-    contents: DeliveryContents, manifest: dict[str, Any], manifest_sha: str, ran_by: str | None
+def _open_stage(app_dir: Path, delivery_id: str) -> tuple[Path, int]:
+    """The hidden folder the delivery is written into, locked against `make_ready` of other runs."""
+    stage = app_dir / f"{STAGING_PREFIX}{delivery_id}"
+    lock = -1
+    try:
+        app_dir.mkdir(parents=True, exist_ok=True)
+        lock = hold_lock(stage)
+        (stage / "data").mkdir(parents=True)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if lock >= 0:
+            release_lock(stage, lock)
+        raise DeliveryError.single(
+            str(app_dir),
+            "KUHR_DELIVERIES",
+            f"cannot be written ({exc.strerror})",
+            "point KUHR_DELIVERIES at a writable folder with free space",
+        ) from None
+    return stage, lock
+
+
+def _encrypt_data(
+    contents: DeliveryContents, stage: Path, staging: Staging, scratch: Staging, report: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Each table (as CSV when asked) and each document, encrypted to every recipient."""
+    writer_key = ephemeral_writer_key()
+    recipients = list(contents.recipient_keys.values())
+    csv = contents.spec.delivery.format == "csv"
+    files: list[dict[str, Any]] = []
+    for table in contents.tables:
+        plain = table.path
+        if csv:
+            plain = scratch.path(f"{table.name}.csv")
+            _as_csv(staging, table.path, plain)
+        rel = f"data/{table.name}.{'csv' if csv else 'parquet'}.c4gh"
+        report(f"encrypting {rel} ({table.rows} rows)")
+        with staging.open_plain(plain) as stream:
+            plaintext_sha = encrypt_file(stream, stage / rel, recipients, writer_key)
+        files.append({"path": rel, "rows": table.rows, "plaintext_sha256": plaintext_sha})
+    for name, data in contents.documents.items():
+        rel = f"data/{name}.c4gh"
+        plaintext_sha = encrypt_file(io.BytesIO(data), stage / rel, recipients, writer_key)
+        files.append({"path": rel, "rows": None, "plaintext_sha256": plaintext_sha})
+    return files
+
+
+def _describe(
+    contents: DeliveryContents, stage: Path, delivery_id: str, files: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """README and codebook in the clear (no data in them); sizes and hashes of every file."""
+    spec = contents.spec
+    (stage / "README.md").write_text(readme(spec, delivery_id, [f["path"] for f in files]), encoding="utf-8")
+    (stage / "codebook.md").write_text(
+        codebook(spec, contents.codebook_columns, contents.codebook_schema), encoding="utf-8"
+    )
+    documents = [
+        {"path": doc, "rows": None, "plaintext_sha256": sha256_file(stage / doc)}
+        for doc in ("README.md", "codebook.md")
+    ]
+    for entry in files + documents:
+        path = stage / entry["path"]
+        entry["bytes"] = path.stat().st_size
+        entry["sha256"] = sha256_file(path)
+    return documents
+
+
+def _manifest(
+    contents: DeliveryContents, delivery_id: str, files: list[dict[str, Any]], signer: Ed25519PublicKey
 ) -> dict[str, Any]:
+    spec = contents.spec
+    return {
+        "application_id": spec.application_id,
+        "delivery_id": delivery_id,
+        "created_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "spec_sha256": contents.spec_sha256,
+        "pipeline_version": __version__,
+        "data_level": spec.data_level,
+        "format": spec.delivery.format,
+        "period": {"from": spec.period.from_.isoformat(), "to": spec.period.to.isoformat()},
+        "linkage_domain": spec.domain,
+        "claims": spec.claims,
+        "recipients": [
+            {"name": name, "key_fingerprint": fingerprint(key)} for name, key in contents.recipient_keys.items()
+        ],
+        "signer_key_fingerprint": public_fingerprint(signer),
+        "files": sorted(files, key=lambda f: f["path"]),
+    }
+
+
+def audit_record(contents: DeliveryContents, manifest: dict[str, Any], manifest_sha: str) -> dict[str, Any]:
     return {
         "event": "delivery",
         "application_id": contents.spec.application_id,
@@ -218,7 +248,7 @@ def audit_record(
         "spec_sha256": contents.spec_sha256,
         "manifest_sha256": manifest_sha,
         "recipients": [r["key_fingerprint"] for r in manifest["recipients"]],
-        "ran_by": ran_by or _who(),
+        "ran_by": _who(),
     }
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.extract.generalise import generalise
-from kuhr_pipeline.staging import new_staged_file, read_staged, staged_batches, staged_rows, staged_schema
+from kuhr_pipeline.staging import Staging
 
 UNKNOWN = "ukjent"
 ROWS_PER_BUCKET = 4_000_000  # claims held in memory at once (a few hundred MB)
@@ -42,7 +42,9 @@ def _dimension_columns(claims: pa.Table, group_by: list[tuple[str, str]]) -> dic
     return out
 
 
-def build_cube(claims_path: Path, group_by: list[tuple[str, str]], rows_per_bucket: int = ROWS_PER_BUCKET) -> Cube:
+def build_cube(
+    staging: Staging, claims_path: Path, group_by: list[tuple[str, str]], rows_per_bucket: int = ROWS_PER_BUCKET
+) -> Cube:
     """Aggregate the cohort's claims over every subset of the group-by dimensions.
 
     Memory is bounded by `rows_per_bucket`, not by the cohort: a larger cohort is split in one
@@ -51,11 +53,12 @@ def build_cube(claims_path: Path, group_by: list[tuple[str, str]], rows_per_buck
     is exact for every measure, distinct persons included, because no person is in two buckets."""
     names = [name for name, _ in group_by]
     needed = sorted({*names, "pasient_pseudonym", "egenandel", "refusjon"})
-    buckets = min(len(_PREFIXES), max(1, -(-staged_rows(claims_path) // rows_per_bucket)))
+    buckets = min(len(_PREFIXES), max(1, -(-staging.rows(claims_path) // rows_per_bucket)))
     if buckets == 1:
-        return _cube_of(read_staged(claims_path, needed), group_by)
-    with tempfile.TemporaryDirectory(prefix=".buckets-", dir=claims_path.parent) as spill:
-        cubes = [_cube_of(read_staged(path), group_by) for path in _spill(claims_path, needed, buckets, Path(spill))]
+        return _cube_of(staging.read(claims_path, needed), group_by)
+    with tempfile.TemporaryDirectory(prefix=".buckets-", dir=claims_path.parent) as spill:  # mkdtemp: owner-only
+        spilled = _spill(staging, claims_path, needed, buckets, Path(spill))
+        cubes = [_cube_of(staging.read(path), group_by) for path in spilled]
     summed = pa.concat_tables(c.table for c in cubes).group_by(names).aggregate([(m, "sum") for m in MEASURES])
     table = pa.table(
         {
@@ -69,20 +72,21 @@ def build_cube(claims_path: Path, group_by: list[tuple[str, str]], rows_per_buck
 _PREFIXES = pa.array([f"{i:02x}" for i in range(256)], pa.string())  # pseudonyms are lower-case hex
 
 
-def _spill(claims: Path, columns: list[str], buckets: int, folder: Path) -> list[Path]:
+def _spill(staging: Staging, claims: Path, columns: list[str], buckets: int, folder: Path) -> list[Path]:
     """One read of the claims, each batch's rows sorted by bucket and appended to that bucket's file."""
-    staged = staged_schema(claims)
+    staged = staging.schema(claims)
     schema = pa.schema([staged.field(c) for c in columns])
     paths = [folder / f"bucket-{b:03d}.arrow" for b in range(buckets)]
-    writers = [new_staged_file(path, schema) for path in paths]  # unbuffered: 256 buffered buckets would not be bounded
+    # unbuffered: 256 buffered buckets would not be bounded
+    writers = [staging.arrow_writer(path, schema, buffered=False) for path in paths]
     try:
-        for batch in staged_batches(claims, columns):
+        for batch in staging.batches(claims, columns):
             prefix = pc.utf8_slice_codeunits(batch.column("pasient_pseudonym"), 0, 2)
             bucket = pc.fill_null(pc.index_in(prefix, value_set=_PREFIXES), 0).to_numpy() % buckets
             order = np.argsort(bucket, kind="stable")
             bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
             for b in np.flatnonzero(np.diff(bounds)):
-                writers[b].write_batch(batch.take(pa.array(order[bounds[b] : bounds[b + 1]])))
+                writers[b].write(batch.take(pa.array(order[bounds[b] : bounds[b + 1]])))
     finally:
         for writer in writers:
             writer.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +19,7 @@ import pyarrow.compute as pc
 
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.reducing import Reducing
+from kuhr_pipeline.staging import Staging
 
 SMALL_CLASS = 5
 _NOT_PER_PERSON = {"pasient_pseudonym", "behandler_pseudonym", "behandlingstidspunkt"}
@@ -95,10 +95,10 @@ class EquivalenceClasses:
         return table.group_by(self._columns).aggregate([])
 
 
-def write_disclosure_report(classes: EquivalenceClasses, path: Path) -> dict[str, Any]:
+def write_disclosure_report(classes: EquivalenceClasses, staging: Staging, name: str) -> dict[str, Any]:
     """Compute the report and keep it beside the staged extract (the delivery encrypts it)."""
     report = classes.report()
-    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    staging.write_small(name, json.dumps(report, indent=2).encode("utf-8"))
     return report
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.suppression import suppress
 from kuhr_pipeline.extract.build import resolved
 from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.staging import Staging
 
 
 @dataclass(frozen=True)
@@ -23,16 +22,16 @@ class StatisticsTable:
     dimensions: tuple[str, ...] = ()
 
 
-def build_statistics(spec: ApplicationSpec, cohort_claims: Path, out_dir: Path) -> StatisticsTable:
+def build_statistics(spec: ApplicationSpec, cohort_claims: Path, staging: Staging, out: Staging) -> StatisticsTable:
+    """The cube of the staged claims, suppressed, sealed in `out` (statistics.parquet)."""
     if spec.statistics is None:
         return StatisticsTable(None)
     group_by = resolved(spec.requested_group_by())
-    cube = build_cube(cohort_claims, group_by)
+    cube = build_cube(staging, cohort_claims, group_by)
     result = suppress(cube, list(spec.statistics.measures), spec.statistics.min_cell)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "statistics.parquet"
+    path = out.path("statistics.parquet")
     tmp = path.with_name(".statistics.parquet.tmp")
-    pq.write_table(result.table, tmp)
+    out.write_parquet(tmp, result.table)
     tmp.replace(path)
     return StatisticsTable(
         path, result.table.num_rows, result.primary, result.secondary, spec.statistics.min_cell, tuple(cube.dimensions)

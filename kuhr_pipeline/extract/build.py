@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.extract.generalise import generalise
 from kuhr_pipeline.spec.model import ApplicationSpec, VariableRequest
-from kuhr_pipeline.staging import staged_batches, staged_schema
+from kuhr_pipeline.staging import SealedParquetWriter, Staging
 
 YEAR_COLUMN = "ar"
 
@@ -66,30 +65,31 @@ class ExtractFiles:
 def build_extract(
     spec: ApplicationSpec,
     cohort_claims: Path,
-    out_dir: Path,
+    staging: Staging,
+    out: Staging,
     on_table: Callable[[pa.Table], None] | None = None,
 ) -> ExtractFiles:
-    """Write `claims.parquet` (or `claims_YYYY.parquet` per year) into out_dir; `on_table` sees
+    """Write `claims.parquet` (or `claims_YYYY.parquet` per year), sealed, into `out`; `on_table` sees
     each generalised table as it is handed to the writer.
 
     Parquet's encoding (most of the time here, and free of the GIL) runs on a thread of its own
     while the next batch is generalised and `on_table` works; at most two batches wait for it."""
     variables = resolved(spec.requested_variables())
     split = spec.delivery.split_by == "year"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writers: dict[str, pq.ParquetWriter] = {}
+    out_dir = out.make()
+    writers: dict[str, SealedParquetWriter] = {}
     counts: dict[str, int] = {}
     schema: pa.Schema | None = None
     pending: deque[Future[None]] = deque()
 
     def write(name: str, table: pa.Table) -> None:
-        pending.append(encoder.submit(_write, writers, counts, out_dir, name, table))
+        pending.append(encoder.submit(_write, writers, counts, out, name, table))
         if len(pending) > 2:
             pending.popleft().result()
 
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-extract") as encoder:  # one: files in order
-            for batch in staged_batches(cohort_claims):
+            for batch in staging.batches(cohort_claims):
                 table = select_variables(batch, variables)
                 schema = table.schema
                 if split:
@@ -101,7 +101,7 @@ def build_extract(
                 if on_table is not None:
                     on_table(table)
             if schema is None:
-                empty = select_variables(staged_schema(cohort_claims).empty_table(), variables)
+                empty = select_variables(staging.schema(cohort_claims).empty_table(), variables)
                 schema = empty.schema
                 if not split:
                     write("claims", empty)
@@ -126,10 +126,10 @@ def build_extract(
 
 
 def _write(
-    writers: dict[str, pq.ParquetWriter], counts: dict[str, int], out_dir: Path, name: str, table: pa.Table
+    writers: dict[str, SealedParquetWriter], counts: dict[str, int], out: Staging, name: str, table: pa.Table
 ) -> None:
     if name not in writers:
-        writers[name] = pq.ParquetWriter(out_dir / f".{name}.parquet.tmp", table.schema, compression="zstd")
+        writers[name] = out.parquet_writer(out.path(f".{name}.parquet.tmp"), table.schema)
         counts[name] = 0
     writers[name].write_table(table)
     counts[name] += table.num_rows

@@ -13,6 +13,9 @@ from typing import Any
 
 from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.quality.validate import ValidationReport
+from kuhr_pipeline.staging import Staging
+
+VALIDATION = "validation"
 
 
 def _fingerprint(path: Path) -> list[int]:
@@ -21,17 +24,12 @@ def _fingerprint(path: Path) -> list[int]:
 
 
 def report_path(work_dir: Path, suite: str) -> Path:
-    return work_dir / "validation" / f"{suite}.json"
+    return work_dir / VALIDATION / f"{suite}.json"
 
 
-def record_report(work_dir: Path, report: ValidationReport, files: list[Path]) -> Path:
-    path = report_path(work_dir, report.suite)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def record_report(staging: Staging, report: ValidationReport, files: list[Path]) -> Path:
     body = {**report.to_json(), "files": {str(f): _fingerprint(f) for f in files}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return staging.sub(VALIDATION).write_small(f"{report.suite}.json", json.dumps(body, indent=2).encode("utf-8"))
 
 
 def passed_report(work_dir: Path, suite: str, files: list[Path]) -> dict[str, Any]:

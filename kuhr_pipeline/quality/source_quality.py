@@ -23,6 +23,7 @@ from kuhr_pipeline.quality.validate import ValidationReport, validate_table
 from kuhr_pipeline.source.scan import Source, head
 from kuhr_pipeline.source.schema import FILE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.staging import Staging
 
 SAMPLE_ROWS_PER_YEAR = 20_000
 SOURCE_QUALITY_FILE = "source_quality.json"  # in the application's staging folder
@@ -64,11 +65,10 @@ def check_source_quality_meanwhile(source: Source, spec: ApplicationSpec) -> Fut
         pool.shutdown(wait=False)
 
 
-def save_source_quality(path: Path, run_id: str, report: ValidationReport, rows: int) -> None:
-    """Keep a run's report for that run's check (written whole or not at all)."""
-    tmp = path.with_name(f".{path.name}.{run_id}.tmp")
-    tmp.write_text(json.dumps({"run_id": run_id, "sample_rows": rows, "report": report.to_json()}), encoding="utf-8")
-    tmp.replace(path)
+def save_source_quality(staging: Staging, run_id: str, report: ValidationReport, rows: int) -> None:
+    """Keep a run's report for that run's check (counts only; written whole or not at all)."""
+    body = {"run_id": run_id, "sample_rows": rows, "report": report.to_json()}
+    staging.write_small(SOURCE_QUALITY_FILE, json.dumps(body).encode("utf-8"))
 
 
 def load_source_quality(path: Path, run_id: str) -> tuple[ValidationReport, int] | None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from kuhr_pipeline.disclosure.suppression import pinned
 from kuhr_pipeline.quality.suites import load_suite_file
 from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport, validate_tables
+from kuhr_pipeline.staging import Staging
 
 MEASURES = ("persons", "claims", "sum_egenandel", "sum_refusjon")
 ADDITIVE = ["claims", "sum_egenandel", "sum_refusjon"]
@@ -42,8 +42,7 @@ RULES: dict[str, Callable[[pa.Table, int, list[str]], int]] = {
 }
 
 
-def check_rules(path: Path, types: list[str], min_cell: int, dimensions: list[str]) -> list[ExpectationOutcome]:
-    table = pq.read_table(path)
+def check_rules(table: pa.Table, types: list[str], min_cell: int, dimensions: list[str]) -> list[ExpectationOutcome]:
     outcomes = []
     for kind in types:
         bad = RULES[kind](table, min_cell, dimensions)
@@ -51,11 +50,11 @@ def check_rules(path: Path, types: list[str], min_cell: int, dimensions: list[st
     return outcomes
 
 
-def validate_statistics(path: Path, min_cell: int, dimensions: list[str]) -> ValidationReport:
+def validate_statistics(path: Path, min_cell: int, dimensions: list[str], staging: Staging) -> ValidationReport:
     """The statistics suite from `expectations/statistics.json`: GX expectations plus the rules."""
     suite = load_suite_file("statistics")
-    names = set(pq.read_schema(path).names)
-    gx_part = [e for e in suite if e["type"] not in RULES and e["kwargs"].get("column", "") in names]
-    report = validate_tables("statistics", [path], gx_part) if gx_part else ValidationReport("statistics")
-    report.outcomes += check_rules(path, [e["type"] for e in suite if e["type"] in RULES], min_cell, dimensions)
+    table = staging.read_parquet(path)
+    gx_part = [e for e in suite if e["type"] not in RULES and e["kwargs"].get("column", "") in table.column_names]
+    report = validate_tables("statistics", [path], gx_part, staging) if gx_part else ValidationReport("statistics")
+    report.outcomes += check_rules(table, [e["type"] for e in suite if e["type"] in RULES], min_cell, dimensions)
     return report

@@ -27,13 +27,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.suites import Expectation
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import BATCH_ROWS, parquet_leaves
+from kuhr_pipeline.staging import Staging
 
 TABLE = "(table)"
 
@@ -140,21 +139,25 @@ def _merge_counts(counted: pa.Table) -> pa.Table:
     return pa.table({"values": summed.column("values"), "counts": summed.column("counts_sum")})
 
 
-def validate_tables(suite: str, files: list[Path], expectations: list[Expectation]) -> ValidationReport:
-    """Validate the files (one table, possibly split by year), one column at a time, batch by batch.
+def validate_tables(
+    suite: str, files: list[Path], expectations: list[Expectation], staging: Staging
+) -> ValidationReport:
+    """Validate the sealed files (one table, possibly split by year), one column at a time, batch by batch.
 
     Strings (lists of strings too) are read dictionary-encoded, as Parquet stores them: counting a
-    column's values then counts small integers (pseudonyms: 0.22 → 0.05 s for 1.6 M claims)."""
-    schema = pq.read_schema(files[0])
-    as_dictionary = ds.ParquetReadOptions(dictionary_columns=_string_leaves(schema))
-    file_format = ds.ParquetFileFormat(read_options=as_dictionary)
-    dataset = ds.dataset([str(f) for f in files], format=file_format)
-    return _validate(
-        suite,
-        schema,
-        lambda c: (b.column(0) for b in dataset.to_batches(columns=[c], batch_size=BATCH_ROWS)),
-        expectations,
-    )
+    column's values then counts small integers."""
+    with staging.parquet_file(files[0]) as first:
+        schema = first.schema_arrow
+        as_dictionary = sorted(_string_leaves(schema).intersection(c.path for c in first.schema))
+
+    def column_values(column: str) -> Iterator[pa.Array]:
+        for path in files:
+            with staging.parquet_file(path, read_dictionary=as_dictionary) as parquet:
+                for group in range(parquet.num_row_groups):  # one dictionary each: lists of codes need that
+                    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=[column]):
+                        yield batch.column(0)
+
+    return _validate(suite, schema, column_values, expectations)
 
 
 def _string_leaves(schema: pa.Schema) -> set[str]:
