@@ -158,6 +158,26 @@ def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
         click.echo(f"wrote {written}")
 
 
+@cli.command()
+@click.argument("application_id", required=False)
+def clean(application_id: str | None) -> None:
+    """Remove the staging that killed runs left (of APPLICATION_ID, or of every application).
+
+    Skips an application while a `deliver` of it runs. Runs launched from the UI do not take that
+    lock: clean while none of them is running."""
+    from kuhr_pipeline.locks import application_lock_if_free
+    from kuhr_pipeline.spec.find import require_application_id
+    from kuhr_pipeline.staging import clean_staging
+
+    if application_id is not None:
+        ids = [require_application_id(application_id, "APPLICATION_ID")]
+    else:
+        root = settings.staging_root()
+        ids = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for line in clean_staging(ids, application_lock_if_free) or ["nothing to clean"]:
+        click.echo(line)
+
+
 @cli.group()
 def audit() -> None:
     """The delivery audit log."""

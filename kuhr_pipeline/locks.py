@@ -25,6 +25,21 @@ def application_lock(application_id: str, on_wait: Callable[[str], None]) -> Ite
 
 
 @contextmanager
+def application_lock_if_free(application_id: str) -> Iterator[bool]:
+    """Hold the application's lock if no other process holds it; yields whether it is held."""
+    fd = _open(f"{application_id}.lock")
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def instance_setup_lock() -> Iterator[None]:
     """Held while opening the Dagster instance: the first opening of a new instance creates its
     SQLite tables, and two processes doing that at once leave two schema versions behind."""
@@ -34,9 +49,7 @@ def instance_setup_lock() -> Iterator[None]:
 
 @contextmanager
 def _held(name: str, on_wait: Callable[[], None]) -> Iterator[None]:
-    folder = settings.dagster_home() / "locks"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(folder / name, os.O_CREAT | os.O_RDWR, 0o600)
+    fd = _open(name)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -46,3 +59,9 @@ def _held(name: str, on_wait: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _open(name: str) -> int:
+    folder = settings.dagster_home() / "locks"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.open(folder / name, os.O_CREAT | os.O_RDWR, 0o600)

@@ -49,8 +49,12 @@ def run_data_key(master_key: bytes, run_id: str) -> bytes:
 
 
 def private_folder(path: Path) -> Path:
-    """Create `path` (and missing parents) readable by its owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+    """Create `path`, and each missing parent, readable by its owner only (folders that exist
+    already keep their mode, except `path` itself)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
+        os.chmod(folder, FOLDER_MODE)  # mkdir's mode passes through the umask
     os.chmod(path, FOLDER_MODE)
     return path
 

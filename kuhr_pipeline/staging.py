@@ -10,8 +10,8 @@ delivered. Every file is sealed with the run's data key; bench/README.md has the
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from kuhr_pipeline import settings
 from kuhr_pipeline.sealed import CHUNK, SealedReader, SealedWriter, private_folder, run_data_key, write_private
 from kuhr_pipeline.source.scan import BATCH_ROWS
 
@@ -41,6 +42,21 @@ def remove_stale_staging(own: Path) -> list[str]:
     for folder in stale:
         remove_staging(folder) if folder.is_dir() else folder.unlink(missing_ok=True)
     return [folder.name for folder in stale]
+
+
+def clean_staging(application_ids: list[str], is_free: Callable[[str], AbstractContextManager[bool]]) -> list[str]:
+    """Remove the staging of each application whose lock `is_free` (no run of it in progress);
+    returns a line for each application, removed or skipped."""
+    lines = []
+    for application_id in application_ids:
+        folder = settings.staging_dir(application_id)
+        with is_free(application_id) as free:
+            if not free:
+                lines.append(f"{application_id}: skipped, a delivery of it is running")
+                continue
+            remove_staging(folder)
+        lines.append(f"{application_id}: staging removed")
+    return lines
 
 
 @dataclass(frozen=True)

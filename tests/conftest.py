@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from crypt4gh.keys import c4gh
+
+PROJECT_INSTANCE = Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml"
 
 os.environ.setdefault("DAGSTER_DG_UPDATE_CHECK_ENABLED", "0")
 
@@ -53,7 +56,7 @@ def keys_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]
     init_keys(master, signing, None, keys)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    shutil.copy(PROJECT_INSTANCE, home / "dagster.yaml")  # the project's own: its pools and limits
     monkeypatch.setenv("KUHR_PSEUDONYM_KEY_FILE", str(master))
     monkeypatch.setenv("KUHR_SIGNING_KEY_FILE", str(signing))
     monkeypatch.setenv("DAGSTER_HOME", str(home))

@@ -94,3 +94,14 @@ def plaintext_tables(root: Path) -> list[Path]:
             if head[:4] in (PARQUET, ARROW_STREAM) or head == ARROW_FILE:
                 out.append(path)
     return out
+
+
+def at_rest_problems(home: Path) -> list[str]:
+    """What `home` (a DAGSTER_HOME) holds against the rule "nothing person-level at rest": tables
+    in the clear anywhere, and anything under its staging folder readable by group or others."""
+    problems = [f"a table in the clear: {path}" for path in plaintext_tables(home)]
+    staging = home / "staging"
+    for path in [staging, *staging.rglob("*")] if staging.exists() else []:
+        if path.stat().st_mode & 0o077:
+            problems.append(f"readable by group or others: {path} ({oct(path.stat().st_mode & 0o777)})")
+    return problems

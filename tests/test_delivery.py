@@ -17,7 +17,7 @@ from kuhr_pipeline.keys_init import init_keys
 from kuhr_pipeline.synth import generate_source
 from tests.conftest import make_recipient
 from tests.helpers import run_cli, write_source, write_spec
-from tests.leakscan import ids_in_source, leaked
+from tests.leakscan import at_rest_problems, ids_in_source, leaked
 
 CRYPT4GH = Path(sys.executable).with_name("crypt4gh")
 
@@ -198,6 +198,7 @@ def test_no_national_id_anywhere(setup, capsys, tmp_path) -> None:
     assert len(ids) > 500
     found = leaked(ids, [setup["home"], setup["deliveries"], plain], [out, err, out2, err2])
     assert not found, f"{len(found)} national ids leaked"
+    assert at_rest_problems(setup["home"]) == []
 
 
 def test_failed_validation_stops_the_delivery(setup, capsys, tmp_path) -> None:
@@ -235,6 +236,7 @@ def test_failed_validation_stops_the_delivery(setup, capsys, tmp_path) -> None:
     assert victim not in err + out
     # not in the event log, metadata, logs, nor in what the run staged
     assert leaked({victim, person_id(1)}, [setup["home"], setup["deliveries"]]) == set()
+    assert at_rest_problems(setup["home"]) == []
     assert not (setup["deliveries"] / "E2E-0001").exists() or not [
         p for p in (setup["deliveries"] / "E2E-0001").iterdir()
     ]

@@ -16,6 +16,7 @@ import pytest
 from kuhr_pipeline.synth import generate_source
 from tests.conftest import make_recipient
 from tests.helpers import run_cli, write_spec
+from tests.leakscan import at_rest_problems, ids_in_source, leaked
 
 CLI = Path(sys.executable).with_name("kuhr-pipeline")
 SPEC = {
@@ -170,6 +171,78 @@ def test_sigkill_during_each_asset(setup, capsys, kill_on, tmp_path) -> None:
     assert code == 0, err
 
 
+def start_deliver(setup: dict[str, Path]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(CLI), "deliver", str(setup["spec"]), "--source", str(setup["source"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def signal_on(process: subprocess.Popen[str], line_part: str, signum: int) -> list[str]:
+    """Send `signum` when the process logs a line holding `line_part`; the lines read until then."""
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line_part in line:
+            process.send_signal(signum)
+            return seen
+    raise AssertionError("never logged " + line_part + ": " + "".join(seen)[-2000:])
+
+
+def assert_nothing_at_rest(setup: dict[str, Path]) -> None:
+    """No national id anywhere in DAGSTER_HOME or the deliveries, no table in the clear, nothing
+    under staging readable by group or others."""
+    assert leaked(ids_in_source(setup["source"]), [setup["home"], setup["deliveries"]]) == set()
+    assert at_rest_problems(setup["home"]) == []
+
+
+def test_a_run_killed_in_pass_1_does_not_block_the_next(setup, capsys) -> None:
+    """With the project's dagster.yaml (one source_scan slot): the killed run held the slot; the
+    next delivery marks that run failed, frees the slot and completes (a hang fails the timeout)."""
+    process = start_deliver(setup)
+    signal_on(process, "pass 1", signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    staged = list((setup["home"] / "staging" / "FAULT-1").iterdir())
+    assert staged and at_rest_problems(setup["home"]) == []  # what the killed run left is sealed, owner-only
+    again = subprocess.run(
+        [str(CLI), "deliver", str(setup["spec"]), "--source", str(setup["source"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "its process is gone; marked failed, its pool slots freed" in again.stdout + again.stderr
+    assert len([n for n in deliveries_left(setup) if not n.startswith(".")]) == 1
+    assert not (setup["home"] / "staging" / "FAULT-1").exists()
+    assert_nothing_at_rest(setup)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_stops_deliver(setup, capsys, signum) -> None:
+    import dagster as dg
+
+    process = start_deliver(setup)
+    signal_on(process, "pass 1", signum)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + signum, err[-2000:]
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines()[-1].startswith(f"error: {setup['spec']}: run ")
+    assert f"stopped by {name}; the run is canceled and its staging removed; nothing was delivered" in err
+    assert "Traceback" not in err
+    assert deliveries_left(setup) == []
+    assert not (setup["home"] / "staging" / "FAULT-1").exists()
+    assert_nothing_at_rest(setup)
+    with dg.DagsterInstance.from_config(str(setup["home"])) as instance:
+        runs = instance.get_runs()
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.CANCELED]
+        assert instance.event_log_storage.get_concurrency_run_ids() == set()
+    rerun_succeeds(setup, capsys)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 600 KiB tmpfs: too small for a delivery (root may mount; elsewhere the test is skipped)."""
@@ -225,3 +298,30 @@ def test_sigkill_during_statistics(setup, capsys) -> None:
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
     assert code == 0, err
     assert [n for n in deliveries_left(setup) if n.startswith(".")] == []
+
+
+def test_no_telemetry_whatever_the_instance_file_says(setup, capsys) -> None:
+    """An instance file without a `telemetry` section means "on" to Dagster; a delivery still
+    writes no .telemetry folder."""
+    config = setup["home"] / "dagster.yaml"
+    config.write_text(config.read_text().replace("telemetry:\n  enabled: false\n", ""))
+    assert "telemetry" not in config.read_text()
+    rerun_succeeds(setup, capsys)
+    assert not (setup["home"] / ".telemetry").exists()
+
+
+def test_clean_removes_what_a_killed_run_left(setup, capsys) -> None:
+    from kuhr_pipeline.locks import application_lock
+
+    process = start_deliver(setup)
+    signal_on(process, "pass 1", signal.SIGKILL)
+    process.wait(timeout=60)
+    staging = setup["home"] / "staging" / "FAULT-1"
+    assert staging.exists()
+    with application_lock("FAULT-1", print):  # a delivery of FAULT-1 running
+        code, out, err = run_cli(["clean"], capsys)
+    assert code == 0 and out == "FAULT-1: skipped, a delivery of it is running\n" and staging.exists()
+    code, out, err = run_cli(["clean", "FAULT-1"], capsys)
+    assert code == 0 and out == "FAULT-1: staging removed\n" and not staging.exists()
+    code, out, err = run_cli(["clean", "../x"], capsys)
+    assert code == 2 and "'../x' is not an application id" in err and "Traceback" not in err

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from kuhr_pipeline.disclosure.masking import SMALL_COUNT_THRESHOLD, mask_count
 from kuhr_pipeline.identity.fodselsnummer import IdReason
-
-SMALL_COUNT_THRESHOLD = 5
 
 
 @dataclass(frozen=True)
@@ -19,12 +18,8 @@ class Attrition:
     dropped_bills: dict[IdReason, int] = field(default_factory=dict)
     threshold: int = SMALL_COUNT_THRESHOLD
 
-    @property
-    def cohort_size(self) -> int:
-        return self.steps[-1][1]
-
     def masked(self, count: int) -> str:
-        return f"<{self.threshold}" if 0 < count < self.threshold else str(count)
+        return mask_count(count, self.threshold)
 
     def table(self) -> pa.Table:
         rows: list[tuple[str, str | None, str | None]] = [(step, self.masked(n), None) for step, n in self.steps]

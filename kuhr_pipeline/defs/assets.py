@@ -6,13 +6,15 @@ import dagster as dg
 
 from kuhr_pipeline.cohort import CohortClaims, select_cohort
 from kuhr_pipeline.cohort.select import Progress
-from kuhr_pipeline.defs.partitions import applications_partitions
+from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
-from kuhr_pipeline.defs.runs import require_run_spec, run_staging
+from kuhr_pipeline.defs.runs import require_run_spec, run_staging, tag_run_process
 from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
+from kuhr_pipeline.disclosure.masking import mask_count
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
+from kuhr_pipeline.errors import SpecRefused
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import (
@@ -22,6 +24,7 @@ from kuhr_pipeline.quality.source_quality import (
 from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
+from kuhr_pipeline.spec.find import find_spec, require_application_id
 from kuhr_pipeline.staging import remove_staging, remove_stale_staging
 
 LOG_STEPS = 10  # progress lines per pass, whatever the size of the source
@@ -47,16 +50,25 @@ def _progress(context: dg.AssetExecutionContext, total: int) -> Progress:
     return report
 
 
+def _row_count(rows: int, threshold: int) -> dict[str, object]:
+    """Dagster's row count when it may be shown; masked, as text, when it is small."""
+    shown = mask_count(rows, threshold)
+    return {"dagster/row_count": rows} if shown == str(rows) else {"rows": shown}
+
+
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"yaml"})
 def application(context: dg.AssetExecutionContext, config: ApplicationConfig, paths: KuhrPaths) -> LoadedSpec:
     """The approved application spec, checked against the contract and the catalogue."""
-    application_id = context.partition_key
-    path = Path(config.spec_path) if config.spec_path else paths.applications_dir() / f"{application_id}.yaml"
+    application_id = require_application_id(context.partition_key, "partition key")  # before any file is read
+    tag_run_process(context)
+    path = Path(config.spec_path) if config.spec_path else find_spec(paths.applications_dir(), application_id)
     loaded = load_spec(path)
     if loaded.application_id != application_id:
-        raise dg.Failure(
-            f"{path}: application_id is '{loaded.application_id}', but the partition is "
-            f"'{application_id}'. Name the file after the application_id."
+        raise SpecRefused.single(
+            str(path),
+            "application_id",
+            f"is '{loaded.application_id}', but the run's partition is '{application_id}'",
+            "launch the run for the partition of the spec's application_id",
         )
     require_run_spec(context, loaded)
     context.log.info(f"application: {application_id} checked ({loaded.spec.data_level}, spec {loaded.sha256[:12]})")
@@ -76,7 +88,7 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
     return loaded
 
 
-@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"}, pool="source_scan")
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"}, pool=SOURCE_SCAN_POOL)
 def cohort(
     context: dg.AssetExecutionContext, application: LoadedSpec, paths: KuhrPaths, pseudonym_key: PseudonymKey
 ) -> CohortClaims:
@@ -98,11 +110,13 @@ def cohort(
         save_source_quality(staging, context.run_id, *quality.result())
     except Exception as error:  # the check samples the source itself, and reports what fails there
         context.log.warning(f"source quality: the sample taken while scanning failed ({type(error).__name__})")
-    context.log.info(f"cohort: {result.persons:,} persons, {result.rows:,} claims")
+    persons, claims = result.attrition.masked(result.persons), result.attrition.masked(result.rows)
+    context.log.info(f"cohort: {persons} persons, {claims} claims")
     context.add_output_metadata(
         {
-            "persons": result.persons,
-            "dagster/row_count": result.rows,
+            "persons": persons,
+            "claims": claims,
+            **_row_count(result.rows, result.attrition.threshold),
             "attrition": dg.MetadataValue.md(result.attrition.markdown()),
             "persons_per_age_group": dg.MetadataValue.md(
                 count_chart(result.profile.persons_per_age_group, "age at first entry claim")
@@ -123,19 +137,20 @@ def extract(
     if spec.data_level != "pseudonymised":
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
         return ExtractFiles({}, staging.schema(cohort.path))
-    context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {cohort.rows:,} claims")
+    claims = cohort.attrition.masked(cohort.rows)
+    context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {claims} claims")
     classes = kanon.EquivalenceClasses([n for n, _ in resolved(spec.requested_variables())])
     files = build_extract(spec, cohort.path, staging, staging.sub("extract"), on_table=classes.add)
     report = kanon.write_disclosure_report(classes, staging, DISCLOSURE_REPORT)
     first = next(iter(files.tables()), None)
     context.add_output_metadata(
         {
-            "dagster/row_count": files.rows,
+            **_row_count(files.rows, cohort.attrition.threshold),
             "files": ", ".join(sorted(files.files)),
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(f.name, str(f.type)) for f in files.schema]
             ),
-            "disclosure_report": dg.MetadataValue.md(kanon.markdown(report)),
+            "disclosure_report": dg.MetadataValue.md(kanon.markdown(report, cohort.attrition.threshold)),
             "preview": dg.MetadataValue.md(preview(first[1], 5, staging) if first else "(empty)"),
         }
     )
@@ -151,7 +166,8 @@ def statistics(
     staging = run_staging(context.run_id, application.application_id, pseudonym_key)
     if spec.statistics is not None:
         context.log.info(
-            f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of {cohort.rows:,} claims"
+            f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of "
+            f"{cohort.attrition.masked(cohort.rows)} claims"
         )
     result = build_statistics(spec, cohort.path, staging, staging.sub("statistics"))
     if result.path is None:

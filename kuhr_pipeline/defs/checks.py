@@ -38,7 +38,10 @@ def cohort_is_not_empty(cohort: CohortClaims, application: LoadedSpec) -> dg.Ass
         description=None
         if cohort.persons
         else f"{application.application_id}: the cohort is empty (no person meets the criteria); see the attrition.",
-        metadata={"persons": cohort.persons, "attrition": dg.MetadataValue.md(cohort.attrition.markdown())},
+        metadata={
+            "persons": cohort.attrition.masked(cohort.persons),
+            "attrition": dg.MetadataValue.md(cohort.attrition.markdown()),
+        },
     )
 
 

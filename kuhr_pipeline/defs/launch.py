@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,15 +14,19 @@ import dagster as dg
 
 from kuhr_pipeline import settings
 from kuhr_pipeline.defs import build_definitions
+from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
 from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
+from kuhr_pipeline.defs.stale_runs import PROCESS_TAG, wait_for_pool
 from kuhr_pipeline.delivery.commit import make_ready
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 from kuhr_pipeline.locks import application_lock, instance_setup_lock
+from kuhr_pipeline.processes import this_process
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
 from kuhr_pipeline.staging import remove_staging
+from kuhr_pipeline.stopping import run_stoppably
 
 
 class RunFailed(KuhrError):
@@ -88,21 +95,35 @@ def _run(
 ) -> Path:
     job = defs.resolve_job_def("deliver_application")
     echo(f"delivering {loaded.application_id} from {source_dir} (Dagster instance {os.environ['DAGSTER_HOME']})")
+    run_id = str(uuid.uuid4())  # known before the run starts, so a stop can cancel it
+    staging = settings.staging_dir(loaded.application_id)  # the run's own, and any a killed run left
+
+    def execute() -> dg.ExecuteInProcessResult:
+        wait_for_pool(instance, SOURCE_SCAN_POOL, loaded.application_id, echo)
+        return job.execute_in_process(
+            partition_key=loaded.application_id,
+            instance=instance,
+            run_config={**run_config_for(spec_path), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags={**run_tags(loaded), PROCESS_TAG: this_process()},
+            run_id=run_id,
+            raise_on_error=False,
+        )
+
+    def stopped(signum: int) -> None:
+        cancel_run(instance, run_id, f"stopped by {signal.Signals(signum).name}")
+        remove_staging(staging)
+        print(
+            f"error: {spec_path}: run {run_id[:8]}: stopped by {signal.Signals(signum).name}; "
+            "the run is canceled and its staging removed; nothing was delivered",
+            file=sys.stderr,
+        )
+
     with application_lock(loaded.application_id, echo):
         ensure_partition(instance, loaded.application_id)
         try:
-            result = job.execute_in_process(
-                partition_key=loaded.application_id,
-                instance=instance,
-                run_config={
-                    **run_config_for(spec_path),
-                    "loggers": {"console": {"config": {"log_level": "INFO"}}},
-                },
-                tags=run_tags(loaded),
-                raise_on_error=False,
-            )
-        finally:  # the run's own staging, and any a killed run of this application left
-            remove_staging(settings.staging_dir(loaded.application_id))
+            result = run_stoppably(execute, stopped)
+        finally:
+            remove_staging(staging)
     problems = failure_messages(result)
     if not result.success or problems:
         raise RunFailed(
@@ -111,6 +132,14 @@ def _run(
         )
     published = result.output_for_node("delivery")
     return Path(published.path)
+
+
+def cancel_run(instance: dg.DagsterInstance, run_id: str, why: str) -> None:
+    """Mark the run canceled (if it started and has not ended) and free its pool slots."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        instance.report_run_canceled(run, message=why)
+    instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -126,5 +155,6 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
         while error is not None and error.cause is not None:
             error = error.cause
         text = error.message.strip().splitlines()[-1] if error and error.message.strip() else "failed"
+        text = text.removeprefix(f"{KuhrError.__module__}.{error.cls_name}: ") if error else text  # a user error
         messages.append(f"step {event.step_key} failed: {text}")
     return messages

@@ -7,6 +7,8 @@ import dagster as dg
 from kuhr_pipeline import settings
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import PseudonymKey
+from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
+from kuhr_pipeline.processes import this_process
 from kuhr_pipeline.spec import LoadedSpec
 from kuhr_pipeline.staging import Staging
 
@@ -37,6 +39,13 @@ def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
 def run_staging(run_id: str, application_id: str, pseudonym_key: PseudonymKey) -> Staging:
     """This run's staging folder and data key (the same in every process of the run)."""
     return Staging.for_run(settings.staging_dir(application_id, run_id), pseudonym_key.master_key(), run_id)
+
+
+def tag_run_process(context: dg.AssetExecutionContext) -> None:
+    """Record the process that runs this in-process run (runs launched from the UI, a sensor or a
+    schedule; `deliver` tags its runs itself), so a run whose process is killed can be told dead."""
+    if PROCESS_TAG not in context.run.tags and context.job_def.executor_def.name == "in_process":
+        context.instance.add_run_tags(context.run_id, {PROCESS_TAG: this_process()})
 
 
 def require_run_spec(context: dg.AssetExecutionContext, loaded: LoadedSpec) -> None:

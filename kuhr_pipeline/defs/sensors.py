@@ -11,8 +11,10 @@ from kuhr_pipeline.defs.jobs import deliver_application
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.defs.runs import run_request_for
+from kuhr_pipeline.defs.stale_runs import release_dead_runs
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.spec import load_spec, spec_files
+from kuhr_pipeline.spec.find import declared_id
 from kuhr_pipeline.spec.model import APPLICATION_ID_PATTERN
 from kuhr_pipeline.staging import remove_staging
 
@@ -26,7 +28,9 @@ from kuhr_pipeline.staging import remove_staging
 def new_applications(context: dg.SensorEvaluationContext, paths: KuhrPaths) -> dg.SensorResult:
     requests: list[dg.RunRequest] = []
     new_partitions: list[str] = []
+    declared: set[str | None] = set()
     for path in spec_files(paths.applications_dir()):
+        declared.add(declared_id(path))
         try:
             loaded = load_spec(path)
         except KuhrError as refused:
@@ -42,12 +46,28 @@ def new_applications(context: dg.SensorEvaluationContext, paths: KuhrPaths) -> d
         if not context.instance.has_dynamic_partition(applications_partitions.name or "applications", application_id):
             new_partitions.append(application_id)
         requests.append(run_request_for(loaded, run_key=f"{application_id}:{loaded.sha256[:16]}"))
+    unwanted = _unwanted_partitions(context, declared)
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[applications_partitions.build_add_request(new_partitions)]
-        if new_partitions
-        else [],
+        dynamic_partitions_requests=[
+            *([applications_partitions.build_add_request(new_partitions)] if new_partitions else []),
+            *([applications_partitions.build_delete_request(unwanted)] if unwanted else []),
+        ],
     )
+
+
+def _unwanted_partitions(context: dg.SensorEvaluationContext, declared: set[str | None]) -> list[str]:
+    """Partitions that are no application id (added by hand through the API), and, when every
+    spec file could be read, partitions that no spec file declares: reported, then removed."""
+    unwanted = []
+    for key in context.instance.get_dynamic_partitions(applications_partitions.name or "applications"):
+        if not re.fullmatch(APPLICATION_ID_PATTERN, key):
+            context.log.warning(f"partition {key!r} is not an application id: removed")
+            unwanted.append(key)
+        elif None not in declared and key not in declared:
+            context.log.warning(f"partition {key} has no spec file in KUHR_APPLICATIONS: removed")
+            unwanted.append(key)
+    return unwanted
 
 
 def _remove_staging_of(context: dg.RunStatusSensorContext) -> None:
@@ -73,3 +93,14 @@ def staging_cleanup_on_failure(context: dg.RunFailureSensorContext) -> None:
 )
 def staging_cleanup_on_cancel(context: dg.RunStatusSensorContext) -> None:
     _remove_staging_of(context)
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Runs whose process is gone (killed, out of memory) are marked failed and their pool slots "
+    "freed, so that they never block the runs after them.",
+)
+def release_dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    released = release_dead_runs(context.instance, context.log.info)
+    return dg.SkipReason(f"released {len(released)} run(s)" if released else "every run in progress is alive")

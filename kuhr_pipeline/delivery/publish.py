@@ -37,6 +37,7 @@ from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.sealed import SealedWriter
 from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging, remove_staging
+from kuhr_pipeline.stopping import COMMIT
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def _encrypt_data(
             plain = scratch.path(f"{table.name}.csv")
             _as_csv(staging, table.path, plain)
         rel = f"data/{table.name}.{'csv' if csv else 'parquet'}.c4gh"
-        report(f"encrypting {rel} ({table.rows} rows)")
+        report(f"encrypting {rel}")  # no row count: the log is not the place for a small one
         with staging.open_plain(plain) as stream:
             plaintext_sha = encrypt_file(stream, stage / rel, recipients, writer_key)
         files.append({"path": rel, "rows": table.rows, "plaintext_sha256": plaintext_sha})
@@ -257,18 +258,19 @@ def _commit(
 ) -> None:
     """The signed audit line, then the rename: the line is the commit point. A kill between the
     two leaves a line and a whole staging folder, which the next run renames into place."""
-    try:
-        append_audit(root / AUDIT_LOG, record, signing_key)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)  # no line: nothing was delivered
-        release_lock(stage, lock)
-        raise
-    try:
-        fault_point("after-audit-line")
-        stage.rename(target)
-        _fsync(target.parent)
-    finally:
-        release_lock(stage, lock)
+    with COMMIT:  # a stop (SIGTERM, Ctrl-C) waits for the commit, or comes before it
+        try:
+            append_audit(root / AUDIT_LOG, record, signing_key)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)  # no line: nothing was delivered
+            release_lock(stage, lock)
+            raise
+        try:
+            fault_point("after-audit-line")
+            stage.rename(target)
+            _fsync(target.parent)
+        finally:
+            release_lock(stage, lock)
 
 
 def _who() -> str:

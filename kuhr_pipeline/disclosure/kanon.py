@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.disclosure.masking import mask_count
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.staging import Staging
 
@@ -102,5 +103,7 @@ def write_disclosure_report(classes: EquivalenceClasses, staging: Staging, name:
     return report
 
 
-def markdown(report: dict[str, Any]) -> str:
-    return "\n".join(f"- **{k.replace('_', ' ')}**: {v}" for k, v in report.items())
+def markdown(report: dict[str, Any], threshold: int) -> str:
+    """The report for people outside the delivery (run metadata): its counts masked."""
+    shown = {k: mask_count(v, threshold) if isinstance(v, int) else v for k, v in report.items()}
+    return "\n".join(f"- **{k.replace('_', ' ')}**: {v}" for k, v in shown.items())

@@ -136,14 +136,17 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
     while True:
         try:
             frame, weights, expectations = pickle.load(requests)
-        except EOFError:
+        except (EOFError, pickle.UnpicklingError):  # closed, or cut off by the caller's end: stop quietly
             return
         try:
             reply: tuple[str, Any] = ("ok", validator.run(frame, weights, expectations))
         except Exception as exc:  # reported to the caller, which raises it
             reply = ("error", f"{type(exc).__name__}: {exc}")
-        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+        try:
+            pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
+        except BrokenPipeError:  # the caller has ended
+            return
 
 
 _UNUSED_AT_IMPORT = ("altair", "scipy.stats")

@@ -1,0 +1,30 @@
+"""Which process runs a delivery, told apart from a later process that got the same pid."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot; /proc/<pid>/stat field 22), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after the command name start at field 3
+
+
+def this_process() -> str:
+    """`host:pid:start` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+
+
+def is_gone(identity: str) -> bool | None:
+    """True if the process `identity` names has ended; None if it ran on another host (unknown here)."""
+    host, _, rest = identity.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    return _start_ticks(int(pid)) != start

@@ -1,0 +1,76 @@
+"""Small counts never shown unmasked: a 3-person cohort, delivered; everything the run stored in
+the instance (log lines, asset and check metadata, charts) and printed is read back and searched."""
+
+from __future__ import annotations
+
+import re
+
+import dagster as dg
+
+from kuhr_pipeline.disclosure.masking import mask_count
+from tests.conftest import make_recipient
+from tests.helpers import person_id, run_cli, write_source, write_spec
+
+# a number next to what it counts, e.g. "3 persons", "persons: 3", "(2 rows)"
+_COUNTED = re.compile(
+    r"(?<![\d<.,-])([1-4])\s+(persons?|claims?|bills?|rows?)\b|\b(persons|claims|rows)\W+([1-4])(?![\d.,])"
+)
+
+
+def test_masking_rule() -> None:
+    assert [mask_count(n) for n in (0, 1, 4, 5, 12)] == ["0", "<5", "<5", "5", "12"]
+    assert mask_count(9, threshold=10) == "<10"
+
+
+def _texts(value: object) -> list[str]:
+    if isinstance(value, dg.MetadataValue):
+        value = getattr(value, "value", value)
+    if isinstance(value, dg.TableSchema):
+        return [f"{c.name} {c.type}" for c in value.columns]
+    if isinstance(value, dict):
+        return [
+            t for k, v in value.items() for t in [f"{k}: {v}" if not isinstance(v, (dict, list)) else "", *_texts(v)]
+        ]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _texts(v)]
+    return [str(value)]
+
+
+def test_a_three_person_cohort_shows_no_small_count(tmp_path, keys_env, capsys) -> None:
+    rows = [
+        {"pasient_fnr": person_id(n), "when": f"2019-0{n}-01T10:00:00", "diagnosekoder": ["R74"]} for n in (1, 2, 3)
+    ]
+    rows += [
+        {"pasient_fnr": person_id(n), "when": "2019-05-01T10:00:00", "diagnosekoder": ["A04"]} for n in range(4, 30)
+    ]
+    source = write_source(tmp_path / "source", rows)
+    apps = tmp_path / "applications"
+    apps.mkdir()
+    make_recipient(apps, "recipient")
+    spec = write_spec(apps, {"application_id": "SMALL-1"}, name="SMALL-1.yaml")
+    code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 0, err
+
+    shown: list[str] = [out, err]
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        for record in instance.all_logs(run.run_id):
+            shown.append(record.user_message or "")
+            event = record.dagster_event
+            if event is None:
+                continue
+            data = event.event_specific_data
+            for holder in (getattr(data, "materialization", None), data):
+                metadata = getattr(holder, "metadata", None)
+                if not isinstance(metadata, dict):
+                    continue
+                for key, value in metadata.items():
+                    if key in ("persons", "claims", "rows", "dagster/row_count") and isinstance(
+                        getattr(value, "value", value), int
+                    ):
+                        assert not 0 < value.value < 5, f"{key} = {value.value} unmasked"
+                    shown += [f"{key}: {t}" for t in _texts(value)]
+    found = [m.group(0) for text in shown for m in _COUNTED.finditer(text)]
+    assert found == [], found
+    joined = "\n".join(shown)
+    assert "cohort: <5 persons, <5 claims" in joined and "persons: <5" in joined  # masked, and shown

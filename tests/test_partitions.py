@@ -1,0 +1,86 @@
+"""Partition keys come from outside (the UI's API, sensors, the command line): checked before any
+file is read, and the spec is found by the application_id it declares, not by the key as a path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from kuhr_pipeline.defs import build_definitions
+from kuhr_pipeline.defs.launch import failure_messages
+from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.defs.sensors import new_applications
+from tests.helpers import small_application, write_spec
+
+
+def _job(apps: Path, source: Path, deliveries: Path) -> dg.JobDefinition:
+    defs = build_definitions(
+        {
+            "paths": KuhrPaths(applications=str(apps), source=str(source), deliveries=str(deliveries)),
+            "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
+            "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
+        }
+    )
+    return defs.resolve_job_def("deliver_application")
+
+
+def test_a_partition_that_is_no_application_id_fails_before_any_file(tmp_path, keys_env) -> None:
+    """`../x`, added as the UI's API adds partitions: the run fails on the key itself; the file
+    the key would have named as a path (`applications/../x.yaml`) is never opened."""
+    apps = tmp_path / "applications"
+    apps.mkdir()
+    write_spec(tmp_path, {"application_id": "x"}, name="x.yaml")  # what the old path pasting found
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("applications", ["../x"])
+        result = _job(apps, tmp_path / "no-source", keys_env["deliveries"]).execute_in_process(
+            partition_key="../x", instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    (message,) = failure_messages(result)
+    assert message.startswith("step application failed: partition key: application_id: '../x' is not an application id")
+    assert not (keys_env["home"] / "staging").exists()
+    assert not keys_env["deliveries"].exists()
+
+
+def test_the_spec_is_found_by_the_application_id_it_declares(tmp_path, keys_env) -> None:
+    source, spec = small_application(tmp_path, "HOLD-1")
+    spec.rename(spec.with_name("study-a.yaml"))
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("applications", ["HOLD-1"])
+        result = _job(spec.parent, source, keys_env["deliveries"]).execute_in_process(
+            partition_key="HOLD-1", instance=instance, raise_on_error=False
+        )
+    assert result.success, failure_messages(result)
+    assert len(list((keys_env["deliveries"] / "HOLD-1").glob("2*/manifest.json"))) == 1
+
+
+def test_two_spec_files_declaring_one_id_are_refused_naming_both(tmp_path, keys_env) -> None:
+    source, spec = small_application(tmp_path, "HOLD-2")
+    twin = spec.with_name("copy.yaml")
+    twin.write_text(spec.read_text())
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("applications", ["HOLD-2"])
+        result = _job(spec.parent, source, keys_env["deliveries"]).execute_in_process(
+            partition_key="HOLD-2", instance=instance, raise_on_error=False
+        )
+    (message,) = failure_messages(result)
+    assert (
+        f"{spec.parent / 'HOLD-2.yaml'}, {twin}: application_id: 2 spec files declare application_id HOLD-2" in message
+    )
+    assert not (keys_env["deliveries"] / "HOLD-2").exists()
+
+
+def test_the_sensor_removes_invalid_and_orphaned_partitions(tmp_path, capsys) -> None:
+    apps = tmp_path / "applications"
+    apps.mkdir()
+    write_spec(apps, {"application_id": "KEEP-1"}, name="keep.yaml")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("applications", ["../evil id", "GONE-1", "KEEP-1"])
+        context = dg.build_sensor_context(instance=instance, resources={"paths": KuhrPaths(applications=str(apps))})
+        result = new_applications(context)
+    deletes = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)]
+    assert [sorted(r.partition_keys) for r in deletes] == [["../evil id", "GONE-1"]]
+    log = capsys.readouterr().err
+    assert "partition '../evil id' is not an application id: removed" in log
+    assert "partition GONE-1 has no spec file in KUHR_APPLICATIONS: removed" in log
