@@ -67,14 +67,14 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "attrition shows the threshold itself unmasked": (
         "kuhr_pipeline/cohort/attrition.py",
-        'return f"<{self.threshold}" if 0 < count < self.threshold else str(count)',
-        'return f"<{SMALL_COUNT_THRESHOLD}" if 0 < count < SMALL_COUNT_THRESHOLD else str(count)',
+        "return mask_count(count, self.threshold)",
+        "return mask_count(count)",
         ["tests/test_contract_values.py"],
     ),
     "no lock per application": (
         "kuhr_pipeline/locks.py",
-        "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
-        "            pass",
+        "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n        except BlockingIOError:\n            on_wait()",
+        "            pass\n        except BlockingIOError:\n            on_wait()",
         ["tests/test_delivery_commit.py"],
     ),
     "audit lines not signed-checked": (
@@ -82,6 +82,24 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "        if not _signed_by(record, signer):",
         "        if False:",
         ["tests/test_audit.py"],
+    ),
+    "small counts shown unmasked": (
+        "kuhr_pipeline/disclosure/masking.py",
+        'return f"<{threshold}" if 0 < count < threshold else str(count)',
+        "return str(count)",
+        ["tests/test_masking.py"],
+    ),
+    "dead runs never released": (
+        "kuhr_pipeline/defs/stale_runs.py",
+        "if process and is_gone(process):",
+        "if False:",
+        ["tests/test_faults.py"],
+    ),
+    "staging folders open to others": (
+        "kuhr_pipeline/sealed.py",
+        "FOLDER_MODE = 0o700",
+        "FOLDER_MODE = 0o755",
+        ["tests/test_faults.py"],
     ),
     "staging kept after a run": (
         "kuhr_pipeline/staging.py",

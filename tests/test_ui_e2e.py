@@ -202,6 +202,51 @@ def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     assert recorded == [("SUCCESS",), ("SUCCESS",)]  # both runs, the sensor's and the UI's, in PostgreSQL
 
 
+def _launch(server: Dagster, paths: dict[str, Path]) -> str:
+    launched = server.graphql(
+        """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
+             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "kuhr_pipeline",
+                    "repositoryName": "__repository__",
+                    "jobName": "deliver_application",
+                },
+                "executionMetadata": {
+                    "tags": [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
+                },
+            }
+        },
+    )
+    assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+    return launched["launchRun"]["run"]["runId"]
+
+
+def test_two_runs_of_one_application_never_overlap(dagster) -> None:
+    """Two runs of one partition launched at once through the run queue: the daemon starts the
+    second only when the first has ended (the tag limit on dagster/partition in the shipped
+    dagster.yaml). Each run records its process; neither leaves staging behind."""
+    server, paths = dagster
+    before = {r["runId"] for r in server.runs()}
+    first, second = _launch(server, paths), _launch(server, paths)
+    server.wait_for(lambda rs: {r["runId"] for r in rs if r["status"] == "SUCCESS"} >= {first, second}, "both runs")
+    assert {r["runId"] for r in server.runs()} - before == {first, second}
+    times = dict(
+        paths["database"].query(
+            f"select run_id, ARRAY[start_time, end_time] from runs where run_id in ('{first}', '{second}')"
+        )
+    )
+    (a_start, a_end), (b_start, b_end) = sorted(times.values())
+    assert a_end <= b_start, times
+    tags = paths["database"].query(
+        f"select key from run_tags where key = 'kuhr/process' and run_id in ('{first}', '{second}')"
+    )
+    assert len(tags) == 2
+    staged = paths["home"] / "staging" / APP
+    assert not staged.exists() or [p for p in staged.rglob("*") if p.is_file()] == []
+
+
 def test_asset_graph_page_in_headless_chromium(dagster) -> None:
     server, paths = dagster
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
