@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from kuhr_pipeline import settings
-from kuhr_pipeline.errors import KeyFileError, KuhrError
+from kuhr_pipeline.errors import KeyFileError, KuhrError, SignerKeyError
 
 
 def _fail(message: str, code: int) -> None:
@@ -99,15 +99,16 @@ def _signer(signer_pub: Path | None) -> object:
     if signer_pub:
         return load_signer_public(signer_pub)
     if os.environ.get("KUHR_SIGNING_KEY_FILE"):
-        return read_signing_key(os.environ["KUHR_SIGNING_KEY_FILE"]).public_key()
-    error = KeyFileError.single(
+        try:
+            return read_signing_key(os.environ["KUHR_SIGNING_KEY_FILE"]).public_key()
+        except KeyFileError as error:
+            raise SignerKeyError(error.problems) from None
+    raise SignerKeyError.single(
         "(none)",
         "--signer-pub",
         "no signer key to verify against",
         "give --signer-pub FILE (the data manager's signing public key)",
     )
-    error.exit_code = 1
-    raise error
 
 
 @cli.command()

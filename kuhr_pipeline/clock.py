@@ -8,11 +8,17 @@ no test depends on the day it runs. The schedule takes its day from the tick's s
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 
 def now() -> datetime:
     """The current time in UTC."""
     return datetime.now(UTC)
+
+
+def register_now() -> datetime:
+    """The current time as the register writes its timestamps: Norwegian wall-clock time, naive."""
+    return now().astimezone(ZoneInfo("Europe/Oslo")).replace(tzinfo=None)
 
 
 def today() -> date:

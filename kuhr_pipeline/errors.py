@@ -52,6 +52,19 @@ class KeyFileError(KuhrError):
     """A key file is missing, unreadable or malformed. Messages never hold key material."""
 
 
+class SignerKeyError(KeyFileError):
+    """The key a delivery or the audit log is checked against is missing or unusable: the check
+    cannot say "intact", so it says "not" (exit 1, as verify's contract allows 0 or 1 only)."""
+
+    exit_code = 1
+
+
+class StagingFull(KuhrError):
+    """The disk under DAGSTER_HOME is full: the run stops with one line, its staging is removed."""
+
+    exit_code = 1
+
+
 class DeliveryError(KuhrError):
     """A delivery failed verification, or cannot be written or read."""
 

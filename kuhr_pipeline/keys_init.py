@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 from pathlib import Path
 
@@ -10,11 +9,11 @@ from crypt4gh.keys import c4gh
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kuhr_pipeline.errors import KeyFileError
-from kuhr_pipeline.identity.keys import write_secret_file
+from kuhr_pipeline.delivery import crypt as _quiet_crypt4gh  # noqa: F401  (its logger: set there, once)
+from kuhr_pipeline.errors import KeyFileError, SignerKeyError
+from kuhr_pipeline.identity.keys import read_key_bytes, write_secret_file
 
 MASTER_KEY_BYTES = 32
-logging.getLogger("crypt4gh").setLevel(logging.WARNING)  # it logs generated keys at DEBUG
 
 
 def signing_public_path(signing_key: Path) -> Path:
@@ -67,11 +66,11 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 
 def load_signer_public(path: Path) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except FileNotFoundError:
-        raise KeyFileError.single(str(path), "--signer-pub", "no such file") from None
+        key = serialization.load_pem_public_key(read_key_bytes(path, "--signer-pub"))
+    except KeyFileError as error:
+        raise SignerKeyError(error.problems) from None
     except ValueError:
-        raise KeyFileError.single(str(path), "--signer-pub", "is not a PEM public key") from None
+        raise SignerKeyError.single(str(path), "--signer-pub", "is not a PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError.single(str(path), "--signer-pub", "is not an Ed25519 public key")
+        raise SignerKeyError.single(str(path), "--signer-pub", "is not an Ed25519 public key")
     return key

@@ -17,6 +17,7 @@ first). pyarrow reads and writes through these objects as through any Python fil
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import secrets
@@ -27,6 +28,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from kuhr_pipeline.errors import StagingFull
 
 MAGIC = b"KUHRSEAL"
 CHUNK = 1 << 20
@@ -85,6 +88,7 @@ class SealedWriter(io.RawIOBase):
         self._aead = AESGCM(key)
         self._prefix = secrets.token_bytes(8)
         self._header = _HEADER.pack(MAGIC, chunk, self._prefix)
+        self._path = path
         self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb")
         self._file.write(self._header)
         self._pending = bytearray()
@@ -116,7 +120,19 @@ class SealedWriter(io.RawIOBase):
 
     def _seal(self, plain: bytes, last: bool) -> None:
         aad = _aad(self._header, self._index, last)
-        self._file.write(self._aead.encrypt(_nonce(self._prefix, self._index), plain, aad))
+        try:
+            self._file.write(self._aead.encrypt(_nonce(self._prefix, self._index), plain, aad))
+            if last:
+                self._file.flush()
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StagingFull.single(
+                    str(self._path),
+                    "DAGSTER_HOME",
+                    "no space left for the run's staging",
+                    "free space, or point DAGSTER_HOME at a larger disk; nothing was delivered",
+                ) from None
+            raise
         self._index += 1
 
 
@@ -164,7 +180,7 @@ class SealedReader(io.RawIOBase):
         filled = 0
         while filled < len(target) and self._position < self._size:
             index, offset = divmod(self._position, self._chunk)
-            plain = self._open_chunk(index)
+            plain = memoryview(self._open_chunk(index))
             n = min(len(target) - filled, len(plain) - offset)
             target[filled : filled + n] = plain[offset : offset + n]
             filled += n

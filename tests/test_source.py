@@ -72,7 +72,7 @@ def test_not_partitioned_by_year(tmp_path: Path) -> None:
     folder = tmp_path / "s"
     folder.mkdir()
     pq.write_table(SOURCE_SCHEMA.empty_table(), folder / "p.parquet")
-    refused(folder, "column ar", "not partitioned")
+    refused(folder, "(file)", "lies outside an ar=YYYY folder of the source")
 
 
 def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -111,9 +111,14 @@ def test_period_from_after_to(spec_dir, capsys):
     refused(spec_dir, capsys, {"period.from": "2020-01-01", "period.to": "2019-01-01"}, "period", text="after to")
 
 
-def test_period_to_in_the_future_is_allowed(spec_dir, capsys):
-    code, _, err = run_cli(["check", write_spec(spec_dir, {"period.to": "2099-12-31"})], capsys)
+def test_period_to_in_the_future_is_allowed_within_ten_years(spec_dir, capsys):
+    from kuhr_pipeline import clock
+
+    year = clock.today().year
+    code, _, err = run_cli(["check", write_spec(spec_dir, {"period.to": f"{year + 10}-12-31"})], capsys)
     assert code == 0, err
+    code, _, err = run_cli(["check", write_spec(spec_dir, {"period.to": f"{year + 11}-01-01"})], capsys)
+    assert code == 2 and "period.to" in err and "more than 10 years ahead" in err, err
 
 
 def test_variable_not_in_catalogue(spec_dir, capsys):

@@ -28,6 +28,7 @@ def select_cohort(
     on_progress: Progress | None = None,
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`."""
+    source.require_sound_period(spec.period.from_, spec.period.to)
     threshold = small_count_threshold(spec)
     out = staging.path(COHORT_CLAIMS_FILE)
     # pass 1 → pass 2 only: 4 bytes a bill, labels meaningless outside the run (mkstemp: owner-only)

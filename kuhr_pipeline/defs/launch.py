@@ -49,7 +49,7 @@ def deliver_in_process(
     read_master_key(os.environ.get("KUHR_PSEUDONYM_KEY_FILE"))
     signing_key = read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
     source_dir = settings.source_dir(str(source) if source else None)
-    open_source(source_dir)
+    open_source(source_dir).require_sound_period(loaded.spec.period.from_, loaded.spec.period.to)
     deliveries_root = settings.deliveries_dir(str(deliveries) if deliveries else None)
     for done in make_ready(deliveries_root, signing_key):  # the log and the folders agree before the run
         echo(done)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -56,5 +57,7 @@ def encrypt_file(plain: Readable, encrypted: Path, recipient_keys: list[bytes], 
 
 
 def decrypt_file(encrypted: Path, plain: Path, secret_key: bytes) -> None:
-    with encrypted.open("rb") as infile, plain.open("wb") as outfile:
+    """Decrypt into a new file readable by its owner only (never over an existing one)."""
+    descriptor = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with encrypted.open("rb") as infile, os.fdopen(descriptor, "wb") as outfile:
         c4gh_lib.decrypt([(0, secret_key, None)], infile, outfile)

@@ -3,6 +3,8 @@ decrypting it for one recipient."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -46,13 +48,28 @@ def verify_delivery(folder: Path, signer: Ed25519PublicKey) -> list[str]:
     return problems
 
 
+def _require_empty_targets(out: Path, targets: list[Path]) -> None:
+    """Decrypting never overwrites: a folder that already holds any of the files is refused."""
+    if out.exists() and not out.is_dir():
+        raise DeliveryError.single(str(out), "--out", "is a file, not a folder", "give a new or empty folder")
+    present = [t.name for t in targets if t.exists() or t.is_symlink()]
+    if present:
+        raise DeliveryError.single(
+            str(out),
+            "--out",
+            f"already holds {', '.join(present)}; nothing was overwritten",
+            "give a new or empty folder, or remove those files",
+        )
+
+
 def decrypt_delivery(folder: Path, signer: Ed25519PublicKey, secret_key_file: Path, out: Path) -> list[Path]:
     """Verify, then decrypt every data file into `out` and check it against `plaintext_sha256`."""
     problems = verify_delivery(folder, signer)
     if problems:
         raise DeliveryError([Problem(str(folder), "(delivery)", p) for p in problems])
     try:
-        secret = get_private_key(str(secret_key_file), lambda: "")
+        with contextlib.redirect_stderr(io.StringIO()):  # the library prints a warning of its own
+            secret = get_private_key(str(secret_key_file), lambda: "")
     except Exception:  # the reference package raises a variety of types for a bad key file
         raise DeliveryError.single(
             str(secret_key_file),
@@ -61,13 +78,13 @@ def decrypt_delivery(folder: Path, signer: Ed25519PublicKey, secret_key_file: Pa
             "give the recipient's secret key file",
         ) from None
     manifest = json.loads((folder / MANIFEST).read_bytes())
-    out.mkdir(parents=True, exist_ok=True)
+    encrypted = [entry for entry in manifest["files"] if entry["path"].endswith(".c4gh")]
+    targets = [out / Path(entry["path"]).name.removesuffix(".c4gh") for entry in encrypted]
+    _require_empty_targets(out, [*targets, out / "README.md", out / "codebook.md"])
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
     written = []
-    for entry in manifest["files"]:
+    for entry, target in zip(encrypted, targets, strict=True):
         rel: str = entry["path"]
-        if not rel.endswith(".c4gh"):
-            continue
-        target = out / Path(rel).name.removesuffix(".c4gh")
         try:
             decrypt_file(folder / rel, target, secret)
         except Exception:  # wrong key or damaged data: the library's exceptions vary

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import os
+import stat
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -26,11 +29,24 @@ def _key_path(path: str | Path | None, variable: str) -> Path:
     return Path(path)
 
 
-def _read_bytes(path: Path, variable: str) -> bytes:
+def read_key_bytes(path: Path, variable: str) -> bytes:
+    """A key file's bytes: a regular file (never a FIFO or a device, which could hang or never
+    end), read with a size bound; a warning when group or others may read it."""
     try:
-        if path.stat().st_size > MAX_KEY_FILE_BYTES:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError.single(
+                str(path), variable, "is not a regular file (a pipe, a device or a socket)", "point at the key file"
+            )
+        with path.open("rb") as file:
+            data = file.read(MAX_KEY_FILE_BYTES + 1)
+        if len(data) > MAX_KEY_FILE_BYTES:
             raise KeyFileError.single(str(path), variable, "is far too large to be a key file")
-        return path.read_bytes()
+        if info.st_mode & 0o077:
+            _warn_open_to_others(str(path), variable, info.st_mode & 0o777)
+        return data
     except FileNotFoundError:
         raise KeyFileError.single(
             str(path), variable, "no such key file", "point the variable at the key, or run kuhr-pipeline keys init"
@@ -45,10 +61,19 @@ def _read_bytes(path: Path, variable: str) -> bytes:
         raise KeyFileError.single(str(path), variable, f"cannot be read ({exc.strerror})") from None
 
 
+@functools.cache
+def _warn_open_to_others(path: str, variable: str, mode: int) -> None:
+    """Said once per file and process (a key is read by several steps)."""
+    print(
+        f"warning: {path}: {variable}: mode {mode:o} lets group or others read the key (fix: chmod 600 {path})",
+        file=sys.stderr,
+    )
+
+
 def read_master_key(path: str | Path | None, variable: str = "KUHR_PSEUDONYM_KEY_FILE") -> bytes:
     """The pseudonym master key: ≥ 32 random bytes written as hex, whitespace ignored."""
     key_path = _key_path(path, variable)
-    raw = _read_bytes(key_path, variable)
+    raw = read_key_bytes(key_path, variable)
     text = b"".join(raw.split())
     try:
         key = binascii.unhexlify(text)
@@ -69,7 +94,7 @@ def read_master_key(path: str | Path | None, variable: str = "KUHR_PSEUDONYM_KEY
 def read_signing_key(path: str | Path | None, variable: str = "KUHR_SIGNING_KEY_FILE") -> Ed25519PrivateKey:
     """The Ed25519 signing key, PEM (PKCS8), unencrypted."""
     key_path = _key_path(path, variable)
-    raw = _read_bytes(key_path, variable)
+    raw = read_key_bytes(key_path, variable)
     try:
         key = serialization.load_pem_private_key(raw, password=None)
     except (ValueError, TypeError):

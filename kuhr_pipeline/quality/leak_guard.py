@@ -1,9 +1,13 @@
-"""The leak guard: does any value contain an 11-digit sequence that passes the fødselsnummer check?
+"""The leak guard: does any value contain a national id, its digits written together or apart?
 
-Runs on every delivered string column except the pseudonyms (which must match `^[0-9a-f]{32}$`
-and so cannot hold an 11-digit id), free text included. A cheap Arrow regex finds the few
-candidate values; only those are examined window by window with the same validator the source
-scan uses (synthetic test numbers count as ids here: they look like one).
+Runs on every delivered string column except the pseudonyms (which must match `^[0-9a-f]{32}$`)
+and the bill's own identifier, free text included. An id typed by hand may carry separators
+(`DDMMYY IIIKK`, `DDMMYY-IIIKK`, `DD.MM.YY IIIKK`): eleven digits with at most a separator
+(optional spaces around one of `.`, `/`, `-`) between any two of them are a candidate. A cheap
+Arrow regex finds the few candidate values; only those are taken apart, their digits joined,
+and every 11-digit window checked with the validator the source scan uses (both check digits and
+a date, D- and H-numbers included; synthetic test numbers count as ids here: they look like
+one), so that amounts and other ordinary numbers do not trip it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ import pyarrow.compute as pc
 
 from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids
 
-_DIGIT_RUN = re.compile(r"[0-9]{11,}")
+_SEPARATOR = r"\s*[./-]?\s*"
+_CANDIDATE = rf"[0-9](?:{_SEPARATOR}[0-9]){{10}}"  # RE2 and Python alike
+_DIGITS_APART = re.compile(rf"[0-9](?:{_SEPARATOR}[0-9])*")
 
 
 def _windows(text: str) -> list[str]:
-    return [run[i : i + 11] for run in _DIGIT_RUN.findall(text) for i in range(len(run) - 10)]
+    """Every 11 consecutive digits of each run of digits written together or apart."""
+    runs = ["".join(ch for ch in match if ch.isdigit()) for match in _DIGITS_APART.findall(text)]
+    return [run[i : i + 11] for run in runs for i in range(len(run) - 10)]
 
 
 def holds_fodselsnummer(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -31,7 +39,7 @@ def holds_fodselsnummer(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         values = pc.cast(values, pa.string())
     out = np.zeros(len(values), dtype=bool)
     candidates = np.flatnonzero(
-        pc.fill_null(pc.match_substring_regex(values, r"[0-9]{11}"), False).to_numpy(zero_copy_only=False)
+        pc.fill_null(pc.match_substring_regex(values, _CANDIDATE), False).to_numpy(zero_copy_only=False)
     )
     for row in candidates.tolist():
         windows = _windows(values[row].as_py())

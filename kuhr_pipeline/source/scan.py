@@ -18,7 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from kuhr_pipeline import clock
 from kuhr_pipeline.errors import Problem, SourceError
+from kuhr_pipeline.source.integrity import refuse_damaged_years, refuse_links_and_strays
 from kuhr_pipeline.source.prefetch import prefetched
 from kuhr_pipeline.source.schema import PARTITION_COLUMN, PARTITIONING, SOURCE_SCHEMA, type_matches
 
@@ -41,6 +43,11 @@ class Source:
                 years.add(int(expression[PARTITION_COLUMN]))
         return sorted(years)
 
+    def require_sound_period(self, start: date, end: date) -> None:
+        """SourceError unless the years of [start, end] are whole: no gap, and every bill dated,
+        in its folder's year and not in the future (the source contract's damaged source)."""
+        refuse_damaged_years(self.dataset, self.years, start.year, end.year, clock.register_now())
+
     def rows_in_years(self, first: int, last: int) -> int:
         """Bills in the partitions of these years, from the files' footers (no data is read)."""
         selected = (ds.field(PARTITION_COLUMN) >= first) & (ds.field(PARTITION_COLUMN) <= last)
@@ -60,6 +67,7 @@ def open_source(path: str | Path) -> Source:
             "is not a folder of Parquet files (a Hive-partitioned dataset)",
             "point at the folder that holds ar=YYYY/ subfolders",
         )
+    refuse_links_and_strays(path)
     try:
         dataset = ds.dataset(
             path,
@@ -93,16 +101,6 @@ def open_source(path: str | Path) -> Source:
                 "re-export the damaged file; nothing was delivered",
             ) from None
         check_schema(pa.schema([*physical, pa.field(PARTITION_COLUMN, pa.int16())]), fragment.path)
-    unpartitioned = [
-        f.path for f in dataset.get_fragments() if PARTITION_COLUMN not in ds.get_partition_keys(f.partition_expression)
-    ]
-    if unpartitioned:
-        raise SourceError.single(
-            where,
-            f"column {PARTITION_COLUMN}",
-            f"is missing for {unpartitioned[0]}: the dataset is not partitioned by ar=YYYY folders",
-            "export one folder per treatment year (ar=2015/…)",
-        )
     return Source(path, dataset)
 
 

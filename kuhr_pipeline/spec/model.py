@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 APPLICATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MAX_MIN_CELL = 1000  # a threshold above this suppresses every national table: surely a typo
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -89,7 +90,15 @@ VariableItem = Code | VariableRequest
 class StatisticsSpec(_Strict):
     group_by: list[VariableItem] = Field(min_length=1, max_length=8)
     measures: list[Code] = Field(min_length=1)
-    min_cell: int = 5
+    min_cell: int = Field(default=5, le=MAX_MIN_CELL)
+
+    @field_validator("measures")
+    @classmethod
+    def _each_once(cls, measures: list[str]) -> list[str]:
+        twice = sorted({m for m in measures if measures.count(m) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(twice)} more than once; list each measure once")
+        return measures
 
 
 class Recipient(_Strict):
@@ -102,6 +111,15 @@ class DeliverySpec(_Strict):
     split_by: Literal["none", "year"] = "none"
     recipients: list[Recipient] = Field(min_length=1, max_length=32)
     schedule: Literal["monthly", "quarterly", "yearly"] | None = None
+
+    @field_validator("recipients")
+    @classmethod
+    def _names_once(cls, recipients: list[Recipient]) -> list[Recipient]:
+        names = [r.name for r in recipients]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"name {', '.join(twice)} is given to more than one recipient; name each once")
+        return recipients
 
 
 class ApplicationSpec(_Strict):

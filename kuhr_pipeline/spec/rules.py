@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kuhr_pipeline.catalogue import Catalogue, load_catalogue
+from kuhr_pipeline.delivery.audit import AUDIT_LOG
 from kuhr_pipeline.errors import Problem
 from kuhr_pipeline.spec.model import ApplicationSpec, Criteria, VariableRequest
 
@@ -17,6 +18,10 @@ class _Refuse(Protocol):
 
 
 FIRST_DAY_OF_DATA = date(2006, 1, 1)
+MAX_YEARS_AHEAD = 10  # a `to` in the future is allowed (recurring deliveries), within reason
+# Beside the delivery folders live the audit log and the publish step's lock and staging files.
+RESERVED_IDS = frozenset({AUDIT_LOG, "staging", "locks"})
+RESERVED_SUFFIXES = (".jsonl", ".lock", ".tmp")
 KPR_FROM_YEAR = 2016
 MIN_CELL_FLOOR = 3
 
@@ -50,6 +55,18 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
         refuse("period.from", f"{period.from_} is in the future")
     if period.from_ > period.to:
         refuse("period", f"from ({period.from_}) is after to ({period.to})")
+    if period.to.year > today.year + MAX_YEARS_AHEAD:
+        refuse(
+            "period.to",
+            f"{period.to} is more than {MAX_YEARS_AHEAD} years ahead",
+            "end the period within the approval; recurring deliveries use delivery.schedule",
+        )
+    if spec.application_id.lower() in RESERVED_IDS or spec.application_id.lower().endswith(RESERVED_SUFFIXES):
+        refuse(
+            "application_id",
+            f"'{spec.application_id}' is a name the pipeline keeps beside deliveries",
+            "use the application's own id (e.g. HDS-2026-0042)",
+        )
 
     _check_criteria(spec.cohort.entry, "cohort.entry", refuse)
     if spec.cohort.exclude is not None:
@@ -171,6 +188,17 @@ def recipient_keys(spec: ApplicationSpec, spec_path: Path) -> tuple[dict[str, by
                 )
             )
             continue
+        twin = next((name for name, known in keys.items() if known == key), None)
+        if twin is not None:
+            problems.append(
+                Problem(
+                    str(spec_path),
+                    field,
+                    f"'{recipient.public_key}' is the key of recipient '{twin}' too",
+                    "give each recipient their own key",
+                )
+            )
+            continue
         keys[recipient.name] = key
     return keys, problems
 
@@ -196,11 +224,18 @@ def read_crypt4gh_public_key(path: Path) -> bytes:
 def advisories(spec: ApplicationSpec) -> list[str]:
     """Warnings that do not stop a delivery."""
     catalogue = load_catalogue()
+    out = []
     types = spec.cohort.entry.praksistyper
     primary = catalogue.primary_care_practice_types
     if types and all(t in primary for t in types) and spec.period.from_.year >= KPR_FROM_YEAR:
-        return [
+        out.append(
             "The request covers only primary-care practice types and years from "
             f"{KPR_FROM_YEAR} on: helsedata.no recommends KPR (Kommunalt pasient- og brukerregister) as the source."
-        ]
-    return []
+        )
+    for request in spec.requested_variables():
+        if catalogue.variable(request.name).role == "free_text":
+            out.append(
+                f"variables: {request.name} is free text typed by hand: it may hold names or ids. The leak guard "
+                "stops national ids in it; read a sample of the delivered values before release."
+            )
+    return out

@@ -1,7 +1,7 @@
 """Parsing untrusted YAML in bounded time and memory.
 
 Specs are small, hand-written files: no anchors or aliases (the "billion laughs" bomb), no
-deep nesting, no tags beyond plain scalars, lists and mappings, and a size limit.
+deep nesting, no tags beyond plain scalars, lists and mappings, no key given twice, and a size limit.
 """
 
 from __future__ import annotations
@@ -28,6 +28,21 @@ class _NoAliasLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A key given twice is an error (PyYAML keeps the last one: `claims: all` then
+        `claims: entry` would quietly change what is delivered)."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise yaml.YAMLError(f"key '{key}' is given twice (line {key_node.start_mark.line + 1})")
+        return super().construct_mapping(node, deep)
 
 
 def parse_yaml(text: str) -> Any:
