@@ -59,6 +59,12 @@ class SignerKeyError(KeyFileError):
     exit_code = 1
 
 
+class RunConflict(KuhrError):
+    """Another run of the same application is in progress: this one stops before reading anything."""
+
+    exit_code = 1
+
+
 class StagingFull(KuhrError):
     """The disk under DAGSTER_HOME is full: the run stops with one line, its staging is removed."""
 

@@ -22,6 +22,7 @@ import io
 import os
 import secrets
 import struct
+import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kuhr_pipeline.errors import StagingFull
+from kuhr_pipeline.stopping import STOPPING
 
 MAGIC = b"KUHRSEAL"
 CHUNK = 1 << 20
@@ -44,6 +46,14 @@ class SealBroken(Exception):
     staging belongs to the run that wrote it)."""
 
 
+def wait_if_stopping() -> None:
+    """After a stop signal the process is ending (stopping.py): the run's thread waits here for
+    the end instead of writing staging that would only be debris (or failing, which would
+    record the canceled run as failed)."""
+    if STOPPING.is_set() and threading.current_thread() is not threading.main_thread():
+        threading.Event().wait()  # never set: os._exit ends the process
+
+
 def run_data_key(master_key: bytes, run_id: str) -> bytes:
     """The run's data key: the same in every process of the run, useless for any other run."""
     return HKDF(
@@ -54,6 +64,7 @@ def run_data_key(master_key: bytes, run_id: str) -> bytes:
 def private_folder(path: Path) -> Path:
     """Create `path`, and each missing parent, readable by its owner only (folders that exist
     already keep their mode, except `path` itself)."""
+    wait_if_stopping()
     missing = [p for p in (path, *path.parents) if not p.exists()]
     for folder in reversed(missing):
         folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
@@ -88,6 +99,7 @@ class SealedWriter(io.RawIOBase):
         self._aead = AESGCM(key)
         self._prefix = secrets.token_bytes(8)
         self._header = _HEADER.pack(MAGIC, chunk, self._prefix)
+        wait_if_stopping()
         self._path = path
         self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb")
         self._file.write(self._header)

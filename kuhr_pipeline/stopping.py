@@ -5,7 +5,8 @@ it between steps (and its in-process executor never looks), so a `deliver` told 
 scanning for minutes, or forever while it waited for a pool slot. Here the run works on a thread
 of its own; the main thread keeps the signal handlers, and on a signal it lets `on_stop` record
 the stop (run canceled, staging removed), then ends the process at once: whatever the worker was
-writing was staging (removed), or a hidden delivery folder that the next run removes.
+writing was staging (removed; from the signal on, sealed.py makes no new file or folder), or a
+hidden delivery folder that the next run removes.
 
 A delivery's commit (its audit line, then the rename) runs under `COMMIT`, which the stop takes
 first: a delivery is either committed whole before the process ends, or not at all.
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 COMMIT = threading.Lock()
+STOPPING = threading.Event()  # set on a signal: no new staging file or folder is made after it
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -59,6 +61,7 @@ def run_stoppably(work: Callable[[], T], on_stop: Callable[[int], None]) -> T:
     except _Signalled as stop:
         for s in STOP_SIGNALS:  # a second signal while stopping must not interrupt the clean-up
             signal.signal(s, signal.SIG_IGN)
+        STOPPING.set()
         with COMMIT:
             on_stop(stop.signum)
             sys.stdout.flush()

@@ -84,3 +84,29 @@ def test_the_sensor_removes_invalid_and_orphaned_partitions(tmp_path, capsys) ->
     log = capsys.readouterr().err
     assert "partition '../evil id' is not an application id: removed" in log
     assert "partition GONE-1 has no spec file in KUHR_APPLICATIONS: removed" in log
+
+
+def test_a_run_refuses_while_another_run_of_its_application_is_in_progress(tmp_path, keys_env, capsys) -> None:
+    """A run launched from the UI passes neither `deliver`'s lock nor the queue's tag limit when a
+    CLI run of the same application is going: the application step sees the other run and stops."""
+    from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
+    from kuhr_pipeline.processes import this_process
+    from tests.helpers import run_cli
+
+    source, spec = small_application(tmp_path, "HOLD-3")
+    with dg.DagsterInstance.get() as instance:
+        other = instance.add_run(
+            dg.DagsterRun(
+                job_name="deliver_application",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"dagster/partition": "HOLD-3", PROCESS_TAG: this_process()},  # alive: this process
+            )
+        )
+    code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 1, err
+    assert f"HOLD-3: run: run {other.run_id[:8]} of this application is in progress" in err.strip().splitlines()[-1]
+    assert not (keys_env["deliveries"] / "HOLD-3").exists()
+    with dg.DagsterInstance.get() as instance:
+        instance.report_run_failed(instance.get_run_by_id(other.run_id))
+    code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 0, err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -111,6 +112,8 @@ def _run(
 
     def stopped(signum: int) -> None:
         cancel_run(instance, run_id, f"stopped by {signal.Signals(signum).name}")
+        remove_staging(staging)
+        time.sleep(0.2)  # a file the run was opening as the signal came: made by now, removed next
         remove_staging(staging)
         print(
             f"error: {spec_path}: run {run_id[:8]}: stopped by {signal.Signals(signum).name}; "

@@ -7,7 +7,8 @@ import dagster as dg
 from kuhr_pipeline import settings
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import PseudonymKey
-from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
+from kuhr_pipeline.defs.stale_runs import IN_PROGRESS, PROCESS_TAG, release_dead_runs
+from kuhr_pipeline.errors import RunConflict
 from kuhr_pipeline.processes import this_process
 from kuhr_pipeline.spec import LoadedSpec
 from kuhr_pipeline.staging import Staging
@@ -46,6 +47,27 @@ def tag_run_process(context: dg.AssetExecutionContext) -> None:
     schedule; `deliver` tags its runs itself), so a run whose process is killed can be told dead."""
     if PROCESS_TAG not in context.run.tags and context.job_def.executor_def.name == "in_process":
         context.instance.add_run_tags(context.run_id, {PROCESS_TAG: this_process()})
+
+
+def refuse_overlapping_runs(context: dg.AssetExecutionContext, application_id: str) -> None:
+    """No two runs of one application at once, however they were launched: `deliver` holds a lock
+    and queued runs a tag limit, but a CLI run and a UI run pass neither. Two runs starting
+    together each see the other and both stop: never do they mix their staging or outputs."""
+    release_dead_runs(context.instance, context.log.info)
+    others = [
+        run.run_id
+        for run in context.instance.get_runs(
+            filters=dg.RunsFilter(statuses=IN_PROGRESS, tags={"dagster/partition": application_id})
+        )
+        if run.run_id != context.run_id
+    ]
+    if others:
+        raise RunConflict.single(
+            application_id,
+            "run",
+            f"run {others[0][:8]} of this application is in progress; this run stopped before reading anything",
+            "launch it again when that run has ended",
+        )
 
 
 def require_run_spec(context: dg.AssetExecutionContext, loaded: LoadedSpec) -> None:
