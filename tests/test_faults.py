@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -191,14 +193,20 @@ def start_deliver(setup: dict[str, Path]) -> subprocess.Popen[str]:
 
 
 def signal_on(process: subprocess.Popen[str], line_part: str, signum: int) -> list[str]:
-    """Send `signum` when the process logs a line holding `line_part`; the lines read until then."""
+    """Send `signum` when the process logs a line holding `line_part`; the lines read until then.
+    A process that hangs instead is killed after two minutes (the test then fails, not hangs)."""
     assert process.stderr is not None
     seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if line_part in line:
-            process.send_signal(signum)
-            return seen
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stderr:
+            seen.append(line)
+            if line_part in line:
+                process.send_signal(signum)
+                return seen
+    finally:
+        watchdog.cancel()
     raise AssertionError("never logged " + line_part + ": " + "".join(seen)[-2000:])
 
 
@@ -335,3 +343,39 @@ def test_clean_removes_what_a_killed_run_left(setup, capsys) -> None:
     assert code == 0 and out == "FAULT-1: staging removed\n" and not staging.exists()
     code, out, err = run_cli(["clean", "../x"], capsys)
     assert code == 2 and "'../x' is not an application id" in err and "Traceback" not in err
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_run_waiting_for_the_pool_says_who_holds_it_and_sleeps(setup, capsys) -> None:
+    """Another live run holds the one source_scan slot: deliver says which run (and application)
+    holds it, uses next to no CPU while it waits, and delivers once the slot is free."""
+    import dagster as dg
+
+    from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
+    from kuhr_pipeline.processes import this_process
+
+    with dg.DagsterInstance.from_config(str(setup["home"])) as instance:
+        holder = instance.add_run(
+            dg.DagsterRun(
+                job_name="deliver_application",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"dagster/partition": "OTHER-1", PROCESS_TAG: this_process()},
+            )
+        )
+        storage = instance.event_log_storage
+        storage.initialize_concurrency_limit_to_default("source_scan")  # as Dagster does before a claim
+        assert storage.claim_concurrency_slot("source_scan", holder.run_id, "cohort").is_claimed
+        process = start_deliver(setup)
+        seen = signal_on(process, "waiting for pool source_scan", 0)  # signal 0: nothing sent
+        assert f"held by run {holder.run_id[:8]} (application OTHER-1)" in seen[-1]
+        before = _cpu_seconds(process.pid)
+        time.sleep(3)
+        assert _cpu_seconds(process.pid) - before < 0.5  # asleep, not spinning
+        storage.free_concurrency_slots_for_run(holder.run_id)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
+    assert len([n for n in deliveries_left(setup) if not n.startswith(".")]) == 1

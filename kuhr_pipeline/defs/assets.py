@@ -9,6 +9,7 @@ from kuhr_pipeline.cohort.select import Progress
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
 from kuhr_pipeline.defs.runs import refuse_overlapping_runs, require_run_spec, run_staging, tag_run_process
+from kuhr_pipeline.defs.stale_runs import wait_for_pool
 from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
@@ -62,6 +63,7 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
     application_id = require_application_id(context.partition_key, "partition key")  # before any file is read
     tag_run_process(context)
     refuse_overlapping_runs(context, application_id)
+    wait_for_pool(context.instance, SOURCE_SCAN_POOL, application_id, context.log.info)  # sleeping, not spinning
     path = Path(config.spec_path) if config.spec_path else find_spec(paths.applications_dir(), application_id)
     loaded = load_spec(path)
     if loaded.application_id != application_id:
