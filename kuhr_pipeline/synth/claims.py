@@ -188,7 +188,9 @@ def make_year(
     legevakt = np.isin(type_idx, list(_LEGEVAKT))
     weekday = (day + (year_start.astype("datetime64[D]").astype(np.int64) + 3) % 7) % 7  # 0 = Monday
     weekend = weekday >= 5
-    day = np.where(weekend & ~legevakt, day - (weekday - 4), day)  # move to Friday
+    # a weekend visit moves to Friday, or to Monday when that Friday lies in the year before
+    friday = day - (weekday - 4)
+    day = np.where(weekend & ~legevakt, np.where(friday >= 0, friday, day + (7 - weekday)), day)
     date = year_start + day.astype("timedelta64[D]")
     born_before = date >= birth[local]
     hour = np.where(
