@@ -256,7 +256,9 @@ def test_advisory_for_primary_care_only(spec_dir, capsys):
 
 
 def test_no_advisory_with_specialists(spec_dir, capsys):
-    path = write_spec(spec_dir, {"cohort.entry.praksistyper": ["FALE", "SPES"]})
+    path = write_spec(
+        spec_dir, {"cohort.entry.praksistyper": ["FALE", "SPES"], "cohort.entry.diagnoses": {"ICPC-2": ["R74"]}}
+    )
     code, out, _ = run_cli(["check", path], capsys)
     assert code == 0 and "advisory" not in out
 

@@ -2,7 +2,8 @@
 
 A claim matches when every given field matches; a field matches when any of the claim's codes
 equals a listed code or starts with a listed prefix (`J0*`). List columns (diagnoses, fee codes)
-match when any element does.
+match when any element does. Diagnoses given per code system match through the list of the
+bill's own `diagnosekodeverk`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,16 @@ COLUMN_OF = {
 }
 
 
+SYSTEM_COLUMN = "diagnosekodeverk"
+
+
 def columns_for(criteria: Criteria | None) -> set[str]:
-    return {COLUMN_OF[name] for name in criteria.given} if criteria else set()
+    if criteria is None:
+        return set()
+    columns = {COLUMN_OF[name] for name in criteria.given}
+    if criteria.diagnoses_by_system:
+        columns |= {COLUMN_OF["diagnoses"], SYSTEM_COLUMN}
+    return columns
 
 
 def codes_match(values: pa.Array, patterns: list[str]) -> np.ndarray:
@@ -65,4 +74,23 @@ def match(batch: pa.RecordBatch | pa.Table, criteria: Criteria | None) -> np.nda
     mask = np.ones(batch.num_rows, dtype=bool)
     for name, patterns in criteria.given.items():
         mask &= _column_match(batch.column(COLUMN_OF[name]), patterns)
+    by_system = criteria.diagnoses_by_system
+    if by_system:
+        mask &= _diagnoses_in_their_system(batch, by_system)
     return mask
+
+
+def _diagnoses_in_their_system(batch: pa.RecordBatch | pa.Table, by_system: dict[str, list[str]]) -> np.ndarray:
+    """A bill's diagnoses match through the list of the bill's own code system only."""
+    systems = batch.column(SYSTEM_COLUMN)
+    diagnoses = batch.column(COLUMN_OF["diagnoses"])
+    hit = np.zeros(batch.num_rows, dtype=bool)
+    for system, patterns in by_system.items():
+        in_system = codes_match(_whole(systems), [system])
+        if in_system.any():
+            hit |= in_system & _column_match(diagnoses, patterns)
+    return hit
+
+
+def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from kuhr_pipeline.catalogue import load_catalogue
-from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.spec.model import ApplicationSpec, Criteria
 
 _GENERALISATION_TEXT = {
     "exact": "as in the source",
@@ -80,6 +80,44 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
     return "\n".join(lines)
 
 
+def _criteria_words(criteria: Criteria) -> str:
+    parts = []
+    for system, codes in (criteria.diagnoses_by_system or {}).items():
+        parts.append(f"an {system} diagnosis among {', '.join(codes)} (on bills coded in {system})")
+    for name, codes in criteria.given.items():
+        what = {
+            "diagnoses": "a diagnosis (any code system)",
+            "praksistyper": "a practice type",
+            "takster": "a fee code",
+        }
+        parts.append(f"{what.get(name, name)} among {', '.join(codes)}")
+    return "; and ".join(parts)
+
+
+def describe_cohort(spec: ApplicationSpec) -> str:
+    """The cohort in plain words, for the recipient (README)."""
+    cohort = spec.cohort
+    lines = [
+        f"- Entry claims: bills in the period with {_criteria_words(cohort.entry)}.",
+        f"- A person is in the cohort with at least {cohort.min_entry_claims} entry claim(s). Their *index claim* "
+        "is their first entry claim in the period (ties: the smallest bill id); its date is the *index date*.",
+    ]
+    if cohort.age is not None:
+        lines.append(f"- Age {cohort.age.min}–{cohort.age.max} on the index claim.")
+    if cohort.sex:
+        lines.append(f"- Sex {', '.join(str(s) for s in cohort.sex)} on the index claim.")
+    if cohort.bostedskommuner:
+        lines.append(f"- Home kommune among {', '.join(cohort.bostedskommuner)} on the index claim.")
+    if cohort.exclude is not None:
+        lines.append(f"- Excluded: persons with a bill in the period with {_criteria_words(cohort.exclude)}.")
+    lines.append(
+        "- Claims delivered: every claim of the cohort's persons in the period."
+        if spec.claims == "all"
+        else "- Claims delivered: the cohort's entry claims in the period."
+    )
+    return "\n".join(lines)
+
+
 def readme(spec: ApplicationSpec, delivery_id: str, data_files: list[str]) -> str:
     files = "\n".join(f"- `{f}`" for f in data_files)
     return f"""# KUHR delivery {delivery_id}
@@ -91,6 +129,9 @@ Data level: {spec.data_level}; period {spec.period.from_} – {spec.period.to}; 
 This folder is one delivery from the KUHR register (Kontroll og utbetaling av helserefusjoner),
 made by kuhr-pipeline exactly as the approved application specifies. Patients and practitioners
 appear only as project-specific pseudonyms (keyed HMAC-SHA256); no national id is included.
+
+## The cohort
+{describe_cohort(spec)}
 
 ## Files
 - `manifest.json`: every file with its size and SHA-256, signed in `manifest.json.sig` (Ed25519).

@@ -51,17 +51,25 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             name += f"[{part}]"
-        elif part in ("str", "VariableRequest", "list[constrained-str]"):
+        elif part in ("str", "VariableRequest", "DiagnosesBySystem", "list[constrained-str]"):
             continue  # union branch names pydantic adds; not a field
         else:
             name += ("." if name else "") + ("from" if part == "from_" else str(part))
     return name or "(top level)"
 
 
+# A value given in one shape of a union (a mapping where a list would also do) fails the other
+# shapes by type too; those failures say nothing when the chosen shape has errors of its own.
+_WRONG_SHAPE = frozenset({"list_type", "model_type", "model_attributes_type", "dict_type", "string_type"})
+
+
 def _pydantic_problems(where: str, error: ValidationError) -> list[Problem]:
     problems: dict[str, Problem] = {}
-    for err in error.errors():
-        name = _field_name(tuple(err["loc"]))
+    errors = [(err, _field_name(tuple(err["loc"]))) for err in error.errors()]
+    named = [name for err, name in errors if err["type"] not in _WRONG_SHAPE]
+    for err, name in errors:
+        if err["type"] in _WRONG_SHAPE and any(other.startswith(name + ".") for other in named):
+            continue
         if err["type"] == "extra_forbidden":
             text, fix = "is not a key of the application spec contract", "remove it or correct its spelling"
         elif err["type"] == "missing":

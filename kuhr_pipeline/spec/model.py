@@ -42,21 +42,50 @@ class Period(_Strict):
     to: date
 
 
+CODE_SYSTEMS = ("ICPC-2", "ICD-10")  # the values of `diagnosekodeverk`
+
+
+class DiagnosesBySystem(_Strict):
+    """Diagnosis codes tied to their code system: a bill matches only through the list of its own
+    `diagnosekodeverk` (R74 is a respiratory infection in ICPC-2, abnormal serum enzymes in ICD-10)."""
+
+    icpc2: list[Code] | None = Field(default=None, alias="ICPC-2", min_length=1)
+    icd10: list[Code] | None = Field(default=None, alias="ICD-10", min_length=1)
+
+    @property
+    def by_system(self) -> dict[str, list[str]]:
+        return {s: list(codes) for s, codes in zip(CODE_SYSTEMS, (self.icpc2, self.icd10), strict=True) if codes}
+
+
 class Criteria(_Strict):
     """A claim matches when every given field matches; values in a list are alternatives."""
 
-    diagnoses: list[Code] | None = Field(default=None, min_length=1)
+    diagnoses: Annotated[list[Code], Field(min_length=1)] | DiagnosesBySystem | None = None
     praksistyper: list[Code] | None = Field(default=None, min_length=1)
     takster: list[Code] | None = Field(default=None, min_length=1)
     regning_status: list[Literal["godkjent", "avvist"]] | None = Field(default=None, min_length=1)
 
+    @field_validator("diagnoses")
+    @classmethod
+    def _a_system_at_least(cls, value: list[str] | DiagnosesBySystem | None) -> list[str] | DiagnosesBySystem | None:
+        if isinstance(value, DiagnosesBySystem) and not value.by_system:
+            raise ValueError("names no code system; give ICPC-2 and/or ICD-10 with a list of codes each")
+        return value
+
+    @property
+    def diagnoses_by_system(self) -> dict[str, list[str]] | None:
+        """The codes per code system when `diagnoses` is a mapping; None for a plain list or none."""
+        return self.diagnoses.by_system if isinstance(self.diagnoses, DiagnosesBySystem) else None
+
     @property
     def given(self) -> dict[str, list[str]]:
-        """The fields that constrain a claim, by name."""
+        """The fields that constrain a claim, by name (diagnoses only when a plain list: a mapping is
+        matched per code system, see `diagnoses_by_system`)."""
+        plain_diagnoses = self.diagnoses if isinstance(self.diagnoses, list) else None
         return {
             name: list(values)
             for name, values in (
-                ("diagnoses", self.diagnoses),
+                ("diagnoses", plain_diagnoses),
                 ("praksistyper", self.praksistyper),
                 ("takster", self.takster),
                 ("regning_status", self.regning_status),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -115,6 +116,9 @@ def _check_criteria(criteria: Criteria, prefix: str, refuse: _Refuse) -> None:
     for name, values in criteria.given.items():
         for i, code in enumerate(values):
             _check_code(code, f"{prefix}.{name}[{i}]", refuse)
+    for system, codes in (criteria.diagnoses_by_system or {}).items():
+        for i, code in enumerate(codes):
+            _check_code(code, f"{prefix}.diagnoses.{system}[{i}]", refuse)
 
 
 def _check_variables(
@@ -221,6 +225,38 @@ def read_crypt4gh_public_key(path: Path) -> bytes:
     return key
 
 
+# ICPC-2 codes are a letter and two digits (A01, R74); ICD-10 codes a letter, two digits and up to
+# two more characters, written without a dot (J06, J069). A prefix before `*` is the start of one.
+_CODE = {"ICPC-2": re.compile(r"[A-Z][0-9]{2}"), "ICD-10": re.compile(r"[A-Z][0-9]{2}[0-9A-Z]{0,2}")}
+_PREFIX = {"ICPC-2": re.compile(r"[A-Z][0-9]{0,2}"), "ICD-10": re.compile(r"[A-Z](?:[0-9]{0,2}|[0-9]{2}[0-9A-Z]{1,2})")}
+
+
+def _fits(system: str, code: str) -> bool:
+    if code.endswith("*"):
+        return bool(_PREFIX[system].fullmatch(code[:-1]))
+    return bool(_CODE[system].fullmatch(code))
+
+
+def _diagnosis_advisories(spec: ApplicationSpec) -> list[str]:
+    out = []
+    for where, criteria in (("cohort.entry", spec.cohort.entry), ("cohort.exclude", spec.cohort.exclude)):
+        if criteria is None or criteria.diagnoses is None:
+            continue
+        if isinstance(criteria.diagnoses, list):
+            out.append(
+                f"{where}.diagnoses is a plain list: it matches ICPC-2 and ICD-10 codes alike (R74 is an "
+                "infection in ICPC-2, abnormal serum enzymes in ICD-10); write {ICPC-2: [...], ICD-10: [...]} "
+                "to tie the codes to their system."
+            )
+        for system, codes in (criteria.diagnoses_by_system or {}).items():
+            out += [
+                f"{where}.diagnoses.{system}: '{code}' does not look like an {system} code"
+                for code in codes
+                if not _fits(system, code)
+            ]
+    return out
+
+
 def advisories(spec: ApplicationSpec) -> list[str]:
     """Warnings that do not stop a delivery."""
     catalogue = load_catalogue()
@@ -232,6 +268,7 @@ def advisories(spec: ApplicationSpec) -> list[str]:
             "The request covers only primary-care practice types and years from "
             f"{KPR_FROM_YEAR} on: helsedata.no recommends KPR (Kommunalt pasient- og brukerregister) as the source."
         )
+    out += _diagnosis_advisories(spec)
     for request in spec.requested_variables():
         if catalogue.variable(request.name).role == "free_text":
             out.append(
