@@ -74,3 +74,41 @@ def test_a_three_person_cohort_shows_no_small_count(tmp_path, keys_env, capsys) 
     assert found == [], found
     joined = "\n".join(shown)
     assert "cohort: <5 persons, <5 claims" in joined and "persons: <5" in joined  # masked, and shown
+
+
+def test_statistics_attrition_is_rounded_to_5_so_steps_cannot_be_differenced(tmp_path, spec_dir) -> None:
+    """1000 persons with an entry claim, 998 after sex: a statistics delivery shows 1000 and 1000
+    (the 2 cannot be found by subtraction); a person-level one keeps the exact 998."""
+    from kuhr_pipeline.cohort import select_cohort
+    from kuhr_pipeline.source import open_source
+    from kuhr_pipeline.spec import load_spec
+    from tests.helpers import staging_in
+
+    rows = [
+        {
+            "pasient_fnr": person_id(n),
+            "when": "2019-03-01T10:00:00",
+            "diagnosekoder": ["R74"],
+            "pasient_kjonn": 1 if n <= 2 else 2,
+        }
+        for n in range(1, 1001)
+    ] + [{"pasient_fnr": person_id(1), "when": "2020-03-01T10:00:00", "diagnosekoder": ["A04"]}]
+    source = open_source(write_source(tmp_path / "source", rows))
+    statistics = {
+        "data_level": "statistics",
+        "cohort.sex": [2],
+        "statistics": {"group_by": ["ar"], "measures": ["persons"], "min_cell": 5},
+    }
+    shown = {}
+    for level, changes in (("statistics", statistics), ("pseudonymised", {"cohort.sex": [2]})):
+        remove = ["variables"] if level == "statistics" else None
+        spec = load_spec(write_spec(spec_dir, changes, name=f"{level}.yaml", remove=remove)).spec
+        result = select_cohort(source, spec, bytes(32), staging_in(tmp_path / level))
+        table = result.attrition.table()
+        shown[level] = dict(zip(table.column("step").to_pylist(), table.column("persons").to_pylist(), strict=True))
+        assert result.persons == 998
+    assert shown["statistics"]["with an entry claim"] == "1000"
+    assert shown["statistics"]["after sex"] == "1000"
+    assert shown["statistics"]["after exclusion (the cohort)"] == "1000"
+    assert shown["pseudonymised"]["after sex"] == "998"
+    assert mask_count(1002, 5, 5) == "1000" and mask_count(1003, 5, 5) == "1005" and mask_count(3, 5, 5) == "<5"

@@ -10,7 +10,6 @@ import numpy as np
 
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, Progress, collect_claims, find_cohort
-from kuhr_pipeline.disclosure.masking import small_count_threshold
 from kuhr_pipeline.extract.build import needs_practitioner_pseudonym, source_columns
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
@@ -29,7 +28,6 @@ def select_cohort(
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`."""
     source.require_sound_period(spec.period.from_, spec.period.to)
-    threshold = small_count_threshold(spec)
     out = staging.path(COHORT_CLAIMS_FILE)
     # pass 1 → pass 2 only: 4 bytes a bill, labels meaningless outside the run (mkstemp: owner-only)
     descriptor, name = tempfile.mkstemp(
@@ -38,7 +36,7 @@ def select_cohort(
     os.close(descriptor)
     row_labels = Path(name)
     try:
-        found = find_cohort(source, spec, row_labels, threshold, on_progress)
+        found = find_cohort(source, spec, row_labels, on_progress)
         patients = Pseudonymiser(master_key, patient_domain(spec.domain))
         practitioners = (
             Pseudonymiser(master_key, practitioner_domain(spec.domain)) if needs_practitioner_pseudonym(spec) else None

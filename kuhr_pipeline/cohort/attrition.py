@@ -17,9 +17,10 @@ class Attrition:
     steps: list[tuple[str, int]]
     dropped_bills: dict[IdReason, int] = field(default_factory=dict)
     threshold: int = SMALL_COUNT_THRESHOLD
+    rounding: int = 1  # 5 in statistics deliveries (disclosure/masking.py)
 
     def masked(self, count: int) -> str:
-        return mask_count(count, self.threshold)
+        return mask_count(count, self.threshold, self.rounding)
 
     def table(self) -> pa.Table:
         rows: list[tuple[str, str | None, str | None]] = [(step, self.masked(n), None) for step, n in self.steps]

@@ -32,6 +32,7 @@ from kuhr_pipeline.cohort.first_claims import (
 )
 from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
+from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
 from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
@@ -79,7 +80,6 @@ def find_cohort(
     source: Source,
     spec: ApplicationSpec,
     row_labels_path: Path,
-    threshold: int = 5,
     on_progress: Progress | None = None,
 ) -> FoundCohort:
     """Pass 1: the cohort, the attrition counts and ages; each bill's person label to `row_labels_path`."""
@@ -131,7 +131,7 @@ def find_cohort(
         numbers=persons.numbers(cohort),
         persons_in_period=len(persons),
         row_labels=row_labels,
-        attrition=Attrition(steps, dropped_bills, threshold),
+        attrition=Attrition(steps, dropped_bills, small_count_threshold(spec), count_rounding(spec)),
         first_claim_ages=ages,
     )
 

@@ -74,7 +74,8 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
         "## Attrition table",
         "",
         "Columns `step`, `persons` (text: a number, or `<N` for small counts) and `bills` "
-        "(bills dropped for an identity reason).",
+        "(bills dropped for an identity reason)."
+        + (" Every count is rounded to a multiple of 5." if spec.data_level == "statistics" else ""),
         "",
     ]
     return "\n".join(lines)
