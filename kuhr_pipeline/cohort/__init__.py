@@ -10,6 +10,7 @@ import numpy as np
 
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, Progress, collect_claims, find_cohort
+from kuhr_pipeline.cohort.windows import reach
 from kuhr_pipeline.extract.build import needs_practitioner_pseudonym, source_columns
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
@@ -27,7 +28,7 @@ def select_cohort(
     on_progress: Progress | None = None,
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`."""
-    source.require_sound_period(spec.period.from_, spec.period.to)
+    source.require_sound_period(*reach(spec))
     out = staging.path(COHORT_CLAIMS_FILE)
     # pass 1 → pass 2 only: 4 bytes a bill, labels meaningless outside the run (mkstemp: owner-only)
     descriptor, name = tempfile.mkstemp(

@@ -39,6 +39,11 @@ class PersonLabels:
             position[new] = self._append(first_seen)[repeats]
         return (position + 1).astype(np.int32)
 
+    def find(self, numbers: np.ndarray) -> np.ndarray:
+        """int32 labels of ids seen before; NO_PERSON for the others (none is added)."""
+        position = self._positions.lookup(numbers.astype(np.int64, copy=False))
+        return np.where(position >= 0, position + 1, NO_PERSON).astype(np.int32)
+
     def numbers(self, labels: np.ndarray) -> np.ndarray:
         """The ids (as numbers) of these labels."""
         return self._numbers[labels.astype(np.int64) - 1]

@@ -32,13 +32,14 @@ from kuhr_pipeline.cohort.first_claims import (
 )
 from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
+from kuhr_pipeline.cohort.windows import IndexDateEvidence, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
 from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
-from kuhr_pipeline.spec.model import ApplicationSpec, CohortSpec
+from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import StagedWriter, Staging
 
 Progress = Callable[[str, int], None]
@@ -70,6 +71,7 @@ class FoundCohort:
 
     labels: np.ndarray  # sorted
     numbers: np.ndarray
+    index_days: np.ndarray  # each cohort person's index date (day number), in the order of `labels`
     persons_in_period: int
     row_labels: RowLabels
     attrition: Attrition
@@ -97,6 +99,7 @@ def find_cohort(
     )
     persons = PersonLabels()
     excluded = LabelSet()
+    evidence = IndexDateEvidence(spec)
     firsts = Reducing(reduce_entry)  # per person with an entry claim: the earliest (tied ones too)
     dropped = np.zeros(len(IdReason), dtype=np.int64)
     writer = RowLabelsWriter(row_labels_path)
@@ -114,21 +117,28 @@ def find_cohort(
                 firsts.add(reduce_entry(entry_claims(batch, entry, labels[entry], piece, row_in_piece, first_columns)))
             row_in_piece += batch.num_rows
             if cohort_spec.exclude is not None:
-                excluded.add(labels[match(batch, cohort_spec.exclude) & (labels != NO_PERSON)])
+                hit = match(batch, cohort_spec.exclude) & (labels != NO_PERSON)
+                if evidence.window is not None:
+                    evidence.add_exclusions(labels[hit], days_of(batch.column("behandlingstidspunkt"))[hit])
+                else:
+                    excluded.add(labels[hit])
             if on_progress:
                 on_progress("pass 1: finding the cohort", batch.num_rows)
     except BaseException:
         writer.discard()
         raise
     row_labels = writer.close()
+    if evidence.needed:
+        evidence.scan_margins(source, persons, on_progress)
 
     first_entry_claims = break_ties(firsts.result(no_entry_claims(first_columns)), source, period)
-    cohort, ages, steps = _apply_person_criteria(first_entry_claims, excluded, cohort_spec)
+    cohort, ages, index_days, steps = _apply_person_criteria(first_entry_claims, excluded, evidence)
     steps.insert(0, ("persons with a claim in the period", len(persons)))
     dropped_bills: dict[IdReason, int] = {r: int(dropped[r]) for r in IdReason if r != IdReason.VALID}
     return FoundCohort(
         labels=cohort,
         numbers=persons.numbers(cohort),
+        index_days=index_days,
         persons_in_period=len(persons),
         row_labels=row_labels,
         attrition=Attrition(steps, dropped_bills, small_count_threshold(spec), count_rounding(spec)),
@@ -147,17 +157,22 @@ def _person_labels(ids: pa.Array, persons: PersonLabels) -> tuple[np.ndarray, np
 
 
 def _apply_person_criteria(
-    firsts: pa.Table, excluded: LabelSet, cohort_spec: CohortSpec
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
-    """The person-level rules on each person's first entry claim, in the contract's order:
-    the cohort's labels (sorted), their ages on that claim, and the attrition after each step."""
+    firsts: pa.Table, excluded: LabelSet, evidence: IndexDateEvidence
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """The person-level rules on each person's first entry claim, in the contract's order: the
+    cohort's labels (sorted), their ages and index days, and the attrition after each step."""
+    cohort_spec = evidence.spec.cohort
     persons = firsts.column("person").to_numpy()
     ages = pc.fill_null(firsts.column("pasient_alder"), -1).to_numpy()
+    index_days = days_of(firsts.column("behandlingstidspunkt"))
     keep = firsts.column("entry_claims").to_numpy() >= cohort_spec.min_entry_claims
     steps = [
         ("with an entry claim", len(persons)),
         (f"with at least {cohort_spec.min_entry_claims} entry claims", int(keep.sum())),
     ]
+    if cohort_spec.washout_days:
+        keep &= ~evidence.washed_out(persons, index_days)
+        steps.append(("after washout", int(keep.sum())))
     if cohort_spec.age is not None:
         keep &= (ages >= cohort_spec.age.min) & (ages <= cohort_spec.age.max)
     steps.append(("after age", int(keep.sum())))
@@ -167,10 +182,13 @@ def _apply_person_criteria(
     if cohort_spec.bostedskommuner is not None:
         keep &= codes_match(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
     steps.append(("after kommune", int(keep.sum())))
-    keep &= ~excluded.contains(persons)
+    if evidence.window is not None:
+        keep &= ~evidence.excluded_in_window(persons, index_days)
+    else:
+        keep &= ~excluded.contains(persons)
     steps.append(("after exclusion (the cohort)", int(keep.sum())))
     order = np.argsort(persons[keep])
-    return persons[keep][order], ages[keep][order], steps
+    return persons[keep][order], ages[keep][order], index_days[keep][order], steps
 
 
 def collect_claims(
@@ -213,6 +231,8 @@ def collect_claims(
             keep = position >= 0
             if entry_only:
                 keep &= match(batch, spec.cohort.entry)
+            if spec.claims_window is not None:
+                keep &= _inside_claims_window(batch, position, cohort.index_days, spec)
             if not keep.any():
                 if on_progress:
                     on_progress("pass 2: collecting claims", batch.num_rows)
@@ -245,6 +265,21 @@ def collect_claims(
             writer.close()
         tmp.unlink(missing_ok=True)
     return rows, months
+
+
+def _inside_claims_window(
+    batch: pa.RecordBatch, position: np.ndarray, index_days: np.ndarray, spec: ApplicationSpec
+) -> np.ndarray:
+    """Claims dated in [index date − before, index date + after] of their person (the scan keeps
+    them inside the period)."""
+    window = spec.claims_window
+    assert window is not None
+    inside = np.zeros(len(position), dtype=bool)
+    ours = position >= 0
+    days = days_of(batch.column("behandlingstidspunkt"))[ours]
+    index = index_days[position[ours]].astype(np.int64)
+    inside[ours] = (days >= index - window.before) & (days <= index + window.after)
+    return inside
 
 
 def _practitioner_pseudonyms(ids: pa.Array, practitioners: Pseudonymiser, cache: dict[str, str]) -> pa.Array:

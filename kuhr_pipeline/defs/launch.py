@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from kuhr_pipeline import settings
+from kuhr_pipeline.cohort.windows import reach
 from kuhr_pipeline.defs import build_definitions
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
@@ -50,7 +51,7 @@ def deliver_in_process(
     read_master_key(os.environ.get("KUHR_PSEUDONYM_KEY_FILE"))
     signing_key = read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
     source_dir = settings.source_dir(str(source) if source else None)
-    open_source(source_dir).require_sound_period(loaded.spec.period.from_, loaded.spec.period.to)
+    open_source(source_dir).require_sound_period(*reach(loaded.spec))
     deliveries_root = settings.deliveries_dir(str(deliveries) if deliveries else None)
     for done in make_ready(deliveries_root, signing_key):  # the log and the folders agree before the run
         echo(done)

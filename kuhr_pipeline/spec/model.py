@@ -99,13 +99,30 @@ class AgeRange(_Strict):
     max: int = Field(default=150, ge=0, le=150)
 
 
+MAX_WINDOW_DAYS = 3650
+
+
+class Window(_Strict):
+    """Days before and after a person's index date (both inclusive; a missing side is 0)."""
+
+    before: int = Field(default=0, ge=0, le=MAX_WINDOW_DAYS)
+    after: int = Field(default=0, ge=0, le=MAX_WINDOW_DAYS)
+
+
+class Exclusion(Criteria):
+    """Criteria whose claims drop a person: anywhere in the period, or within `window` of the index date."""
+
+    window: Window | None = None
+
+
 class CohortSpec(_Strict):
     entry: Criteria
     min_entry_claims: int = Field(default=1, ge=1, le=10_000)
+    washout_days: int | None = Field(default=None, ge=1, le=MAX_WINDOW_DAYS)
     age: AgeRange | None = None
     sex: list[Literal[1, 2, 9]] | None = Field(default=None, min_length=1)
     bostedskommuner: list[Code] | None = Field(default=None, min_length=1)
-    exclude: Criteria | None = None
+    exclude: Exclusion | None = None
 
 
 class VariableRequest(_Strict):
@@ -161,6 +178,7 @@ class ApplicationSpec(_Strict):
     period: Period
     cohort: CohortSpec
     claims: Literal["all", "entry"] = "all"
+    claims_window: Window | None = None
     variables: list[VariableItem] | None = Field(default=None, min_length=1, max_length=100)
     statistics: StatisticsSpec | None = None
     delivery: DeliverySpec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -56,6 +56,20 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
         refuse("period.from", f"{period.from_} is in the future")
     if period.from_ > period.to:
         refuse("period", f"from ({period.from_}) is after to ({period.to})")
+    reach = max(spec.cohort.washout_days or 0, _window_before(spec))
+    if reach and period.from_ - timedelta(days=reach) < FIRST_DAY_OF_DATA:
+        field = (
+            "cohort.washout_days"
+            if (spec.cohort.washout_days or 0) >= _window_before(spec)
+            else "cohort.exclude.window.before"
+        )
+        refuse(
+            field,
+            f"reaches {period.from_ - timedelta(days=reach)}, before KUHR's first data ({FIRST_DAY_OF_DATA})",
+            "start the period later or shorten the window: the register is not complete before 2006",
+        )
+    if spec.claims_window is not None and spec.data_level == "statistics":
+        refuse("claims_window", "is for person-level deliveries only", "remove it from a statistics application")
     if period.to.year > today.year + MAX_YEARS_AHEAD:
         refuse(
             "period.to",
@@ -105,6 +119,11 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
                     f"use {MIN_CELL_FLOOR} or more",
                 )
     return problems
+
+
+def _window_before(spec: ApplicationSpec) -> int:
+    exclude = spec.cohort.exclude
+    return exclude.window.before if exclude is not None and exclude.window is not None else 0
 
 
 def _check_code(code: str, field: str, refuse: _Refuse) -> None:

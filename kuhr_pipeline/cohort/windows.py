@@ -1,0 +1,162 @@
+"""Rules around each person's index date: washout ("new cases") and the exclusion window.
+
+The index date is the date of the person's index claim (first entry claim in the period), known
+only when pass 1 has read the whole period. So pass 1 keeps the evidence, not the verdict:
+- for an exclusion with a window, each (person, day) with an exclusion claim, deduplicated;
+- then a scan of the margins outside the period, only as far as the windows reach (year
+  partitions outside them are never opened): entry claims in the `washout_days` before
+  `period.from` (each person's latest), and exclusion claims in the window's reach before
+  `period.from` and after `period.to`. Margin bills count only for persons pass 1 labelled (a
+  person with no claim in the period cannot be in the cohort) and only with a valid id.
+Days are whole calendar days of `behandlingstidspunkt` (the register's local time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kuhr_pipeline.cohort.criteria import columns_for, match
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels
+from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
+from kuhr_pipeline.reducing import Reducing
+from kuhr_pipeline.source.scan import Source, scan
+from kuhr_pipeline.source.schema import CODE_COLUMNS
+from kuhr_pipeline.spec.model import ApplicationSpec
+
+MS_PER_DAY = 86_400_000
+NEVER = np.iinfo(np.int32).min // 2  # "no prior entry claim": farther back than any window
+_PAIRS = pa.schema([("person", pa.int32()), ("day", pa.int32())])
+
+
+def margins(spec: ApplicationSpec) -> tuple[int, int]:
+    """Days read before `period.from` and after `period.to` for the windows (0, 0 without them)."""
+    exclude = spec.cohort.exclude
+    window = exclude.window if exclude is not None else None
+    before = max(spec.cohort.washout_days or 0, window.before if window else 0)
+    return before, window.after if window else 0
+
+
+def reach(spec: ApplicationSpec) -> tuple[date, date]:
+    """The first and last day the cohort reads: the period, widened by the windows."""
+    before, after = margins(spec)
+    return spec.period.from_ - timedelta(days=before), spec.period.to + timedelta(days=after)
+
+
+def days_of(stamps: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Calendar day numbers (days since 1970-01-01) of timestamps."""
+    ms = pc.cast(stamps, pa.timestamp("ms")).cast(pa.int64())
+    return np.floor_divide(ms.to_numpy(zero_copy_only=False), MS_PER_DAY).astype(np.int32)
+
+
+def _unique_pairs(table: pa.Table) -> pa.Table:
+    return table.group_by(["person", "day"]).aggregate([])
+
+
+class IndexDateEvidence:
+    """What the washout and the exclusion window need, gathered in pass 1 and the margin scan."""
+
+    def __init__(self, spec: ApplicationSpec) -> None:
+        self.spec = spec
+        exclude = spec.cohort.exclude
+        self.window = exclude.window if exclude is not None else None
+        self._exclusions = Reducing(_unique_pairs)
+        self._latest_prior = np.full(0, NEVER, dtype=np.int32)
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.spec.cohort.washout_days) or self.window is not None
+
+    def add_exclusions(self, persons: np.ndarray, days: np.ndarray) -> None:
+        if len(persons):
+            self._exclusions.add(_unique_pairs(pa.table({"person": persons, "day": days}, schema=_PAIRS)))
+
+    def scan_margins(
+        self, source: Source, persons: PersonLabels, on_progress: Callable[[str, int], None] | None
+    ) -> None:
+        """Read the days before and after the period that the windows reach."""
+        period = self.spec.period
+        before, after = margins(self.spec)
+        if before:
+            self._scan_margin(
+                source, persons, period.from_ - timedelta(days=before), period.from_ - timedelta(days=1), on_progress
+            )
+        if after:
+            self._scan_margin(
+                source, persons, period.to + timedelta(days=1), period.to + timedelta(days=after), on_progress
+            )
+
+    def _scan_margin(
+        self,
+        source: Source,
+        persons: PersonLabels,
+        start: date,
+        end: date,
+        on_progress: Callable[[str, int], None] | None,
+    ) -> None:
+        cohort = self.spec.cohort
+        washout = cohort.washout_days if start < self.spec.period.from_ else None
+        entry = cohort.entry if washout else None
+        exclude = cohort.exclude if self.window is not None else None
+        columns = sorted({"pasient_fnr", "behandlingstidspunkt", *columns_for(entry), *columns_for(exclude)})
+        coded = {"pasient_fnr", *CODE_COLUMNS.intersection(columns)}
+        for batch in scan(source, columns, (start, end), as_dictionary=coded):
+            labels = _known_labels(batch.column("pasient_fnr"), persons)
+            days = days_of(batch.column("behandlingstidspunkt"))
+            if entry is not None:
+                hit = match(batch, entry) & (labels != NO_PERSON)
+                self._note_prior_entries(labels[hit], days[hit])
+            if exclude is not None:
+                hit = match(batch, exclude) & (labels != NO_PERSON)
+                self.add_exclusions(labels[hit], days[hit])
+            if on_progress:
+                on_progress("around the period: windows", batch.num_rows)
+
+    def _note_prior_entries(self, labels: np.ndarray, days: np.ndarray) -> None:
+        if not len(labels):
+            return
+        highest = int(labels.max())
+        if highest >= len(self._latest_prior):
+            grown = np.full(max(highest + 1, 2 * len(self._latest_prior)), NEVER, dtype=np.int32)
+            grown[: len(self._latest_prior)] = self._latest_prior
+            self._latest_prior = grown
+        np.maximum.at(self._latest_prior, labels, days)
+
+    def washed_out(self, persons: np.ndarray, index_days: np.ndarray) -> np.ndarray:
+        """Per person: an entry claim in [index date − washout_days, index date)."""
+        washout = self.spec.cohort.washout_days
+        if not washout:
+            return np.zeros(len(persons), dtype=bool)
+        latest = np.full(len(persons), NEVER, dtype=np.int32)
+        inside = persons < len(self._latest_prior)
+        latest[inside] = self._latest_prior[persons[inside]]
+        return (latest >= index_days - washout) & (latest < index_days)
+
+    def excluded_in_window(self, persons: np.ndarray, index_days: np.ndarray) -> np.ndarray:
+        """Per person: an exclusion claim in [index date − before, index date + after]."""
+        assert self.window is not None
+        pairs = self._exclusions.result(_PAIRS.empty_table())
+        if pairs.num_rows == 0 or len(persons) == 0:
+            return np.zeros(len(persons), dtype=bool)
+        index_of = np.full(int(max(persons.max(), pc.max(pairs.column("person")).as_py())) + 1, NEVER, dtype=np.int64)
+        index_of[persons] = index_days
+        who = pairs.column("person").to_numpy()
+        day = pairs.column("day").to_numpy().astype(np.int64)
+        index = index_of[who]
+        near = (index != NEVER) & (day >= index - self.window.before) & (day <= index + self.window.after)
+        hit = np.zeros(len(index_of), dtype=bool)
+        hit[who[near]] = True
+        return hit[persons]
+
+
+def _known_labels(ids: pa.Array, persons: PersonLabels) -> np.ndarray:
+    """Labels of valid ids pass 1 met; NO_PERSON for every other bill."""
+    slots = id_slots(ids)
+    slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
+    valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
+    slot_labels[valid] = persons.find(slots.number[valid])
+    return slot_labels[slots.slot]
