@@ -103,6 +103,11 @@ def describe_cohort(spec: ApplicationSpec) -> str:
         f"- A person is in the cohort with at least {cohort.min_entry_claims} entry claim(s). Their *index claim* "
         "is their first entry claim in the period (ties: the smallest bill id); its date is the *index date*.",
     ]
+    if cohort.washout_days:
+        lines.append(
+            f"- New cases only: no entry claim in the {cohort.washout_days} days before the index date "
+            "(claims before the period were read for this)."
+        )
     if cohort.age is not None:
         lines.append(f"- Age {cohort.age.min}–{cohort.age.max} on the index claim.")
     if cohort.sex:
@@ -110,12 +115,25 @@ def describe_cohort(spec: ApplicationSpec) -> str:
     if cohort.bostedskommuner:
         lines.append(f"- Home kommune among {', '.join(cohort.bostedskommuner)} on the index claim.")
     if cohort.exclude is not None:
-        lines.append(f"- Excluded: persons with a bill in the period with {_criteria_words(cohort.exclude)}.")
+        window = cohort.exclude.window
+        when = (
+            f"dated from {window.before} days before to {window.after} days after the index date "
+            "(inside or outside the period)"
+            if window is not None
+            else "in the period"
+        )
+        lines.append(f"- Excluded: persons with a bill {when} with {_criteria_words(cohort.exclude)}.")
     lines.append(
-        "- Claims delivered: every claim of the cohort's persons in the period."
+        "- Claims delivered: every claim of the cohort's persons in the period"
         if spec.claims == "all"
-        else "- Claims delivered: the cohort's entry claims in the period."
+        else "- Claims delivered: the cohort's entry claims in the period"
     )
+    if spec.claims_window is not None:
+        lines[-1] += (
+            f", dated from {spec.claims_window.before} days before to {spec.claims_window.after} days after "
+            "the person's index date"
+        )
+    lines[-1] += "."
     return "\n".join(lines)
 
 
