@@ -3,14 +3,17 @@ claims window, on hand-built persons at each edge."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kuhr_pipeline.cohort import select_cohort
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import load_spec
+from tests import cohort_oracle
 from tests.helpers import person_id, pseudonym, read_staged, run_cli, staging_in, write_source, write_spec
 
 MASTER = bytes(range(32))
@@ -138,3 +141,121 @@ def test_a_claims_window_in_a_statistics_application_is_refused(spec_dir, capsys
     }
     code, out, err = run_cli(["check", write_spec(spec_dir, changes, remove=["variables"])], capsys)
     assert code == 2 and "claims_window: is for person-level deliveries only" in err, err
+
+
+# --- the pipeline against the reference written from the contract --------------------------------
+
+CODES = ["R74", "R74", "R75", "P76", "A04"]
+SYSTEMS = ["ICPC-2", "ICD-10"]
+START = date(2018, 10, 1)  # the source spans 2018-10 … 2021-03 around the period 2019–2020
+
+
+def _rows_strategy() -> st.SearchStrategy[list[dict]]:
+    row = st.fixed_dictionaries(
+        {
+            "person": st.one_of(st.integers(1, 3), st.integers(1, 3), st.none()),
+            # most days in the weeks around period.from, where windows and washout meet their edges
+            "day": st.one_of(st.integers(85, 105), st.integers(85, 105), st.integers(0, 910)).map(
+                lambda d: START + timedelta(days=d)
+            ),
+            "seconds": st.integers(0, 86_399),
+            "codes": st.lists(st.sampled_from(CODES), min_size=1, max_size=2),  # R74 often: most bills enter
+            "system": st.sampled_from(SYSTEMS),
+            "status": st.sampled_from(["godkjent", "avvist"]),
+            "age": st.one_of(st.integers(0, 90), st.none()),
+        }
+    )
+    return st.lists(row, min_size=5, max_size=40)
+
+
+def _spec_strategy() -> st.SearchStrategy[dict]:
+    diagnoses = st.one_of(
+        st.lists(st.sampled_from(["R74", "R7*", "P76"]), min_size=1, max_size=2, unique=True),
+        st.dictionaries(
+            st.sampled_from(SYSTEMS),
+            st.lists(st.sampled_from(["R74", "R7*"]), min_size=1, max_size=2, unique=True),
+            min_size=1,
+        ),
+    )
+    window = st.tuples(st.integers(0, 6), st.integers(0, 6))
+    return st.fixed_dictionaries(
+        {
+            "entry": diagnoses,
+            "entry_status": st.one_of(st.none(), st.just(["godkjent"])),
+            "min_entry": st.integers(1, 2),
+            "washout": st.one_of(st.none(), st.integers(1, 10)),
+            "age": st.one_of(st.just((0, 150)), st.just((10, 60))),
+            "exclude": st.one_of(st.none(), st.just(["P76"]), st.just({"ICPC-2": ["P76"]})),
+            "exclude_window": st.one_of(st.none(), window),
+            "claims_window": st.one_of(st.none(), window),
+        }
+    )
+
+
+def _as_spec_changes(spec: dict) -> dict:
+    entry: dict = {"diagnoses": spec["entry"]}
+    if spec["entry_status"]:
+        entry["regning_status"] = spec["entry_status"]
+    cohort: dict = {
+        "entry": entry,
+        "min_entry_claims": spec["min_entry"],
+        "age": {"min": spec["age"][0], "max": spec["age"][1]},
+    }
+    if spec["washout"]:
+        cohort["washout_days"] = spec["washout"]
+    if spec["exclude"] is not None:
+        cohort["exclude"] = {"diagnoses": spec["exclude"]}
+        if spec["exclude_window"] is not None:
+            cohort["exclude"]["window"] = dict(zip(("before", "after"), spec["exclude_window"], strict=True))
+    changes = {
+        "cohort": cohort,
+        "period": {"from": "2019-01-01", "to": "2020-12-31"},
+        "variables": ["pasient_pseudonym", "regning_id"],
+    }
+    if spec["claims_window"] is not None:
+        changes["claims_window"] = dict(zip(("before", "after"), spec["claims_window"], strict=True))
+    return changes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_rows_strategy(), spec=_spec_strategy())
+def test_the_pipeline_agrees_with_the_reference(tmp_path_factory, spec_dir, rows, spec) -> None:
+    for i, row in enumerate(rows):
+        row["regning_id"] = f"B{i:05d}"
+    anchors = [  # a bill in every year, so the source has no gap
+        {
+            "person": 99,
+            "day": date(y, 6, 1),
+            "seconds": 0,
+            "codes": ["A04"],
+            "system": "ICPC-2",
+            "status": "godkjent",
+            "age": 50,
+            "regning_id": f"Z{y}",
+        }
+        for y in (2018, 2019, 2020, 2021)
+    ]
+    source_rows = [
+        {
+            "pasient_fnr": person_id(r["person"]) if r["person"] is not None else "",
+            "when": datetime.combine(r["day"], datetime.min.time()) + timedelta(seconds=r["seconds"]),
+            "diagnosekoder": r["codes"],
+            "diagnosekodeverk": r["system"],
+            "regning_status": r["status"],
+            "pasient_alder": r["age"],
+            "regning_id": r["regning_id"],
+        }
+        for r in rows + anchors
+    ]
+    folder = tmp_path_factory.mktemp("oracle")
+    source = open_source(write_source(folder / "source", source_rows))
+    loaded = load_spec(write_spec(spec_dir, _as_spec_changes(spec)))
+    result = select_cohort(source, loaded.spec, MASTER, staging_in(folder / "stage"))
+    table = read_staged(result.path)
+    expected_persons, expected_claims = cohort_oracle.cohort(
+        rows + anchors, {**spec, "from": date(2019, 1, 1), "to": date(2020, 12, 31)}
+    )
+    by_pseudonym = {pseudonym(MASTER, "TEST-0001", person_id(n)): n for n in [*range(1, 7), 99]}
+    assert {by_pseudonym[p] for p in table.column("pasient_pseudonym").to_pylist()} <= expected_persons
+    assert result.persons == len(expected_persons)
+    assert set(table.column("regning_id").to_pylist()) == expected_claims
