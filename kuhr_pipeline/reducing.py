@@ -15,8 +15,8 @@ LIMIT_ROWS = 2_000_000
 
 
 class Reducing:
-    """Collects pieces that are each already reduced; reduces their concatenation whenever more
-    than `limit_rows` rows are held, and once more at the end."""
+    """Collects pieces (reduced or not: the reduction is applied again); reduces their
+    concatenation whenever more than `limit_rows` rows are held, and once more at the end."""
 
     def __init__(self, reduce: Callable[[pa.Table], pa.Table], limit_rows: int = LIMIT_ROWS) -> None:
         self._reduce = reduce

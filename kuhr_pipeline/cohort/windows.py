@@ -72,8 +72,10 @@ class IndexDateEvidence:
         return bool(self.spec.cohort.washout_days) or self.window is not None
 
     def add_exclusions(self, persons: np.ndarray, days: np.ndarray) -> None:
+        """Pairs are deduplicated when they pile up (Reducing), not batch by batch: a batch holds
+        few of them, and a group-by per batch cost more than the pairs."""
         if len(persons):
-            self._exclusions.add(_unique_pairs(pa.table({"person": persons, "day": days}, schema=_PAIRS)))
+            self._exclusions.add(pa.table({"person": persons, "day": days}, schema=_PAIRS))
 
     def scan_margins(
         self, source: Source, persons: PersonLabels, on_progress: Callable[[str, int], None] | None
@@ -105,16 +107,21 @@ class IndexDateEvidence:
         columns = sorted({"pasient_fnr", "behandlingstidspunkt", *columns_for(entry), *columns_for(exclude)})
         coded = {"pasient_fnr", *CODE_COLUMNS.intersection(columns)}
         for batch in scan(source, columns, (start, end), as_dictionary=coded):
-            labels = _known_labels(batch.column("pasient_fnr"), persons)
-            days = days_of(batch.column("behandlingstidspunkt"))
-            if entry is not None:
-                hit = match(batch, entry) & (labels != NO_PERSON)
-                self._note_prior_entries(labels[hit], days[hit])
-            if exclude is not None:
-                hit = match(batch, exclude) & (labels != NO_PERSON)
-                self.add_exclusions(labels[hit], days[hit])
             if on_progress:
                 on_progress("around the period: windows", batch.num_rows)
+            entries = match(batch, entry) if entry is not None else np.zeros(batch.num_rows, dtype=bool)
+            exclusions = match(batch, exclude) if exclude is not None else np.zeros(batch.num_rows, dtype=bool)
+            rows = np.flatnonzero(entries | exclusions)  # the few bills that matter: only their ids are read
+            if not len(rows):
+                continue
+            taken = pa.array(rows)
+            labels = _known_labels(pc.dictionary_decode(batch.column("pasient_fnr").take(taken)), persons)
+            days = days_of(batch.column("behandlingstidspunkt").take(taken))
+            known = labels != NO_PERSON
+            hit = entries[rows] & known
+            self._note_prior_entries(labels[hit], days[hit])
+            hit = exclusions[rows] & known
+            self.add_exclusions(labels[hit], days[hit])
 
     def _note_prior_entries(self, labels: np.ndarray, days: np.ndarray) -> None:
         if not len(labels):

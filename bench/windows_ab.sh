@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Windows cost (#20): deliver bench/benchmark-no-windows.yaml and bench/benchmark-windows.yaml in
+# turn, N rounds, on the bench source; prints each wall time. Run from the repository root after
+# bench/run.py has made /tmp/kuhr-bench/20000000/source. Usage: bash bench/windows_ab.sh [ROUNDS]
+set -euo pipefail
+rounds=${1:-3}
+work=$(mktemp -d)
+export DAGSTER_HOME=$work/home KUHR_DELIVERIES=$work/deliveries
+export KUHR_PSEUDONYM_KEY_FILE=$work/keys/pseudonym.key KUHR_SIGNING_KEY_FILE=$work/keys/signing.pem
+mkdir -p "$DAGSTER_HOME" && cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
+.venv/bin/kuhr-pipeline keys init --recipient-dir "$work/keys" >/dev/null 2>&1
+source=/tmp/kuhr-bench/20000000/source
+for round in $(seq "$rounds"); do
+  for spec in no-windows windows; do
+    start=$(date +%s.%N)
+    .venv/bin/kuhr-pipeline deliver "bench/benchmark-$spec.yaml" --source "$source" >/dev/null 2>"$work/last.err" \
+      || { tail -5 "$work/last.err"; exit 1; }
+    echo "$spec $(echo "$(date +%s.%N) - $start" | bc)"
+  done
+done
+rm -rf "$work"
