@@ -22,7 +22,11 @@ from tests.conftest import make_recipient
 from tests.helpers import SOURCE_DEFAULTS, person_id, run_cli, write_source, write_spec
 
 FIX = "re-export the source; nothing was delivered"
-SPEC = {"application_id": "BAD-1", "period": {"from": "2019-01-01", "to": "2021-12-31"}}
+SPEC = {
+    "application_id": "BAD-1",
+    "period": {"from": "2019-01-01", "to": "2021-12-31"},
+    "cohort.entry.diagnoses": {"ICPC-2": ["R74"]},  # a plain list would add an advisory line
+}
 
 
 def _rows(n: int, year: int, code: str = "R74") -> list[dict]:

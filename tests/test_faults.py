@@ -25,7 +25,7 @@ CLI = Path(sys.executable).with_name("kuhr-pipeline")
 SPEC = {
     "application_id": "FAULT-1",
     "period": {"from": "2019-01-01", "to": "2020-12-31"},
-    "cohort": {"entry": {"diagnoses": ["R74", "A04", "K86"]}},
+    "cohort": {"entry": {"diagnoses": {"ICPC-2": ["R74", "A04", "K86"]}}},
     "variables": [
         "pasient_pseudonym",
         "pasient_kjonn",

@@ -39,9 +39,6 @@ class Pseudonymiser:
     def __repr__(self) -> str:
         return "Pseudonymiser(<key hidden>)"
 
-    def one(self, identifier: str) -> str:
-        return hmac.digest(self._key, identifier.encode("utf-8"), "sha256").hex()[:PSEUDONYM_HEX_CHARS]
-
     def many(self, identifiers: Iterable[str]) -> list[str]:
         key = self._key
         return [hmac.digest(key, i.encode("utf-8"), "sha256").hex()[:PSEUDONYM_HEX_CHARS] for i in identifiers]

@@ -192,7 +192,3 @@ REJECTION_REASONS = [
     ("feil diagnose", 0.05),
 ]
 
-
-def weights_of(table: list[tuple[str, float, bool]]) -> np.ndarray:
-    w = np.array([t[1] for t in table], dtype=np.float64)
-    return w / w.sum()
