@@ -191,4 +191,3 @@ REJECTION_REASONS = [
     ("pasienten registrert som avdød", 0.05),
     ("feil diagnose", 0.05),
 ]
-
