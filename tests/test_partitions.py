@@ -9,19 +9,14 @@ import dagster as dg
 
 from kuhr_pipeline.defs import build_definitions
 from kuhr_pipeline.defs.launch import failure_messages
-from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
 from kuhr_pipeline.defs.sensors import new_applications
 from tests.helpers import small_application, write_spec
 
 
 def _job(apps: Path, source: Path, deliveries: Path) -> dg.JobDefinition:
-    defs = build_definitions(
-        {
-            "paths": KuhrPaths(applications=str(apps), source=str(source), deliveries=str(deliveries)),
-            "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
-            "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
-        }
-    )
+    paths = KuhrPaths(applications=str(apps), source=str(source), deliveries=str(deliveries))
+    defs = build_definitions({**default_resources(), "paths": paths})
     return defs.resolve_job_def("deliver_application")
 
 
@@ -110,3 +105,24 @@ def test_a_run_refuses_while_another_run_of_its_application_is_in_progress(tmp_p
         instance.report_run_failed(instance.get_run_by_id(other.run_id))
     code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
     assert code == 0, err
+
+
+def test_each_run_keeps_its_outputs_apart(tmp_path, keys_env) -> None:
+    """Step outputs live under their run (storage/runs/<run_id>/…): two runs of one application
+    never load each other's, and an input no run of this job made is refused, not guessed."""
+    source, spec = small_application(tmp_path, "HOLD-4")
+    job = _job(spec.parent, source, keys_env["deliveries"])
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("applications", ["HOLD-4"])
+        first = job.execute_in_process(partition_key="HOLD-4", instance=instance, raise_on_error=False)
+        second = job.execute_in_process(partition_key="HOLD-4", instance=instance, raise_on_error=False)
+        assert first.success and second.success
+        runs = keys_env["home"] / "storage" / "runs"
+        assert sorted(p.name for p in runs.iterdir()) == sorted([first.run_id, second.run_id])
+        for run_id in (first.run_id, second.run_id):
+            assert (runs / run_id / "cohort" / "HOLD-4.pickle").exists()
+        alone = job.execute_in_process(
+            partition_key="HOLD-4", instance=instance, raise_on_error=False, asset_selection=[dg.AssetKey("delivery")]
+        )
+    assert not alone.success
+    assert any("was not made by this run" in m for m in failure_messages(alone)), failure_messages(alone)

@@ -17,7 +17,7 @@ from kuhr_pipeline import settings
 from kuhr_pipeline.cohort.windows import reach
 from kuhr_pipeline.defs import build_definitions
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL
-from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
 from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
 from kuhr_pipeline.defs.stale_runs import PROCESS_TAG, wait_for_pool
 from kuhr_pipeline.delivery.commit import make_ready
@@ -57,11 +57,7 @@ def deliver_in_process(
         echo(done)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home().resolve()))
     defs = build_definitions(
-        {
-            "paths": KuhrPaths(source=str(source_dir), deliveries=str(deliveries_root)),
-            "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
-            "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
-        }
+        {**default_resources(), "paths": KuhrPaths(source=str(source_dir), deliveries=str(deliveries_root))}
     )
     if instance is not None:
         return _run(instance, defs, loaded, spec_path, source_dir, echo)

@@ -6,6 +6,7 @@ import dagster as dg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline import settings
+from kuhr_pipeline.defs.io import RunScopedIOManager
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 
 
@@ -46,6 +47,7 @@ class SigningKey(dg.ConfigurableResource):
 
 def default_resources() -> dict[str, object]:
     return {
+        "io_manager": RunScopedIOManager(),
         "paths": KuhrPaths(),
         "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
         "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
