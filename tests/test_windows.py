@@ -259,3 +259,17 @@ def test_the_pipeline_agrees_with_the_reference(tmp_path_factory, spec_dir, rows
     assert {by_pseudonym[p] for p in table.column("pasient_pseudonym").to_pylist()} <= expected_persons
     assert result.persons == len(expected_persons)
     assert set(table.column("regning_id").to_pylist()) == expected_claims
+
+
+def test_the_recipient_reads_the_cohort_in_plain_words(spec_dir) -> None:
+    from kuhr_pipeline.delivery.documents import codebook, readme
+
+    spec = load_spec(
+        write_spec(spec_dir, {**SPEC, "cohort.entry.diagnoses": {"ICPC-2": ["R74"], "ICD-10": ["J0*"]}})
+    ).spec
+    for text in (readme(spec, "D1", []), codebook(spec, [], None)):
+        assert "an ICPC-2 diagnosis among R74 (on bills coded in ICPC-2)" in text
+        assert "an ICD-10 diagnosis among J0* (on bills coded in ICD-10)" in text
+        assert "New cases only: no entry claim in the 30 days before the index date" in text
+        assert "dated from 10 days before to 5 days after the index date (inside or outside the period)" in text
+        assert "dated from 3 days before to 7 days after the person's index date." in text

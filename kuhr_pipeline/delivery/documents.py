@@ -25,6 +25,7 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
     """The codebook for the delivered table(s): one section per column, in delivery order."""
     catalogue = load_catalogue()
     lines = [f"# Codebook – {spec.application_id}", "", f"{spec.title}", ""]
+    lines += ["## The cohort", "", describe_cohort(spec), ""]
     table = "statistics" if spec.data_level == "statistics" else "claims"
     lines += [f"Columns of the `{table}` table, in order.", ""]
     for name, how in columns:
