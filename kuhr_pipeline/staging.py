@@ -4,7 +4,7 @@ Staging is read back once or twice on the same machine and never delivered, so t
 costs least to write and read wins: Arrow's own, with LZ4-compressed buffers, gathered into
 batches of BATCH_ROWS (a scan keeps a few per cent of each batch, and readers do better with few
 large batches than with many small ones). The extract and the statistics are Parquet, as
-delivered. Every file is sealed with the run's data key; bench/README.md has the timings.
+delivered. Every file is sealed with the run's data key (what that costs: bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def remove_stale_staging(own: Path) -> list[str]:
         return []
     stale = [folder for folder in own.parent.iterdir() if folder.name != own.name]
     for folder in stale:
-        remove_staging(folder) if folder.is_dir() else folder.unlink(missing_ok=True)
+        if folder.is_dir():
+            remove_staging(folder)
+        else:
+            folder.unlink(missing_ok=True)
     return [folder.name for folder in stale]
 
 

@@ -8,8 +8,7 @@ from kuhr_pipeline.cohort import CohortClaims, select_cohort
 from kuhr_pipeline.cohort.select import Progress
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
-from kuhr_pipeline.defs.runs import refuse_overlapping_runs, require_run_spec, run_staging, tag_run_process
-from kuhr_pipeline.defs.stale_runs import wait_for_pool
+from kuhr_pipeline.defs.runs import begin_run, require_run_spec, run_staging
 from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
@@ -25,7 +24,7 @@ from kuhr_pipeline.quality.source_quality import (
 from kuhr_pipeline.report import count_chart, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
-from kuhr_pipeline.spec.find import find_spec, require_application_id
+from kuhr_pipeline.spec.find import find_spec
 from kuhr_pipeline.staging import remove_staging, remove_stale_staging
 
 LOG_STEPS = 10  # progress lines per pass, whatever the size of the source
@@ -60,10 +59,7 @@ def _row_count(rows: int, threshold: int) -> dict[str, object]:
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"yaml"})
 def application(context: dg.AssetExecutionContext, config: ApplicationConfig, paths: KuhrPaths) -> LoadedSpec:
     """The approved application spec, checked against the contract and the catalogue."""
-    application_id = require_application_id(context.partition_key, "partition key")  # before any file is read
-    tag_run_process(context)
-    refuse_overlapping_runs(context, application_id)
-    wait_for_pool(context.instance, SOURCE_SCAN_POOL, application_id, context.log.info)  # sleeping, not spinning
+    application_id = begin_run(context)
     path = Path(config.spec_path) if config.spec_path else find_spec(paths.applications_dir(), application_id)
     loaded = load_spec(path)
     if loaded.application_id != application_id:

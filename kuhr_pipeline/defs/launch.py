@@ -16,10 +16,9 @@ import dagster as dg
 from kuhr_pipeline import settings
 from kuhr_pipeline.cohort.windows import reach
 from kuhr_pipeline.defs import build_definitions
-from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL
 from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
 from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
-from kuhr_pipeline.defs.stale_runs import PROCESS_TAG, wait_for_pool
+from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
 from kuhr_pipeline.delivery.commit import make_ready
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
@@ -96,8 +95,7 @@ def _run(
     run_id = str(uuid.uuid4())  # known before the run starts, so a stop can cancel it
     staging = settings.staging_dir(loaded.application_id)  # the run's own, and any a killed run left
 
-    def execute() -> dg.ExecuteInProcessResult:
-        wait_for_pool(instance, SOURCE_SCAN_POOL, loaded.application_id, echo)
+    def execute() -> dg.ExecuteInProcessResult:  # its application step waits for the pool, sleeping
         return job.execute_in_process(
             partition_key=loaded.application_id,
             instance=instance,

@@ -5,12 +5,13 @@ from pathlib import Path
 import dagster as dg
 
 from kuhr_pipeline import settings
-from kuhr_pipeline.defs.partitions import applications_partitions
+from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import PseudonymKey
-from kuhr_pipeline.defs.stale_runs import IN_PROGRESS, PROCESS_TAG, release_dead_runs
+from kuhr_pipeline.defs.stale_runs import IN_PROGRESS, PROCESS_TAG, release_dead_runs, wait_for_pool
 from kuhr_pipeline.errors import RunConflict
 from kuhr_pipeline.processes import this_process
 from kuhr_pipeline.spec import LoadedSpec
+from kuhr_pipeline.spec.find import require_application_id
 from kuhr_pipeline.staging import Staging
 
 
@@ -40,6 +41,17 @@ def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
 def run_staging(run_id: str, application_id: str, pseudonym_key: PseudonymKey) -> Staging:
     """This run's staging folder and data key (the same in every process of the run)."""
     return Staging.for_run(settings.staging_dir(application_id, run_id), pseudonym_key.master_key(), run_id)
+
+
+def begin_run(context: dg.AssetExecutionContext) -> str:
+    """What every run does first, before reading any file: check its partition key, record its
+    process, stop if another run of its application is in progress, and wait (sleeping, saying
+    for whom) until the source_scan pool has a slot. Returns the application id."""
+    application_id = require_application_id(context.partition_key, "partition key")
+    tag_run_process(context)
+    refuse_overlapping_runs(context, application_id)
+    wait_for_pool(context.instance, SOURCE_SCAN_POOL, application_id, context.log.info)
+    return application_id
 
 
 def tag_run_process(context: dg.AssetExecutionContext) -> None:
