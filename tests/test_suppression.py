@@ -155,3 +155,27 @@ def test_cube_in_person_buckets_equals_the_cube_in_one_piece(tmp_path: Path) -> 
     assert cells(bucketed.table) == cells(whole.table)
     grand_total = [r for r in whole.table.to_pylist() if r["sex"] is None and r["region"] is None]
     assert grand_total[0]["persons"] == 60
+
+
+def test_a_cell_one_person_dominates_is_primary_whatever_its_size(tmp_path: Path) -> None:
+    """Dominance (1, 85 %): in a cell of 6 persons one has 95 % of sum_refusjon (two claims of his
+    in the cell: his share counts once per person, not per claim). Delivering sum_refusjon
+    suppresses the cell (and enough others that it cannot be recovered); without sums it shows."""
+    rows = [{"pasient_pseudonym": f"{p:032x}", "egenandel": 100.0, "refusjon": 5.0, "region": "a"} for p in range(2, 7)]
+    rows += [{"pasient_pseudonym": f"{1:032x}", "egenandel": 100.0, "refusjon": 237.5, "region": "a"}] * 2
+    rows += [
+        {"pasient_pseudonym": f"{p:032x}", "egenandel": 100.0, "refusjon": 10.0, "region": "b"} for p in range(10, 20)
+    ]
+    rows += [
+        {"pasient_pseudonym": f"{p:032x}", "egenandel": 100.0, "refusjon": 10.0, "region": "c"} for p in range(20, 30)
+    ]
+    path = _stage(tmp_path / "claims.arrow", pa.Table.from_pylist(rows))
+    cube = build_cube(staging_in(tmp_path), path, [("region", "exact")])
+    row_a = next(r for r in cube.table.to_pylist() if r["region"] == "a")
+    assert row_a["persons"] == 6 and row_a["sum_refusjon"] == 500.0 and row_a["top_refusjon"] == 475.0
+    with_sums = suppress(cube, ["persons", "sum_refusjon"], MIN_CELL)
+    shown = {r["region"]: r for r in with_sums.table.to_pylist()}
+    assert shown["a"]["suppressed"] and shown["a"]["sum_refusjon"] is None
+    assert with_sums.primary == 1 and with_sums.secondary >= 1  # a alone would be the margin minus b and c
+    without_sums = suppress(cube, ["persons", "claims"], MIN_CELL)
+    assert not any(without_sums.table.column("suppressed").to_pylist())

@@ -66,8 +66,9 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
             "## `suppressed`",
             "",
             "- English: true where the row's measures are hidden "
-            f"(fewer than {spec.statistics.min_cell} persons, or hidden so that no hidden value "
-            "can be derived from the shown rows and margins taken together).",
+            f"(fewer than {spec.statistics.min_cell} persons, one person with more than 85 % of a "
+            "delivered sum, or hidden so that no hidden value can be derived from the shown rows "
+            "and margins taken together).",
             "- Type: `bool`",
             "",
         ]

@@ -22,6 +22,9 @@ from kuhr_pipeline.staging import Staging
 UNKNOWN = "ukjent"
 ROWS_PER_BUCKET = 4_000_000  # claims held in memory at once (a few hundred MB)
 MEASURES = {"persons": pa.int64(), "claims": pa.int64(), "sum_egenandel": pa.float64(), "sum_refusjon": pa.float64()}
+# Each cell's largest single-person share of a sum (never delivered: the dominance rule reads it)
+TOPS = {"top_egenandel": pa.float64(), "top_refusjon": pa.float64()}
+TOP_OF = {"sum_egenandel": "top_egenandel", "sum_refusjon": "top_refusjon"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Cube:
     """Cells as rows: the dimension values (None = all) and every measure, before suppression."""
 
     dimensions: list[str]
-    table: pa.Table  # dimension columns, then persons, claims, sum_egenandel, sum_refusjon
+    table: pa.Table  # dimension columns, then persons, claims, sum_egenandel, sum_refusjon, top_egenandel, top_refusjon
 
 
 def _dimension_columns(claims: pa.Table, group_by: list[tuple[str, str]]) -> dict[str, pa.Array]:
@@ -59,11 +62,16 @@ def build_cube(
     with tempfile.TemporaryDirectory(prefix=".buckets-", dir=claims_path.parent) as spill:  # mkdtemp: owner-only
         spilled = _spill(staging, claims_path, needed, buckets, Path(spill))
         cubes = [_cube_of(staging.read(path), group_by) for path in spilled]
-    summed = pa.concat_tables(c.table for c in cubes).group_by(names).aggregate([(m, "sum") for m in MEASURES])
+    summed = (
+        pa.concat_tables(c.table for c in cubes)
+        .group_by(names)
+        .aggregate([*((m, "sum") for m in MEASURES), *((t, "max") for t in TOPS)])
+    )
     table = pa.table(
         {
             **{name: summed.column(name) for name in names},
-            **{m: pc.cast(summed.column(f"{m}_sum"), cubes[0].table.schema.field(m).type) for m in MEASURES},
+            **{m: pc.cast(summed.column(f"{m}_sum"), MEASURES[m]) for m in MEASURES},
+            **{t: pc.cast(summed.column(f"{t}_max"), TOPS[t]) for t in TOPS},
         }
     )
     return Cube(names, table)
@@ -95,42 +103,47 @@ def _spill(staging: Staging, claims: Path, columns: list[str], buckets: int, fol
 
 def _cube_of(claims: pa.Table, group_by: list[tuple[str, str]]) -> Cube:
     """The cube of claims held in memory. Claims are first reduced to one row per (finest cell,
-    person) with the person's claims and sums there; every level of the cube is then a group-by
-    of that smaller table, persons counted as distinct person numbers (not pseudonym texts)."""
+    person) with the person's claims and sums there; each level of the cube then groups that
+    smaller table by (cell, person) — a person's share of the cell — and by cell: persons are the
+    rows, claims and sums add up, and the largest share of each sum is kept for the dominance rule."""
     names = [name for name, _ in group_by]
     dims = _dimension_columns(claims, group_by)
     person = pc.dictionary_encode(claims.column("pasient_pseudonym").combine_chunks()).indices
     base = pa.table({**dims, "person": person, **{c: claims.column(c) for c in ("egenandel", "refusjon")}})
-    per_person = base.group_by([*names, "person"]).aggregate(
-        [("person", "count"), ("egenandel", "sum"), ("refusjon", "sum")]
+    per_person = (
+        base.group_by([*names, "person"])
+        .aggregate([("person", "count"), ("egenandel", "sum"), ("refusjon", "sum")])
+        .rename_columns([*names, "person", "claims", "egenandel", "refusjon"])
     )
-    aggregations = [
-        ("person", "count_distinct"),
-        ("person_count", "sum"),
-        ("egenandel_sum", "sum"),
-        ("refusjon_sum", "sum"),
-    ]
     parts = []
     for size in range(len(names), -1, -1):
         for subset in combinations(names, size):
-            if subset:
-                grouped = per_person.group_by(list(subset)).aggregate(aggregations)
-            else:
-                grouped = pa.table({f"{c}_{h}": [_total(per_person.column(c), h)] for c, h in aggregations})
+            shares = per_person.group_by([*subset, "person"]).aggregate(
+                [("claims", "sum"), ("egenandel", "sum"), ("refusjon", "sum")]
+            )
+            cells = shares.group_by(list(subset)).aggregate(
+                [
+                    ("person", "count"),
+                    ("claims_sum", "sum"),
+                    ("egenandel_sum", "sum"),
+                    ("refusjon_sum", "sum"),
+                    ("egenandel_sum", "max"),
+                    ("refusjon_sum", "max"),
+                ]
+            )
+            if not subset and cells.num_rows == 0:  # no claims at all: the grand total is one row of zeros
+                cells = pa.table({c: pa.array([0], cells.schema.field(c).type) for c in cells.column_names})
             columns = {
-                name: grouped.column(name) if name in subset else pa.nulls(grouped.num_rows, dims[name].type)
+                name: cells.column(name) if name in subset else pa.nulls(cells.num_rows, dims[name].type)
                 for name in names
             }
-            for measure, (column, how) in zip(MEASURES, aggregations, strict=True):
-                columns[measure] = pc.cast(grouped.column(f"{column}_{how}"), MEASURES[measure])
+            sources = ["person_count", "claims_sum_sum", "egenandel_sum_sum", "refusjon_sum_sum"]
+            for measure, source in zip(MEASURES, sources, strict=True):
+                columns[measure] = pc.cast(cells.column(source), MEASURES[measure])
+            for top, source in zip(TOPS, ["egenandel_sum_max", "refusjon_sum_max"], strict=True):
+                columns[top] = pc.cast(cells.column(source), TOPS[top])
             parts.append(pa.table(columns))
     table = pa.concat_tables(parts)
     if claims.num_rows == 0:
         table = table.slice(0, 0)
     return Cube(names, table)
-
-
-def _total(values: pa.ChunkedArray, how: str) -> float | int | None:
-    if how == "count_distinct":
-        return int(pc.count_distinct(values).as_py())
-    return pc.sum(values).as_py()

@@ -1,6 +1,8 @@
 """Small-cell suppression for the statistics cube: primary, then secondary until the audit holds.
 
-Primary: a cell counting fewer than `min_cell` persons (but more than 0) is suppressed.
+Primary: a cell counting fewer than `min_cell` persons (but more than 0) is suppressed, and so
+is a cell where one person contributes more than 85 % of a delivered sum (the dominance rule
+(1, 85 %): the others' total would tell that person's amount within 15 %).
 
 Secondary: every margin is an equation — a parent cell equals the sum of its children along one
 dimension (for the additive measures `claims`, `sum_egenandel`, `sum_refusjon`). First the cheap
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from kuhr_pipeline.disclosure.audit import Equation, PinnedValue, margin_equations, pinned_cells, pinned_values
-from kuhr_pipeline.disclosure.cube import Cube
+from kuhr_pipeline.disclosure.cube import TOP_OF, Cube
 
 Key = tuple[object, ...]
 
@@ -53,12 +55,18 @@ def equations(keys: list[Key]) -> dict[tuple[Key, int], list[Key]]:
 
 
 def choose_suppression(
-    keys: list[Key], persons: list[int], claims: list[int], min_cell: int, sums: Mapping[str, list[float]] | None = None
+    keys: list[Key],
+    persons: list[int],
+    claims: list[int],
+    min_cell: int,
+    sums: Mapping[str, list[float]] | None = None,
+    dominated: set[Key] | None = None,
 ) -> tuple[set[Key], int]:
     """The set of suppressed cells, and how many of them are primary. `sums` (the `sum_*` measures
-    in the order of `keys`) lets the audit see sums of 0, the one case where the bounds pin."""
+    in the order of `keys`) lets the audit see sums of 0, the one case where the bounds pin;
+    `dominated` cells are primary whatever their person count."""
     size = {k: (p, c) for k, p, c in zip(keys, persons, claims, strict=True)}
-    hidden = {k for k, p in zip(keys, persons, strict=True) if 0 < p < min_cell}
+    hidden = {k for k, p in zip(keys, persons, strict=True) if 0 < p < min_cell} | (dominated or set())
     primary = len(hidden)
     system = sorted(equations(keys).items(), key=lambda item: repr(item[0]))
     whole = margin_equations((parent, children) for (parent, _), children in system)
@@ -109,7 +117,8 @@ def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
     persons = table.column("persons").to_pylist()
     claims = table.column("claims").to_pylist()
     sums = {m: table.column(m).to_pylist() for m in ("sum_egenandel", "sum_refusjon")}
-    hidden, primary = choose_suppression(keys, persons, claims, min_cell, sums)
+    dominated = {key for m in measures if m in TOP_OF for key in _dominated(keys, table, m)}
+    hidden, primary = choose_suppression(keys, persons, claims, min_cell, sums, dominated)
     mask = pa.array([k in hidden for k in keys], pa.bool_())
     columns = {d: table.column(d) for d in cube.dimensions}
     for measure in measures:
@@ -119,6 +128,15 @@ def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
         )
     columns["suppressed"] = mask
     return Suppressed(pa.table(columns), primary, len(hidden) - primary)
+
+
+DOMINANCE_SHARE = 0.85
+
+
+def _dominated(keys: list[Key], table: pa.Table, measure: str) -> list[Key]:
+    """Cells where one person's share of `measure` is more than DOMINANCE_SHARE of it."""
+    totals, tops = table.column(measure).to_pylist(), table.column(TOP_OF[measure]).to_pylist()
+    return [k for k, total, top in zip(keys, totals, tops, strict=True) if total and top > DOMINANCE_SHARE * total]
 
 
 def pinned(table: pa.Table, dimensions: list[str], measures: list[str]) -> list[PinnedValue]:
