@@ -179,3 +179,18 @@ def test_a_cell_one_person_dominates_is_primary_whatever_its_size(tmp_path: Path
     assert with_sums.primary == 1 and with_sums.secondary >= 1  # a alone would be the margin minus b and c
     without_sums = suppress(cube, ["persons", "claims"], MIN_CELL)
     assert not any(without_sums.table.column("suppressed").to_pylist())
+
+
+def test_two_single_persons_in_one_margin_cannot_reveal_each_other(tmp_path: Path) -> None:
+    """12 / 1 / 10 / 1 persons in a margin: the two 1-person cells are primary; each of those two
+    persons knows their own cell, so a third cell is hidden too, and neither can pin the other."""
+    from kuhr_pipeline.disclosure.audit import margin_equations, pinned_cells
+    from kuhr_pipeline.disclosure.suppression import equations
+
+    cube_table, table = run(tmp_path, {("a",): 12, ("b",): 1, ("c",): 10, ("d",): 1}, ["region"])
+    hidden = {r["region"] for r in table.to_pylist() if r["suppressed"]}
+    assert {"b", "d"} < hidden and len(hidden) == 3 and "c" in hidden  # the smallest other cell
+    keys = [(r,) for r in table.column("region").to_pylist()]
+    whole = margin_equations((p, c) for (p, _), c in equations(keys).items())
+    for insider in ("b", "d"):  # what the other suppressed cells are, to one who knows his own
+        assert pinned_cells(whole, {(h,) for h in hidden} - {(insider,)}) == []

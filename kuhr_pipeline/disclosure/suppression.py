@@ -14,7 +14,8 @@ fewest persons (then claims, then a child before its parent), which keeps the lo
 
 What it guarantees: for every suppressed cell and additive measure, the values consistent with
 all shown cells and all margins (cells ≥ 0) form an interval wider than one value — the linear
-programme an attacker would solve; the delivered table is audited with that programme again
+programme an attacker would solve — also for the single person of a suppressed one-person cell,
+who knows that cell's own values; the delivered table is audited with that programme again
 before publishing (quality.statistics_rules). What it does not: the pattern is greedy, not a
 minimum-loss one. `persons` counts distinct persons, which do not add up across cells; they are
 suppressed with their row, and are never what an attacker subtracts.
@@ -72,12 +73,37 @@ def choose_suppression(
     whole = margin_equations((parent, children) for (parent, _), children in system)
     while True:
         _close_single_unknowns(system, hidden, size)
-        exposed = pinned_cells(whole, hidden) or [p.cell for p in _pinned_at_zero(keys, whole, hidden, sums or {})]
+        exposed = (
+            pinned_cells(whole, hidden)
+            or [p.cell for p in _pinned_at_zero(keys, whole, hidden, sums or {})]
+            or _exposed_to_an_insider(whole, hidden, size)
+        )
         if not exposed:
             return hidden, primary
         near = [m for equation in whole if any(m == exposed[0] for m, _ in equation) for m, _ in equation]
         candidates = [m for m in near if m not in hidden] or [k for k in keys if k not in hidden]
+        if not candidates:  # every cell hidden: nothing shown that anyone could solve with
+            return hidden, primary
         hidden.add(min(candidates, key=lambda m: (*size[m], repr(m))))
+
+
+def _exposed_to_an_insider(whole: list[Equation], hidden: set[Key], size: dict[Key, tuple[int, int]]) -> list[Key]:
+    """Suppressed cells fixed for the single person of a suppressed one-person cell, who knows
+    that cell's values (12 / 1 / 10 / 1 in a margin: each of the two 1s gives the other away)."""
+    for single in sorted((k for k in hidden if size[k][0] == 1), key=repr):
+        exposed = [c for c in pinned_cells(whole, hidden - {single}) if not _same_person(c, single, size)]
+        if exposed:
+            return exposed
+    return []
+
+
+def _same_person(cell: Key, single: Key, size: dict[Key, tuple[int, int]]) -> bool:
+    """Whether a one-person `cell` holds the same person as the one-person cell `single`: they
+    overlap (their common refinement has someone in it), so what the insider learns is his own."""
+    if size[cell][0] != 1 or any(a is not None and b is not None and a != b for a, b in zip(cell, single, strict=True)):
+        return False
+    common = tuple(a if a is not None else b for a, b in zip(cell, single, strict=True))
+    return size.get(common, (0, 0))[0] >= 1
 
 
 def _pinned_at_zero(
