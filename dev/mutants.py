@@ -67,8 +67,8 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "attrition shows the threshold itself unmasked": (
         "kuhr_pipeline/cohort/attrition.py",
-        "return mask_count(count, self.threshold)",
-        "return mask_count(count)",
+        "return mask_count(count, self.threshold, self.rounding)",
+        "return mask_count(count, rounding=self.rounding)",
         ["tests/test_contract_values.py"],
     ),
     "no lock per application": (
@@ -100,6 +100,30 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "FOLDER_MODE = 0o700",
         "FOLDER_MODE = 0o755",
         ["tests/test_faults.py"],
+    ),
+    "no insider in the audit": (
+        "kuhr_pipeline/disclosure/suppression.py",
+        "            or _exposed_to_an_insider(whole, hidden, size)",
+        "            or []",
+        ["tests/test_suppression.py"],
+    ),
+    "no dominance rule": (
+        "kuhr_pipeline/disclosure/suppression.py",
+        "if total and top > DOMINANCE_SHARE * total]",
+        "if False]",
+        ["tests/test_suppression.py"],
+    ),
+    "code systems ignored": (
+        "kuhr_pipeline/cohort/criteria.py",
+        "        in_system = codes_match(_whole(systems), [system])",
+        "        in_system = np.ones(batch.num_rows, dtype=bool)",
+        ["tests/test_code_systems.py"],
+    ),
+    "washout one day short": (
+        "kuhr_pipeline/cohort/windows.py",
+        "return (latest >= index_days - washout) & (latest < index_days)",
+        "return (latest > index_days - washout) & (latest < index_days)",
+        ["tests/test_windows.py"],
     ),
     "staging kept after a run": (
         "kuhr_pipeline/staging.py",
