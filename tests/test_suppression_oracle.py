@@ -91,6 +91,14 @@ def test_patterns_that_each_line_alone_does_not_disclose(tmp_path: Path, shape, 
     assert_no_value_pinned(out, dims)
 
 
+def test_sums_of_zero_without_single_persons(tmp_path: Path) -> None:
+    """Everyone exempt (every egenandel 0), no one-person cell: only the linear programme's bounds
+    pin the suppressed zeros (found by a search once the insider rule protected the other cases)."""
+    raw, out, dims = delivered_table(tmp_path, [3, 3], [2, 0, 3, 4, 2, 4, 6, 0, 6], exempt_every=1)
+    assert_shown_cells_exact_and_large(raw, out)
+    assert_no_value_pinned(out, dims)
+
+
 def test_the_oracles_find_a_disclosed_value() -> None:
     """A pattern where a row has one suppressed cell: both oracles must see it."""
     dims = ["a", "b"]

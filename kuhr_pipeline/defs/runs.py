@@ -1,4 +1,5 @@
-"""Run requests and tags for one application, shared by the CLI, the sensor and the schedule."""
+"""What a run of one application needs around its steps: requests and tags (shared by the CLI, the
+sensor and the schedule), the guards every run passes first (`begin_run`), its staging, its spec."""
 
 from pathlib import Path
 
