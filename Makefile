@@ -34,7 +34,7 @@ demo: keys sample
 	@echo
 	@echo "Delivered: $$(cat .last-delivery)"
 	@echo "Verify it:   $(BIN)/kuhr-pipeline verify $$(cat .last-delivery) --signer-pub keys/signing.pub"
-	@echo "Decrypt it:  $(BIN)/kuhr-pipeline decrypt $$(cat .last-delivery) --sk demo-keys/hds-2026-0042.sec --signer-pub keys/signing.pub --out decrypted/"
+	@echo "Decrypt it:  $(BIN)/kuhr-pipeline decrypt $$(cat .last-delivery) --sk demo-keys/hds-2026-0042.sec --signer-pub keys/signing.pub --out decrypted/$$(basename $$(cat .last-delivery))"
 	@echo "Statistics:  $$(cat .last-statistics) (decrypt with demo-keys/hds-2026-0107.sec)"
 	@rm -f .last-delivery .last-statistics
 

@@ -66,7 +66,7 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 
 def load_signer_public(path: Path) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(read_key_bytes(path, "--signer-pub"))
+        key = serialization.load_pem_public_key(read_key_bytes(path, "--signer-pub", secret=False))
     except KeyFileError as error:
         raise SignerKeyError(error.problems) from None
     except ValueError:

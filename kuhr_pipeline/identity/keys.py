@@ -29,9 +29,9 @@ def _key_path(path: str | Path | None, variable: str) -> Path:
     return Path(path)
 
 
-def read_key_bytes(path: Path, variable: str) -> bytes:
+def read_key_bytes(path: Path, variable: str, secret: bool = True) -> bytes:
     """A key file's bytes: a regular file (never a FIFO or a device, which could hang or never
-    end), read with a size bound; a warning when group or others may read it."""
+    end), read with a size bound; for a secret key, a warning when group or others may read it."""
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
@@ -44,7 +44,7 @@ def read_key_bytes(path: Path, variable: str) -> bytes:
             data = file.read(MAX_KEY_FILE_BYTES + 1)
         if len(data) > MAX_KEY_FILE_BYTES:
             raise KeyFileError.single(str(path), variable, "is far too large to be a key file")
-        if info.st_mode & 0o077:
+        if secret and info.st_mode & 0o077:
             _warn_open_to_others(str(path), variable, info.st_mode & 0o777)
         return data
     except FileNotFoundError:
