@@ -112,3 +112,37 @@ def test_statistics_attrition_is_rounded_to_5_so_steps_cannot_be_differenced(tmp
     assert shown["statistics"]["after exclusion (the cohort)"] == "1000"
     assert shown["pseudonymised"]["after sex"] == "998"
     assert mask_count(1002, 5, 5) == "1000" and mask_count(1003, 5, 5) == "1005" and mask_count(3, 5, 5) == "<5"
+
+
+def test_two_recurring_statistics_releases_keep_the_pattern(tmp_path, keys_env, spec_dir, capsys) -> None:
+    """Two releases of one statistics application from sources that differ by a few persons:
+    every cell hidden in the first is hidden in the second (the pattern, never the values, is kept
+    beside the application's deliveries)."""
+    import pyarrow.parquet as pq
+
+    from kuhr_pipeline.synth import generate_source
+
+    changes = {
+        "application_id": "STAT-1",
+        "data_level": "statistics",
+        "cohort.entry.diagnoses": {"ICPC-2": ["R74", "A04", "K86"]},
+        "statistics": {
+            "group_by": ["ar", "pasient_kjonn", {"name": "pasient_alder", "as": "group10"}],
+            "measures": ["persons", "claims"],
+            "min_cell": 5,
+        },
+    }
+    spec = write_spec(spec_dir, changes, name="STAT-1.yaml", remove=["variables"])
+    hidden = []
+    for n, persons in enumerate((400, 420)):
+        source = generate_source(tmp_path / f"source{n}", persons=persons, from_year=2019, to_year=2020, seed=9).path
+        code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
+        assert code == 0, err
+        plain = tmp_path / f"plain{n}"
+        code, _, err = run_cli(["decrypt", out.strip(), "--sk", spec_dir / "recipient.sec", "--out", plain], capsys)
+        assert code == 0, err
+        table = pq.read_table(plain / "statistics.parquet").to_pylist()
+        hidden.append({(r["ar"], r["pasient_kjonn"], r["pasient_alder"]) for r in table if r["suppressed"]})
+        cells = {(r["ar"], r["pasient_kjonn"], r["pasient_alder"]) for r in table}
+        assert (keys_env["deliveries"] / "STAT-1" / ".suppression-pattern.json").exists()
+    assert hidden[0] and (hidden[0] & cells) <= hidden[1]

@@ -194,3 +194,23 @@ def test_two_single_persons_in_one_margin_cannot_reveal_each_other(tmp_path: Pat
     whole = margin_equations((p, c) for (p, _), c in equations(keys).items())
     for insider in ("b", "d"):  # what the other suppressed cells are, to one who knows his own
         assert pinned_cells(whole, {(h,) for h in hidden} - {(insider,)}) == []
+
+
+def test_a_cell_hidden_in_the_last_release_stays_hidden(tmp_path: Path) -> None:
+    """A recurring release treats the cells the last one hid as primary: a cell that would now
+    count enough persons to show stays hidden, so the two releases cannot be differenced."""
+    leaves = {("a",): 3, ("b",): 9, ("c",): 9}
+    first = suppress(
+        build_cube(staging_in(tmp_path / "1"), claims_file(tmp_path / "1", leaves, ["region"]), [("region", "exact")]),
+        ["persons", "claims"],
+        MIN_CELL,
+    )
+    hidden_first = {r["region"] for r in first.table.to_pylist() if r["suppressed"]}
+    assert "a" in hidden_first
+    grown = {("a",): 6, ("b",): 9, ("c",): 9, ("d",): 8}  # a now has 6 persons; d is new
+    cube = build_cube(staging_in(tmp_path / "2"), claims_file(tmp_path / "2", grown, ["region"]), [("region", "exact")])
+    afresh = suppress(cube, ["persons", "claims"], MIN_CELL)
+    assert not any(afresh.table.column("suppressed").to_pylist())  # chosen afresh, a would show
+    kept = suppress(cube, ["persons", "claims"], MIN_CELL, previous={(r,) for r in hidden_first})
+    hidden_now = {r["region"] for r in kept.table.to_pylist() if r["suppressed"]}
+    assert hidden_first <= hidden_now and "a" in hidden_now

@@ -13,7 +13,9 @@ from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publi
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.masking import mask_count
+from kuhr_pipeline.disclosure.patterns import previous_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
+from kuhr_pipeline.disclosure.suppression import Key
 from kuhr_pipeline.errors import SpecRefused
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
 from kuhr_pipeline.quality import gx_process
@@ -158,17 +160,25 @@ def extract(
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
 def statistics(
-    context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims, pseudonym_key: PseudonymKey
+    context: dg.AssetExecutionContext,
+    application: LoadedSpec,
+    cohort: CohortClaims,
+    pseudonym_key: PseudonymKey,
+    paths: KuhrPaths,
 ) -> StatisticsTable:
-    """For data_level statistics: every cell and margin, with primary and secondary suppression."""
+    """For data_level statistics: every cell and margin, with primary and secondary suppression
+    (cells the application's last release hid stay hidden)."""
     spec = application.spec
     staging = run_staging(context.run_id, application.application_id, pseudonym_key)
+    previous: set[Key] = set()
     if spec.statistics is not None:
+        dimensions = [name for name, _ in resolved(spec.requested_group_by())]
+        previous = previous_pattern(paths.deliveries_dir(), application.application_id, dimensions)
         context.log.info(
             f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of "
-            f"{cohort.attrition.masked(cohort.rows)} claims"
+            f"{cohort.attrition.masked(cohort.rows)} claims; {len(previous)} cells hidden in the last release"
         )
-    result = build_statistics(spec, cohort.path, staging, staging.sub("statistics"))
+    result = build_statistics(spec, cohort.path, staging, staging.sub("statistics"), previous)
     if result.path is None:
         context.add_output_metadata({"note": "data_level is pseudonymised: no statistics table"})
         return result

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.delivery.publish import DataTable, DeliveryContents, PublishedDelivery, publish_delivery
+from kuhr_pipeline.disclosure.patterns import keep_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
@@ -64,4 +65,9 @@ def assemble_and_publish(
         codebook_columns=columns,
         codebook_schema=schema,
     )
-    return publish_delivery(contents, deliveries_root, staging, signing_key, on_step=on_step)
+    published = publish_delivery(contents, deliveries_root, staging, signing_key, on_step=on_step)
+    if statistics.path is not None:  # the next release keeps these cells hidden
+        keep_pattern(
+            deliveries_root, spec.application_id, list(statistics.dimensions), staging.read_parquet(statistics.path)
+        )
+    return published

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kuhr_pipeline.disclosure.cube import build_cube
-from kuhr_pipeline.disclosure.suppression import suppress
+from kuhr_pipeline.disclosure.suppression import Key, suppress
 from kuhr_pipeline.extract.build import resolved
 from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging
@@ -22,13 +22,16 @@ class StatisticsTable:
     dimensions: tuple[str, ...] = ()
 
 
-def build_statistics(spec: ApplicationSpec, cohort_claims: Path, staging: Staging, out: Staging) -> StatisticsTable:
-    """The cube of the staged claims, suppressed, sealed in `out` (statistics.parquet)."""
+def build_statistics(
+    spec: ApplicationSpec, cohort_claims: Path, staging: Staging, out: Staging, previous: set[Key] | None = None
+) -> StatisticsTable:
+    """The cube of the staged claims, suppressed (`previous`: cells the last release hid), sealed
+    in `out` (statistics.parquet)."""
     if spec.statistics is None:
         return StatisticsTable(None)
     group_by = resolved(spec.requested_group_by())
     cube = build_cube(staging, cohort_claims, group_by)
-    result = suppress(cube, list(spec.statistics.measures), spec.statistics.min_cell)
+    result = suppress(cube, list(spec.statistics.measures), spec.statistics.min_cell, previous)
     path = out.path("statistics.parquet")
     tmp = path.with_name(".statistics.parquet.tmp")
     out.write_parquet(tmp, result.table)

@@ -61,13 +61,14 @@ def choose_suppression(
     claims: list[int],
     min_cell: int,
     sums: Mapping[str, list[float]] | None = None,
-    dominated: set[Key] | None = None,
+    also_primary: set[Key] | None = None,
 ) -> tuple[set[Key], int]:
     """The set of suppressed cells, and how many of them are primary. `sums` (the `sum_*` measures
     in the order of `keys`) lets the audit see sums of 0, the one case where the bounds pin;
-    `dominated` cells are primary whatever their person count."""
+    `also_primary` cells (dominated ones, the last release's pattern) are primary whatever their
+    person count, when they exist in this table."""
     size = {k: (p, c) for k, p, c in zip(keys, persons, claims, strict=True)}
-    hidden = {k for k, p in zip(keys, persons, strict=True) if 0 < p < min_cell} | (dominated or set())
+    hidden = {k for k, p in zip(keys, persons, strict=True) if 0 < p < min_cell} | ((also_primary or set()) & set(size))
     primary = len(hidden)
     system = sorted(equations(keys).items(), key=lambda item: repr(item[0]))
     whole = margin_equations((parent, children) for (parent, _), children in system)
@@ -136,7 +137,8 @@ def _close_single_unknowns(
                 changed = True
 
 
-def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
+def suppress(cube: Cube, measures: list[str], min_cell: int, previous: set[Key] | None = None) -> Suppressed:
+    """Suppress the cube for delivery; `previous`: the cells the application's last release hid."""
     table = cube.table
     dims = [table.column(d).to_pylist() for d in cube.dimensions]
     keys: list[Key] = list(zip(*dims, strict=True)) if dims else [() for _ in range(table.num_rows)]
@@ -144,7 +146,7 @@ def suppress(cube: Cube, measures: list[str], min_cell: int) -> Suppressed:
     claims = table.column("claims").to_pylist()
     sums = {m: table.column(m).to_pylist() for m in ("sum_egenandel", "sum_refusjon")}
     dominated = {key for m in measures if m in TOP_OF for key in _dominated(keys, table, m)}
-    hidden, primary = choose_suppression(keys, persons, claims, min_cell, sums, dominated)
+    hidden, primary = choose_suppression(keys, persons, claims, min_cell, sums, dominated | (previous or set()))
     mask = pa.array([k in hidden for k in keys], pa.bool_())
     columns = {d: table.column(d) for d in cube.dimensions}
     for measure in measures:
