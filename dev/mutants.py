@@ -125,6 +125,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "return (latest > index_days - washout) & (latest < index_days)",
         ["tests/test_windows.py"],
     ),
+    "each release chooses its pattern afresh": (
+        "kuhr_pipeline/defs/assets.py",
+        'staging.sub("statistics"), previous)',
+        'staging.sub("statistics"), set())',
+        ["tests/test_masking.py"],
+    ),
     "staging kept after a run": (
         "kuhr_pipeline/staging.py",
         "    shutil.rmtree(folder, ignore_errors=True)",

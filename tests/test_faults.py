@@ -66,7 +66,7 @@ def assert_nothing_published(setup: dict[str, Path]) -> None:
 def rerun_succeeds(setup: dict[str, Path], capsys) -> Path:
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
     assert code == 0, err
-    assert [n for n in deliveries_left(setup) if n.startswith(".")] == []  # no staging debris
+    assert [n for n in deliveries_left(setup) if n.startswith(".staging")] == []  # no staging debris
     return Path(out.strip())
 
 
@@ -315,7 +315,7 @@ def test_sigkill_during_statistics(setup, capsys) -> None:
     assert_nothing_published(setup)
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
     assert code == 0, err
-    assert [n for n in deliveries_left(setup) if n.startswith(".")] == []
+    assert [n for n in deliveries_left(setup) if n.startswith(".staging")] == []
 
 
 def test_no_telemetry_whatever_the_instance_file_says(setup, capsys) -> None:
