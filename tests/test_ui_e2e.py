@@ -148,6 +148,29 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
         database.drop()
 
 
+def _launch(server: Dagster, run_config: dict | None = None) -> str:
+    """Launch a run of the application's partition through GraphQL, as the UI does; its run id."""
+    launched = server.graphql(
+        """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
+             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": "kuhr_pipeline",
+                    "repositoryName": "__repository__",
+                    "jobName": "deliver_application",
+                },
+                **({"runConfigData": run_config} if run_config else {}),
+                "executionMetadata": {
+                    "tags": [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
+                },
+            }
+        },
+    )
+    assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+    return launched["launchRun"]["run"]["runId"]
+
+
 def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     server, paths = dagster
     make_recipient(paths["apps"], "recipient")
@@ -161,26 +184,7 @@ def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     code, _, err = run_cli(["verify", delivered[0], "--signer-pub", paths["keys"] / "signing.pub"], capsys)
     assert code == 0, err
 
-    launched = server.graphql(
-        """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
-             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-        {
-            "params": {
-                "selector": {
-                    "repositoryLocationName": "kuhr_pipeline",
-                    "repositoryName": "__repository__",
-                    "jobName": "deliver_application",
-                },
-                "runConfigData": {
-                    "ops": {"application": {"config": {"spec_path": str(paths["apps"] / f"{APP}.yaml")}}}
-                },
-                "executionMetadata": {
-                    "tags": [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
-                },
-            }
-        },
-    )
-    assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
+    _launch(server, {"ops": {"application": {"config": {"spec_path": str(paths["apps"] / f"{APP}.yaml")}}}})
     server.wait_for(lambda rs: sum(r["status"] == "SUCCESS" for r in rs) == 2, "the GraphQL run")
     assert len(sorted((paths["deliveries"] / APP).glob("2*"))) == 2
     code, out, err = run_cli(
@@ -202,34 +206,13 @@ def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     assert recorded == [("SUCCESS",), ("SUCCESS",)]  # both runs, the sensor's and the UI's, in PostgreSQL
 
 
-def _launch(server: Dagster, paths: dict[str, Path]) -> str:
-    launched = server.graphql(
-        """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
-             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-        {
-            "params": {
-                "selector": {
-                    "repositoryLocationName": "kuhr_pipeline",
-                    "repositoryName": "__repository__",
-                    "jobName": "deliver_application",
-                },
-                "executionMetadata": {
-                    "tags": [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
-                },
-            }
-        },
-    )
-    assert launched["launchRun"]["__typename"] == "LaunchRunSuccess", launched
-    return launched["launchRun"]["run"]["runId"]
-
-
 def test_two_runs_of_one_application_never_overlap(dagster) -> None:
     """Two runs of one partition launched at once through the run queue: the daemon starts the
     second only when the first has ended (the tag limit on dagster/partition in the shipped
     dagster.yaml). Each run records its process; neither leaves staging behind."""
     server, paths = dagster
     before = {r["runId"] for r in server.runs()}
-    first, second = _launch(server, paths), _launch(server, paths)
+    first, second = _launch(server), _launch(server)
     server.wait_for(lambda rs: {r["runId"] for r in rs if r["status"] == "SUCCESS"} >= {first, second}, "both runs")
     assert {r["runId"] for r in server.runs()} - before == {first, second}
     times = dict(
