@@ -7,8 +7,13 @@ to ids lives only in this process's memory, and is used once, to pseudonymise th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pyarrow as pa
 from pandas._libs.hashtable import Int64HashTable
+
+from kuhr_pipeline.identity.fodselsnummer import IdReason, IdSlots, id_slots
 
 NO_PERSON = 0
 _MIN_SIZE = 65_536
@@ -81,3 +86,14 @@ class LabelSet:
         found = np.zeros(len(labels), dtype=bool)
         found[inside] = self._mask[labels[inside]]
         return found
+
+
+def bill_labels(ids: pa.Array, label: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, IdSlots]:
+    """Each bill's person label by `label` (PersonLabels.label gives new ids one, .find does not),
+    NO_PERSON where the id is refused; with the ids' check. Ids of rows a filter dropped can sit
+    in a batch's dictionary: they get no label."""
+    slots = id_slots(ids)
+    slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
+    valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
+    slot_labels[valid] = label(slots.number[valid])
+    return slot_labels[slots.slot], slots

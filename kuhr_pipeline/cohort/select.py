@@ -30,11 +30,11 @@ from kuhr_pipeline.cohort.first_claims import (
     no_entry_claims,
     reduce_entry,
 )
-from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels, bill_labels
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
 from kuhr_pipeline.cohort.windows import IndexDateEvidence, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
-from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
+from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
@@ -109,8 +109,8 @@ def find_cohort(
         for piece, batch in scan_pieces(source, columns, period, as_dictionary=coded):
             if piece != last_piece:
                 row_in_piece, last_piece = 0, piece
-            labels, rows_per_reason = _person_labels(batch.column("pasient_fnr"), persons)
-            dropped += rows_per_reason
+            labels, slots = bill_labels(batch.column("pasient_fnr"), persons.label)
+            dropped += slots.rows_per_reason()
             writer.write(batch, labels)
             entry = np.flatnonzero(match(batch, cohort_spec.entry) & (labels != NO_PERSON))
             if len(entry):
@@ -144,16 +144,6 @@ def find_cohort(
         attrition=Attrition(steps, dropped_bills, small_count_threshold(spec), count_rounding(spec)),
         first_claim_ages=ages,
     )
-
-
-def _person_labels(ids: pa.Array, persons: PersonLabels) -> tuple[np.ndarray, np.ndarray]:
-    """Each bill's person label (NO_PERSON where the id is refused), and the bills per IdReason.
-    Ids of rows the period filter dropped can sit in a batch's dictionary: they get no label."""
-    slots = id_slots(ids)
-    slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
-    valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
-    slot_labels[valid] = persons.label(slots.number[valid])
-    return slot_labels[slots.slot], slots.rows_per_reason()
 
 
 def _apply_person_criteria(

@@ -21,8 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.cohort.criteria import columns_for, match
-from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels
-from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels, bill_labels
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, scan
 from kuhr_pipeline.source.schema import CODE_COLUMNS
@@ -115,7 +114,7 @@ class IndexDateEvidence:
             if not len(rows):
                 continue
             taken = pa.array(rows)
-            labels = _known_labels(pc.dictionary_decode(batch.column("pasient_fnr").take(taken)), persons)
+            labels, _ = bill_labels(pc.dictionary_decode(batch.column("pasient_fnr").take(taken)), persons.find)
             days = days_of(batch.column("behandlingstidspunkt").take(taken))
             known = labels != NO_PERSON
             hit = entries[rows] & known
@@ -158,12 +157,3 @@ class IndexDateEvidence:
         hit = np.zeros(len(index_of), dtype=bool)
         hit[who[near]] = True
         return hit[persons]
-
-
-def _known_labels(ids: pa.Array, persons: PersonLabels) -> np.ndarray:
-    """Labels of valid ids pass 1 met; NO_PERSON for every other bill."""
-    slots = id_slots(ids)
-    slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
-    valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
-    slot_labels[valid] = persons.find(slots.number[valid])
-    return slot_labels[slots.slot]

@@ -9,16 +9,14 @@ are small (paths, counts, the spec); person-level data stays in sealed staging.
 
 from __future__ import annotations
 
-import os
 import pickle
-import secrets
 from pathlib import Path
 
 import dagster as dg
 
 from kuhr_pipeline import settings
 from kuhr_pipeline.errors import KuhrError
-from kuhr_pipeline.sealed import FILE_MODE, private_folder
+from kuhr_pipeline.sealed import private_folder, write_private
 
 
 def _path(run_id: str, asset_key: dg.AssetKey, partition: str | None) -> Path:
@@ -34,11 +32,7 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
         partition = context.asset_partition_key if context.has_asset_partitions else None
         path = _path(context.run_id, context.asset_key, partition)
         private_folder(path.parent)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        with os.fdopen(descriptor, "wb") as file:
-            pickle.dump(obj, file, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
+        write_private(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
     def load_input(self, context: dg.InputContext) -> object:
         upstream = context.upstream_output

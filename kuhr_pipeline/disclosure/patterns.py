@@ -10,11 +10,11 @@ it is in no delivery), and the next run treats those cells as primary when they 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 import pyarrow as pa
+
+from kuhr_pipeline.sealed import write_private
 
 PATTERN_FILE = ".suppression-pattern.json"
 
@@ -37,7 +37,4 @@ def keep_pattern(deliveries_root: Path, application_id: str, dimensions: list[st
     """Record the delivered table's pattern (written whole or not at all)."""
     rows = zip(*(table.column(d).to_pylist() for d in dimensions), table.column("suppressed").to_pylist(), strict=True)
     body = {"dimensions": dimensions, "suppressed": [list(row[:-1]) for row in rows if row[-1]]}
-    folder = deliveries_root / application_id
-    tmp = folder / f".{PATTERN_FILE}.{secrets.token_hex(4)}.tmp"
-    tmp.write_text(json.dumps(body), encoding="utf-8")
-    os.replace(tmp, folder / PATTERN_FILE)
+    write_private(deliveries_root / application_id / PATTERN_FILE, json.dumps(body).encode("utf-8"))
