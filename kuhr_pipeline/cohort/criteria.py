@@ -53,42 +53,63 @@ def codes_match(values: pa.Array, patterns: list[str]) -> np.ndarray:
     return hit
 
 
-def _column_match(column: pa.Array | pa.ChunkedArray, patterns: list[str]) -> np.ndarray:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        flat = pc.list_flatten(column)
+class _ColumnHits:
+    """Row masks of one batch's columns against lists of codes, each list column flattened once
+    and each (column, codes) matched once, however many criteria ask."""
+
+    def __init__(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self.batch = batch
+        self._flat: dict[str, tuple[pa.Array, np.ndarray]] = {}
+        self._hits: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+
+    def rows(self, name: str, patterns: list[str]) -> np.ndarray:
+        key = (name, tuple(patterns))
+        if key not in self._hits:
+            self._hits[key] = self._match(name, patterns)
+        return self._hits[key]
+
+    def _match(self, name: str, patterns: list[str]) -> np.ndarray:
+        column = _whole(self.batch.column(name))
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+            return codes_match(column, patterns)
+        if name not in self._flat:
+            self._flat[name] = (pc.list_flatten(column), pc.list_parent_indices(column).to_numpy())
+        flat, parents = self._flat[name]
         element_hit = codes_match(flat, patterns)
         rows = np.zeros(len(column), dtype=bool)
-        if element_hit.any():
-            parents = pc.list_parent_indices(column).to_numpy()
-            rows[parents[element_hit]] = True
+        rows[parents[element_hit]] = True
         return rows
-    return codes_match(column, patterns)
 
 
 def match(batch: pa.RecordBatch | pa.Table, criteria: Criteria | None) -> np.ndarray:
     """Row mask of claims matching every given field; all False when there are no criteria."""
+    return match_each(batch, [criteria])[0]
+
+
+def match_each(batch: pa.RecordBatch | pa.Table, each: list[Criteria | None]) -> list[np.ndarray]:
+    """`match` for several criteria over one batch (entry and exclusion), sharing the work."""
+    hits = _ColumnHits(batch)
+    return [_match(hits, criteria) for criteria in each]
+
+
+def _match(hits: _ColumnHits, criteria: Criteria | None) -> np.ndarray:
     if criteria is None:
-        return np.zeros(batch.num_rows, dtype=bool)
-    mask = np.ones(batch.num_rows, dtype=bool)
+        return np.zeros(hits.batch.num_rows, dtype=bool)
+    mask = np.ones(hits.batch.num_rows, dtype=bool)
     for name, patterns in criteria.given.items():
-        mask &= _column_match(batch.column(COLUMN_OF[name]), patterns)
-    by_system = criteria.diagnoses_by_system
-    if by_system:
-        mask &= _diagnoses_in_their_system(batch, by_system)
+        mask &= hits.rows(COLUMN_OF[name], patterns)
+    if criteria.diagnoses_by_system:
+        mask &= _diagnoses_in_their_system(hits, criteria.diagnoses_by_system)
     return mask
 
 
-def _diagnoses_in_their_system(batch: pa.RecordBatch | pa.Table, by_system: dict[str, list[str]]) -> np.ndarray:
+def _diagnoses_in_their_system(hits: _ColumnHits, by_system: dict[str, list[str]]) -> np.ndarray:
     """A bill's diagnoses match through the list of the bill's own code system only."""
-    systems = batch.column(SYSTEM_COLUMN)
-    diagnoses = batch.column(COLUMN_OF["diagnoses"])
-    hit = np.zeros(batch.num_rows, dtype=bool)
+    hit = np.zeros(hits.batch.num_rows, dtype=bool)
     for system, patterns in by_system.items():
-        in_system = codes_match(_whole(systems), [system])
+        in_system = hits.rows(SYSTEM_COLUMN, [system])
         if in_system.any():
-            hit |= in_system & _column_match(diagnoses, patterns)
+            hit |= in_system & hits.rows(COLUMN_OF["diagnoses"], patterns)
     return hit
 
 

@@ -13,7 +13,9 @@ this module returns and writes holds labels and pseudonyms only.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.cohort.attrition import Attrition
-from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match
+from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match, match_each
 from kuhr_pipeline.cohort.first_claims import (
     break_ties,
     entry_claims,
@@ -103,33 +105,43 @@ def find_cohort(
     firsts = Reducing(reduce_entry)  # per person with an entry claim: the earliest (tied ones too)
     dropped = np.zeros(len(IdReason), dtype=np.int64)
     writer = RowLabelsWriter(row_labels_path)
-    try:
-        row_in_piece, last_piece = 0, -1
-        coded = {"pasient_fnr", *CODE_COLUMNS.intersection(columns)}
-        for piece, batch in scan_pieces(source, columns, period, as_dictionary=coded):
-            if piece != last_piece:
-                row_in_piece, last_piece = 0, piece
-            labels, slots = bill_labels(batch.column("pasient_fnr"), persons.label)
-            dropped += slots.rows_per_reason()
-            writer.write(batch, labels)
-            entry = np.flatnonzero(match(batch, cohort_spec.entry) & (labels != NO_PERSON))
-            if len(entry):
-                firsts.add(reduce_entry(entry_claims(batch, entry, labels[entry], piece, row_in_piece, first_columns)))
-            row_in_piece += batch.num_rows
-            if cohort_spec.exclude is not None:
-                hit = match(batch, cohort_spec.exclude) & (labels != NO_PERSON)
-                if evidence.window is not None:
-                    evidence.add_exclusions(labels[hit], days_of(batch.column("behandlingstidspunkt"))[hit])
-                else:
-                    excluded.add(labels[hit])
-            if on_progress:
-                on_progress("pass 1: finding the cohort", batch.num_rows)
-    except BaseException:
-        writer.discard()
-        raise
-    row_labels = writer.close()
-    if evidence.needed:
-        evidence.scan_margins(source, persons, on_progress)
+    stop_margins = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-margins") as alongside:
+        margins = (
+            alongside.submit(evidence.scan_margins, source, stop_margins, on_progress) if evidence.needed else None
+        )
+        try:
+            row_in_piece, last_piece = 0, -1
+            coded = {"pasient_fnr", *CODE_COLUMNS.intersection(columns)}
+            for piece, batch in scan_pieces(source, columns, period, as_dictionary=coded):
+                if piece != last_piece:
+                    row_in_piece, last_piece = 0, piece
+                labels, slots = bill_labels(batch.column("pasient_fnr"), persons.label)
+                dropped += slots.rows_per_reason()
+                writer.write(batch, labels)
+                entries, exclusions = match_each(batch, [cohort_spec.entry, cohort_spec.exclude])
+                entry = np.flatnonzero(entries & (labels != NO_PERSON))
+                if len(entry):
+                    firsts.add(
+                        reduce_entry(entry_claims(batch, entry, labels[entry], piece, row_in_piece, first_columns))
+                    )
+                row_in_piece += batch.num_rows
+                if cohort_spec.exclude is not None:
+                    hit = np.flatnonzero(exclusions & (labels != NO_PERSON))
+                    if evidence.window is not None:
+                        evidence.add_exclusions(labels[hit], days_of(batch.column("behandlingstidspunkt").take(hit)))
+                    else:
+                        excluded.add(labels[hit])
+                if on_progress:
+                    on_progress("pass 1: finding the cohort", batch.num_rows)
+        except BaseException:
+            stop_margins.set()
+            writer.discard()
+            raise
+        row_labels = writer.close()
+        if margins is not None:
+            margins.result()
+            evidence.resolve_margins(persons)
 
     first_entry_claims = break_ties(firsts.result(no_entry_claims(first_columns)), source, period)
     cohort, ages, index_days, steps = _apply_person_criteria(first_entry_claims, excluded, evidence)

@@ -3,8 +3,8 @@
 The index date is the date of the person's index claim (first entry claim in the period), known
 only when pass 1 has read the whole period. So pass 1 keeps the evidence, not the verdict:
 - for an exclusion with a window, each (person, day) with an exclusion claim, deduplicated;
-- then a scan of the margins outside the period, only as far as the windows reach (year
-  partitions outside them are never opened): entry claims in the `washout_days` before
+- alongside pass 1 (a thread of its own), a scan of the margins outside the period, only as far
+  as the windows reach (year partitions outside them are never opened): entry claims in the `washout_days` before
   `period.from` (each person's latest), and exclusion claims in the window's reach before
   `period.from` and after `period.to`. Margin bills count only for persons pass 1 labelled (a
   person with no claim in the period cannot be in the cohort) and only with a valid id.
@@ -13,6 +13,7 @@ Days are whole calendar days of `behandlingstidspunkt` (the register's local tim
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import date, timedelta
 
@@ -20,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kuhr_pipeline.cohort.criteria import columns_for, match
-from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels, bill_labels
+from kuhr_pipeline.cohort.criteria import columns_for, match_each
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels
+from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, scan
 from kuhr_pipeline.source.schema import CODE_COLUMNS
@@ -30,6 +32,8 @@ from kuhr_pipeline.spec.model import ApplicationSpec
 MS_PER_DAY = 86_400_000
 NEVER = np.iinfo(np.int32).min // 2  # "no prior entry claim": farther back than any window
 _PAIRS = pa.schema([("person", pa.int32()), ("day", pa.int32())])
+_NUMBERED = pa.schema([("number", pa.int64()), ("day", pa.int32())])  # ids as numbers: margin scan only
+Progress = Callable[[str, int], None]
 
 
 def margins(spec: ApplicationSpec) -> tuple[int, int]:
@@ -47,13 +51,26 @@ def reach(spec: ApplicationSpec) -> tuple[date, date]:
 
 
 def days_of(stamps: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Calendar day numbers (days since 1970-01-01) of timestamps."""
-    ms = pc.cast(stamps, pa.timestamp("ms")).cast(pa.int64())
+    """Calendar day numbers (days since 1970-01-01) of timestamps; a missing one is NEVER."""
+    ms = pc.fill_null(pc.cast(stamps, pa.timestamp("ms")).cast(pa.int64()), NEVER * MS_PER_DAY)
     return np.floor_divide(ms.to_numpy(zero_copy_only=False), MS_PER_DAY).astype(np.int32)
+
+
+def _day_number(day: date) -> int:
+    return (day - date(1970, 1, 1)).days
 
 
 def _unique_pairs(table: pa.Table) -> pa.Table:
     return table.group_by(["person", "day"]).aggregate([])
+
+
+def _latest_day(table: pa.Table) -> pa.Table:
+    latest = table.group_by("number").aggregate([("day", "max")])
+    return pa.table({"number": latest.column("number"), "day": latest.column("day_max")}, schema=_NUMBERED)
+
+
+def _unique_days(table: pa.Table) -> pa.Table:
+    return table.group_by(["number", "day"]).aggregate([]).select(["number", "day"])
 
 
 class IndexDateEvidence:
@@ -65,6 +82,8 @@ class IndexDateEvidence:
         self.window = exclude.window if exclude is not None else None
         self._exclusions = Reducing(_unique_pairs)
         self._latest_prior = np.full(0, NEVER, dtype=np.int32)
+        self._margin_entries = Reducing(_latest_day)
+        self._margin_exclusions = Reducing(_unique_days)
 
     @property
     def needed(self) -> bool:
@@ -76,28 +95,23 @@ class IndexDateEvidence:
         if len(persons):
             self._exclusions.add(pa.table({"person": persons, "day": days}, schema=_PAIRS))
 
-    def scan_margins(
-        self, source: Source, persons: PersonLabels, on_progress: Callable[[str, int], None] | None
-    ) -> None:
-        """Read the days before and after the period that the windows reach."""
+    def scan_margins(self, source: Source, stop: threading.Event, on_progress: Progress | None) -> None:
+        """Read the days before and after the period that the windows reach, until `stop` is set.
+
+        Runs alongside pass 1 (on a thread of its own), so it cannot label persons yet: it keeps
+        the ids of the few bills that matter, as numbers, in memory only, reduced as they pile up
+        (each person's latest prior entry claim; distinct exclusion days), until `resolve_margins`."""
         period = self.spec.period
         before, after = margins(self.spec)
         if before:
-            self._scan_margin(
-                source, persons, period.from_ - timedelta(days=before), period.from_ - timedelta(days=1), on_progress
-            )
+            start, end = period.from_ - timedelta(days=before), period.from_ - timedelta(days=1)
+            self._scan_margin(source, start, end, stop, on_progress)
         if after:
-            self._scan_margin(
-                source, persons, period.to + timedelta(days=1), period.to + timedelta(days=after), on_progress
-            )
+            start, end = period.to + timedelta(days=1), period.to + timedelta(days=after)
+            self._scan_margin(source, start, end, stop, on_progress)
 
     def _scan_margin(
-        self,
-        source: Source,
-        persons: PersonLabels,
-        start: date,
-        end: date,
-        on_progress: Callable[[str, int], None] | None,
+        self, source: Source, start: date, end: date, stop: threading.Event, on_progress: Progress | None
     ) -> None:
         cohort = self.spec.cohort
         washout = cohort.washout_days if start < self.spec.period.from_ else None
@@ -105,22 +119,38 @@ class IndexDateEvidence:
         exclude = cohort.exclude if self.window is not None else None
         columns = sorted({"pasient_fnr", "behandlingstidspunkt", *columns_for(entry), *columns_for(exclude)})
         coded = {"pasient_fnr", *CODE_COLUMNS.intersection(columns)}
-        for batch in scan(source, columns, (start, end), as_dictionary=coded):
+        first, last = _day_number(start), _day_number(end)
+        for batch in scan(source, columns, (start, end), as_dictionary=coded, clip=False):
+            if stop.is_set():
+                return
+            days = days_of(batch.column("behandlingstidspunkt"))
+            inside = (days >= first) & (days <= last)  # the scan leaves the rows unclipped: cheaper
             if on_progress:
-                on_progress("around the period: windows", batch.num_rows)
-            entries = match(batch, entry) if entry is not None else np.zeros(batch.num_rows, dtype=bool)
-            exclusions = match(batch, exclude) if exclude is not None else np.zeros(batch.num_rows, dtype=bool)
+                on_progress("around the period: windows", int(inside.sum()))
+            entries, exclusions = (hit & inside for hit in match_each(batch, [entry, exclude]))
             rows = np.flatnonzero(entries | exclusions)  # the few bills that matter: only their ids are read
             if not len(rows):
                 continue
-            taken = pa.array(rows)
-            labels, _ = bill_labels(pc.dictionary_decode(batch.column("pasient_fnr").take(taken)), persons.find)
-            days = days_of(batch.column("behandlingstidspunkt").take(taken))
-            known = labels != NO_PERSON
-            hit = entries[rows] & known
-            self._note_prior_entries(labels[hit], days[hit])
-            hit = exclusions[rows] & known
-            self.add_exclusions(labels[hit], days[hit])
+            slots = id_slots(pc.dictionary_decode(batch.column("pasient_fnr").take(pa.array(rows))))
+            valid = slots.reason[slots.slot] == IdReason.VALID
+            numbers = slots.number[slots.slot]
+            days = days[rows]
+            for found, kept in ((entries, self._margin_entries), (exclusions, self._margin_exclusions)):
+                found = found[rows] & valid
+                if found.any():
+                    kept.add(pa.table({"number": numbers[found], "day": days[found]}, schema=_NUMBERED))
+
+    def resolve_margins(self, persons: PersonLabels) -> None:
+        """Turn the margin scan's ids into pass 1's labels; ids pass 1 never met count for no one."""
+        latest = self._margin_entries.result(_NUMBERED.empty_table())
+        labels = persons.find(latest.column("number").to_numpy())
+        known = labels != NO_PERSON
+        self._note_prior_entries(labels[known], latest.column("day").to_numpy()[known])
+        pairs = self._margin_exclusions.result(_NUMBERED.empty_table())
+        labels = persons.find(pairs.column("number").to_numpy())
+        known = labels != NO_PERSON
+        self.add_exclusions(labels[known], pairs.column("day").to_numpy()[known])
+        self._margin_entries, self._margin_exclusions = Reducing(_latest_day), Reducing(_unique_days)  # ids dropped
 
     def _note_prior_entries(self, labels: np.ndarray, days: np.ndarray) -> None:
         if not len(labels):

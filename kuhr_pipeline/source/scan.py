@@ -138,6 +138,7 @@ def scan(
     period: tuple[date, date] | None = None,
     batch_rows: int = BATCH_ROWS,
     as_dictionary: Collection[str] = (),
+    clip: bool = True,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the given columns of the claims dated in `period` (inclusive; None: all), batch by batch.
 
@@ -147,8 +148,12 @@ def scan(
 
     Columns named in `as_dictionary` come dictionary-encoded (each distinct value once, an index
     per row; for a list of codes, its elements): cheaper to read than the strings, so a caller
-    that keeps few rows decodes only those (`decoded`) and matches codes on the dictionary."""
-    for _, batch in scan_pieces(source, columns, period, batch_rows, as_dictionary):
+    that keeps few rows decodes only those (`decoded`) and matches codes on the dictionary.
+
+    With `clip=False` a row group that lies partly in the period comes whole: for a caller that
+    keeps few rows and checks their dates itself (filtering every column of a group cost more
+    than reading it: 0.24 against 0.14 s for 90 days of a 20 M-bill source)."""
+    for _, batch in scan_pieces(source, columns, period, batch_rows, as_dictionary, clip=clip):
         yield batch
 
 
@@ -159,6 +164,7 @@ def scan_pieces(
     batch_rows: int = BATCH_ROWS,
     as_dictionary: Collection[str] = (),
     pieces: Collection[int] | None = None,
+    clip: bool = True,
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
     """`scan`, each batch with the number of the piece (a file's row group) it comes from.
 
@@ -184,7 +190,7 @@ def scan_pieces(
                 for batch in fragment.subset(row_group_ids=[group]).to_batches(
                     schema=schema,
                     columns=list(columns),
-                    filter=group_filter,
+                    filter=group_filter if clip else None,
                     batch_size=batch_rows,
                     batch_readahead=1,
                     use_threads=True,
