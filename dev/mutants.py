@@ -53,17 +53,23 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "for d, value in list(enumerate(key))[:1]:",
         ["tests/test_suppression.py", "tests/test_suppression_oracle.py"],
     ),
-    "no audit of the whole table": (
+    "no linear programme in the audit": (
         "kuhr_pipeline/disclosure/audit.py",
-        "            out.extend(cell for cell, pinned in zip(cells, fixed, strict=True) if pinned)",
+        "                out.append(PinnedValue(cells[i], measure, value))",
+        "                pass",
+        ["tests/test_suppression_oracle.py"],
+    ),
+    "hypercubes blind to sums of 0": (
+        "kuhr_pipeline/disclosure/hypercubes.py",
+        "            valid &= ~((zero & (signs > 0)).any(axis=1) & (zero & (signs < 0)).any(axis=1))",
         "            pass",
         ["tests/test_suppression_oracle.py"],
     ),
-    "sums of 0 not audited": (
-        "kuhr_pipeline/disclosure/suppression.py",
-        "    return pinned_values(keys, whole, hidden, zero) if zero else []",
-        "    return []",
-        ["tests/test_suppression_oracle.py"],
+    "the proof accepts a hypercube with a shown corner": (
+        "kuhr_pipeline/disclosure/proof.py",
+        "        if signs is None or not hidden[corners].all():",
+        "        if signs is None:",
+        ["tests/test_validation.py"],
     ),
     "attrition shows the threshold itself unmasked": (
         "kuhr_pipeline/cohort/attrition.py",
@@ -101,11 +107,17 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "FOLDER_MODE = 0o755",
         ["tests/test_faults.py"],
     ),
-    "no insider in the audit": (
-        "kuhr_pipeline/disclosure/suppression.py",
-        "            or _exposed_to_an_insider(whole, hidden, size)",
-        "            or []",
-        ["tests/test_suppression.py"],
+    "no insider in the hypercube search": (
+        "kuhr_pipeline/disclosure/hypercubes.py",
+        "        if threats is not None and not threats:",
+        "        if threats is not None:",
+        ["tests/test_suppression.py", "tests/test_suppression_oracle.py"],
+    ),
+    "no insider in the proof": (
+        "kuhr_pipeline/disclosure/proof.py",
+        "        if any(not _same_person(",
+        "        if False and any(not _same_person(",
+        ["tests/test_validation.py"],
     ),
     "no dominance rule": (
         "kuhr_pipeline/disclosure/suppression.py",
@@ -115,8 +127,8 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "code systems ignored": (
         "kuhr_pipeline/cohort/criteria.py",
-        "        in_system = codes_match(_whole(systems), [system])",
-        "        in_system = np.ones(batch.num_rows, dtype=bool)",
+        "        in_system = hits.rows(SYSTEM_COLUMN, [system])",
+        "        in_system = np.ones(hits.batch.num_rows, dtype=bool)",
         ["tests/test_code_systems.py"],
     ),
     "washout one day short": (

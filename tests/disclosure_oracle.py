@@ -136,3 +136,36 @@ def assert_shown_cells_exact_and_large(raw: pa.Table, out: pa.Table) -> None:
             assert all(after[m] == before[m] for m in ["persons", *ADDITIVE])
         if 0 < before["persons"] < MIN_CELL:
             assert after["suppressed"]
+
+
+def assert_no_value_pinned_for_insiders(raw: pa.Table, out: pa.Table, dims: list[str], measure: str = "claims") -> None:
+    """The insider: the single person of a suppressed one-person cell knows that cell's values,
+    so to him it is shown. Cells holding that same person (one-person cells that overlap his:
+    their common refinement has a row) are his own and not counted."""
+    truth = raw.to_pylist()
+    keys = [tuple(r[d] for d in dims) for r in truth]
+    persons = {k: r["persons"] for k, r in zip(keys, truth, strict=True)}
+    flags = out.column("suppressed").to_pylist()
+    for row, key in enumerate(keys):
+        if not (flags[row] and persons[key] == 1):
+            continue
+        known = out.set_column(
+            out.schema.get_field_index(measure),
+            measure,
+            pa.array([truth[row][measure] if i == row else v for i, v in enumerate(out.column(measure).to_pylist())]),
+        ).set_column(
+            out.schema.get_field_index("suppressed"),
+            "suppressed",
+            pa.array([f and i != row for i, f in enumerate(flags)]),
+        )
+        for other, (low, high) in lp_intervals(known, dims, measure).items():
+            if _same_person(other, key, persons):
+                continue
+            assert high - low > 1e-6, f"{measure} of {other} is pinned to {low} for the person of {key}"
+
+
+def _same_person(cell: Key, single: Key, persons: dict[Key, int]) -> bool:
+    if persons[cell] != 1 or any(a is not None and b is not None and a != b for a, b in zip(cell, single, strict=True)):
+        return False
+    common = tuple(a if a is not None else b for a, b in zip(cell, single, strict=True))
+    return persons.get(common, 0) >= 1

@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from kuhr_pipeline.disclosure.cube import build_cube
-from kuhr_pipeline.disclosure.suppression import suppress
+from kuhr_pipeline.disclosure.suppression import EXACT_CELLS, suppress
 from tests.disclosure_oracle import (
     ADDITIVE,
     MIN_CELL,
     assert_no_value_pinned,
+    assert_no_value_pinned_for_insiders,
     assert_shown_cells_exact_and_large,
     integer_values,
     lp_intervals,
@@ -25,9 +26,11 @@ from tests.disclosure_oracle import (
 from tests.helpers import staging_in
 from tests.test_suppression import claims_file
 
+METHODS = {"solving the system": EXACT_CELLS, "hypercubes": 0}  # suppress(exact_cells=…)
+
 
 def delivered_table(
-    folder: Path, shape: list[int], counts: list[int], exempt_every: int = 2
+    folder: Path, shape: list[int], counts: list[int], exempt_every: int = 2, exact_cells: int = EXACT_CELLS
 ) -> tuple[pa.Table, pa.Table, list[str]]:
     """The raw cube and the delivered (suppressed) table; every `exempt_every`-th person pays no
     egenandel, so that some sums are 0 (0: everyone pays)."""
@@ -35,20 +38,23 @@ def delivered_table(
     cells = list(itertools.product(*[[f"v{j}" for j in range(n)] for n in shape]))
     leaves = {c: n for c, n in zip(cells, counts, strict=True) if n}
     cube = build_cube(staging_in(folder), claims_file(folder, leaves, dims, exempt_every), [(d, "exact") for d in dims])
-    return cube.table, suppress(cube, ["persons", *ADDITIVE], MIN_CELL).table, dims
+    return cube.table, suppress(cube, ["persons", *ADDITIVE], MIN_CELL, exact_cells=exact_cells).table, dims
 
 
+@pytest.mark.parametrize("exact_cells", list(METHODS.values()), ids=list(METHODS))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     shape=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=2),
     data=st.data(),
 )
-def test_tiny_cubes_against_every_integer_solution(tmp_path_factory, shape: list[int], data: st.DataObject) -> None:
+def test_tiny_cubes_against_every_integer_solution(
+    tmp_path_factory, shape: list[int], data: st.DataObject, exact_cells: int
+) -> None:
     size = int(np.prod(shape))
     counts = data.draw(st.lists(st.integers(min_value=0, max_value=5), min_size=size, max_size=size))
     assume(any(counts))
     exempt_every = data.draw(st.sampled_from([0, 2, 3]))
-    raw, out, dims = delivered_table(tmp_path_factory.mktemp("cube"), shape, counts, exempt_every)
+    raw, out, dims = delivered_table(tmp_path_factory.mktemp("cube"), shape, counts, exempt_every, exact_cells)
     assert_shown_cells_exact_and_large(raw, out)
     truth = {tuple(r[d] for d in dims): r["claims"] for r in raw.to_pylist()}
     values = integer_values(out, dims, ceiling=truth[(None,) * len(dims)])  # a wider search only helps the attacker
@@ -57,22 +63,42 @@ def test_tiny_cubes_against_every_integer_solution(tmp_path_factory, shape: list
         assert len(seen) > 1, f"claims of {key} can only be {seen}"
 
 
+@pytest.mark.parametrize("exact_cells", list(METHODS.values()), ids=list(METHODS))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     shape=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=4),
     data=st.data(),
 )
 def test_cubes_of_up_to_four_dimensions_against_linear_programming(
-    tmp_path_factory, shape: list[int], data: st.DataObject
+    tmp_path_factory, shape: list[int], data: st.DataObject, exact_cells: int
 ) -> None:
     size = int(np.prod(shape))
     assume(size <= 48)
     counts = data.draw(st.lists(st.integers(min_value=0, max_value=9), min_size=size, max_size=size))
     assume(any(counts))
     exempt_every = data.draw(st.sampled_from([0, 2, 3]))
-    raw, out, dims = delivered_table(tmp_path_factory.mktemp("cube"), shape, counts, exempt_every)
+    raw, out, dims = delivered_table(tmp_path_factory.mktemp("cube"), shape, counts, exempt_every, exact_cells)
     assert_shown_cells_exact_and_large(raw, out)
     assert_no_value_pinned(out, dims)
+
+
+@pytest.mark.parametrize("exact_cells", list(METHODS.values()), ids=list(METHODS))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_no_single_person_of_a_suppressed_cell_can_pin_another(
+    tmp_path_factory, shape: list[int], data: st.DataObject, exact_cells: int
+) -> None:
+    """The insider attacker, by linear programming, on cubes with many one-person cells."""
+    size = int(np.prod(shape))
+    assume(size <= 24)
+    counts = data.draw(st.lists(st.integers(min_value=0, max_value=4), min_size=size, max_size=size))
+    assume(any(counts))
+    raw, out, dims = delivered_table(tmp_path_factory.mktemp("cube"), shape, counts, 0, exact_cells)
+    assert_shown_cells_exact_and_large(raw, out)
+    assert_no_value_pinned_for_insiders(raw, out, dims)
 
 
 @pytest.mark.parametrize(
@@ -85,16 +111,20 @@ def test_cubes_of_up_to_four_dimensions_against_linear_programming(
     ],
 )
 @pytest.mark.parametrize("exempt_every", [0, 2], ids=["no zero sums", "zero sums"])
-def test_patterns_that_each_line_alone_does_not_disclose(tmp_path: Path, shape, counts, exempt_every) -> None:
-    raw, out, dims = delivered_table(tmp_path, shape, counts, exempt_every)
+@pytest.mark.parametrize("exact_cells", list(METHODS.values()), ids=list(METHODS))
+def test_patterns_that_each_line_alone_does_not_disclose(
+    tmp_path: Path, shape, counts, exempt_every, exact_cells
+) -> None:
+    raw, out, dims = delivered_table(tmp_path, shape, counts, exempt_every, exact_cells)
     assert_shown_cells_exact_and_large(raw, out)
     assert_no_value_pinned(out, dims)
 
 
-def test_sums_of_zero_without_single_persons(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exact_cells", list(METHODS.values()), ids=list(METHODS))
+def test_sums_of_zero_without_single_persons(tmp_path: Path, exact_cells: int) -> None:
     """Everyone exempt (every egenandel 0), no one-person cell: only the linear programme's bounds
     pin the suppressed zeros (found by a search once the insider rule protected the other cases)."""
-    raw, out, dims = delivered_table(tmp_path, [3, 3], [2, 0, 3, 4, 2, 4, 6, 0, 6], exempt_every=1)
+    raw, out, dims = delivered_table(tmp_path, [3, 3], [2, 0, 3, 4, 2, 4, 6, 0, 6], 1, exact_cells)
     assert_shown_cells_exact_and_large(raw, out)
     assert_no_value_pinned(out, dims)
 
@@ -133,7 +163,7 @@ def test_the_blocking_audit_finds_exactly_what_the_oracle_finds(
 ) -> None:
     """Any pattern (not only the suppressor's): the audit behind the blocking check reports the
     same pinned values as the LP oracle, sums of 0 included."""
-    from kuhr_pipeline.disclosure.suppression import pinned
+    from kuhr_pipeline.disclosure.audit import pinned
 
     size = int(np.prod(shape))
     counts = data.draw(st.lists(st.integers(min_value=0, max_value=4), min_size=size, max_size=size))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from kuhr_pipeline.disclosure.cube import Cube
+from kuhr_pipeline.disclosure.statistics import StatisticsTable, certificates_table
 from kuhr_pipeline.disclosure.suppression import suppress
 from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite
@@ -125,16 +127,30 @@ def test_eleven_digits_that_are_not_an_id_pass(tmp_path: Path) -> None:
     assert report.success, report.markdown()
 
 
-def _statistics(tmp_path: Path, rows: list[dict]) -> Path:
-    table = pa.Table.from_pylist(
-        rows,
-        schema=pa.schema(
-            [("ar", pa.int16()), ("persons", pa.int64()), ("claims", pa.int64()), ("suppressed", pa.bool_())]
-        ),
+def _statistics(
+    tmp_path: Path, rows: list[dict], persons: list[int], certificates: list[list[int]], min_cell: int = 5
+) -> StatisticsTable:
+    """A delivered table by hand, its cube's true values (claims = persons) and its hypercubes."""
+    schema = pa.schema(
+        [("ar", pa.string()), ("persons", pa.int64()), ("claims", pa.int64()), ("suppressed", pa.bool_())]
     )
-    path = tmp_path / "statistics.parquet"
-    write_sealed_parquet(path, table)
-    return path
+    table = pa.Table.from_pylist(rows, schema=schema)
+    cube = pa.table({"ar": table.column("ar"), "persons": pa.array(persons, pa.int64()), "claims": pa.array(persons)})
+    return _staged(tmp_path, table, cube, [np.array(c) for c in certificates], min_cell)
+
+
+def _staged(
+    tmp_path: Path, table: pa.Table, cube: pa.Table, certificates: list[np.ndarray], min_cell: int = 5
+) -> StatisticsTable:
+    paths = [tmp_path / name for name in ("statistics.parquet", "cube.parquet", "certificates.parquet")]
+    for path, content in zip(paths, [table, cube, certificates_table(certificates)], strict=True):
+        write_sealed_parquet(path, content)
+    return StatisticsTable(paths[0], table.num_rows, 0, 0, min_cell, ("ar",), paths[1], paths[2])
+
+
+def _failed(statistics: StatisticsTable) -> set[str]:
+    report, _ = validate_statistics(statistics, staging_in(statistics.cube_path.parent))  # type: ignore[union-attr]
+    return {o.type for o in report.failed}
 
 
 def test_statistics_suite_passes_on_suppressed_output(tmp_path: Path) -> None:
@@ -142,7 +158,7 @@ def test_statistics_suite_passes_on_suppressed_output(tmp_path: Path) -> None:
         ["ar"],
         pa.table(
             {
-                "ar": pa.array([2019, 2020, None], pa.int16()),
+                "ar": pa.array(["2019", "2020", None]),
                 "persons": [3, 40, 43],
                 "claims": [3, 40, 43],
                 "sum_egenandel": [1.0, 2.0, 3.0],
@@ -150,47 +166,55 @@ def test_statistics_suite_passes_on_suppressed_output(tmp_path: Path) -> None:
             }
         ),
     )
-    path = tmp_path / "s.parquet"
-    write_sealed_parquet(path, suppress(cube, ["persons", "claims"], 5).table)
-    assert validate_statistics(path, 5, ["ar"], staging_in(path.parent)).success
+    result = suppress(cube, ["persons", "claims"], 5)
+    statistics = _staged(tmp_path, result.table, cube.table, result.certificates)
+    report, proof = validate_statistics(statistics, staging_in(tmp_path))
+    assert report.success and proof.holds and proof.suppressed == 2  # 2019, and with it 2020 (not the total)
+    # the pair moves by δ ∈ [−3, 40]: each of the two cells lies in an interval 43 wide
+    assert proof.figures()["smallest_interval_width_at_least"] == {"claims": 43.0}
 
 
 def test_statistics_suite_fails_on_a_small_shown_cell(tmp_path: Path) -> None:
-    path = _statistics(
-        tmp_path,
-        [
-            {"ar": 2019, "persons": 3, "claims": 3, "suppressed": False},
-            {"ar": None, "persons": 3, "claims": 3, "suppressed": False},
-        ],
-    )
-    report = validate_statistics(path, 5, ["ar"], staging_in(path.parent))
-    assert {o.type for o in report.failed} == {"expect_shown_rows_to_count_at_least_min_cell_persons"}
+    rows = [
+        {"ar": "2019", "persons": 3, "claims": 3, "suppressed": False},
+        {"ar": None, "persons": 3, "claims": 3, "suppressed": False},
+    ]
+    assert _failed(_statistics(tmp_path, rows, [3, 3], [])) == {"expect_shown_rows_to_count_at_least_min_cell_persons"}
 
 
-def test_statistics_suite_fails_on_a_recoverable_cell(tmp_path: Path) -> None:
-    path = _statistics(
-        tmp_path,
-        [
-            {"ar": 2019, "persons": None, "claims": None, "suppressed": True},
-            {"ar": 2020, "persons": 40, "claims": 40, "suppressed": False},
-            {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
-        ],
-    )
-    report = validate_statistics(path, 5, ["ar"], staging_in(path.parent))
-    assert {o.type for o in report.failed} == {"expect_no_suppressed_value_fixed_by_the_whole_table"}
+@pytest.mark.parametrize("certificates", [[], [[0, 1]]], ids=["no hypercube", "a hypercube with a shown corner"])
+def test_statistics_suite_fails_on_a_recoverable_cell(tmp_path: Path, certificates: list[list[int]]) -> None:
+    rows = [
+        {"ar": "2019", "persons": None, "claims": None, "suppressed": True},
+        {"ar": "2020", "persons": 40, "claims": 40, "suppressed": False},
+        {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
+    ]
+    failed = _failed(_statistics(tmp_path, rows, [3, 40, 43], certificates))
+    assert failed == {"expect_no_suppressed_value_fixed_by_the_whole_table"}
 
 
 def test_statistics_suite_fails_when_a_suppressed_row_shows_a_measure(tmp_path: Path) -> None:
-    path = _statistics(
-        tmp_path,
-        [
-            {"ar": 2019, "persons": None, "claims": 3, "suppressed": True},
-            {"ar": 2020, "persons": None, "claims": None, "suppressed": True},
-            {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
-        ],
-    )
-    report = validate_statistics(path, 5, ["ar"], staging_in(path.parent))
-    assert {o.type for o in report.failed} == {"expect_suppressed_rows_to_have_null_measures"}
+    rows = [
+        {"ar": "2019", "persons": None, "claims": 3, "suppressed": True},
+        {"ar": "2020", "persons": None, "claims": None, "suppressed": True},
+        {"ar": None, "persons": 43, "claims": 43, "suppressed": False},
+    ]
+    failed = _failed(_statistics(tmp_path, rows, [3, 40, 43], [[0, 1]]))
+    assert failed == {"expect_suppressed_rows_to_have_null_measures"}
+
+
+def test_statistics_suite_fails_when_one_single_person_can_solve_the_other(tmp_path: Path) -> None:
+    """12 / 1 / 10 / 1 with only the two 1s suppressed: the whole table cannot pin them (they
+    move together), but each of the two persons knows his own cell and subtracts."""
+    rows = [
+        {"ar": "a", "persons": 12, "claims": 12, "suppressed": False},
+        {"ar": "b", "persons": None, "claims": None, "suppressed": True},
+        {"ar": "c", "persons": 10, "claims": 10, "suppressed": False},
+        {"ar": "d", "persons": None, "claims": None, "suppressed": True},
+        {"ar": None, "persons": 24, "claims": 24, "suppressed": False},
+    ]
+    failed = _failed(_statistics(tmp_path, rows, [12, 1, 10, 1, 24], [[1, 3]], min_cell=2))
+    assert failed == {"expect_no_suppressed_value_fixed_for_an_insider"}
 
 
 def test_timestamps_inside_the_period(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """Blocking asset checks: an empty cohort and an extract that fails validation stop the delivery."""
 
+import json
 import warnings
+from typing import Any
 
 import dagster as dg
 
@@ -9,7 +11,8 @@ from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.defs.assets import cohort, extract, statistics
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.runs import run_staging
-from kuhr_pipeline.disclosure.statistics import StatisticsTable
+from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT
+from kuhr_pipeline.disclosure.statistics import StatisticsTable, disclosure_report
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import record_report
 from kuhr_pipeline.quality.source_quality import SOURCE_QUALITY_FILE, check_source_quality, load_source_quality
@@ -66,7 +69,9 @@ def extract_passes_validation(
     return _result(context, report)
 
 
-def _result(context: dg.AssetCheckExecutionContext, report: ValidationReport) -> dg.AssetCheckResult:
+def _result(
+    context: dg.AssetCheckExecutionContext, report: ValidationReport, extra: dict[str, Any] | None = None
+) -> dg.AssetCheckResult:
     """The check's verdict, with a Markdown table of results (never sample values)."""
     context.log.info(f"{report.suite}: {len(report.outcomes) - len(report.failed)} of {len(report.outcomes)} passed")
     return dg.AssetCheckResult(
@@ -75,7 +80,7 @@ def _result(context: dg.AssetCheckExecutionContext, report: ValidationReport) ->
         description=None
         if report.success
         else "failed: " + "; ".join(f"{o.type} on {o.column} ({o.unexpected_count} unexpected)" for o in report.failed),
-        metadata={"results": dg.MetadataValue.md(report.markdown()), "failed": len(report.failed)},
+        metadata={"results": dg.MetadataValue.md(report.markdown()), "failed": len(report.failed), **(extra or {})},
     )
 
 
@@ -85,8 +90,9 @@ def _result(context: dg.AssetCheckExecutionContext, report: ValidationReport) ->
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
     required_resource_keys={"pseudonym_key"},
-    description="Statistics suite: measures, primary suppression, and no suppressed value fixed by the whole "
-    "table (linear programming over every shown cell and margin).",
+    description="Statistics suite: measures, primary suppression, and the proof that no suppressed value is fixed "
+    "by the whole table, nor for the single person of a suppressed cell (hypercubes checked; small tables also "
+    "by linear programming).",
 )
 def statistics_passes_validation(
     context: dg.AssetCheckExecutionContext, statistics: StatisticsTable, application: LoadedSpec
@@ -94,9 +100,15 @@ def statistics_passes_validation(
     if statistics.path is None:
         return dg.AssetCheckResult(passed=True, description="person-level delivery: no statistics table")
     staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
-    report = validate_statistics(statistics.path, statistics.min_cell, list(statistics.dimensions), staging)
+    report, proof = validate_statistics(statistics, staging)
     record_report(staging, report, [statistics.path])
-    return _result(context, report)
+    figures = disclosure_report(statistics, proof)
+    staging.write_small(DISCLOSURE_REPORT, json.dumps(figures, indent=2).encode("utf-8"))
+    context.log.info(
+        f"statistics proof: {proof.suppressed:,} of {proof.cells:,} cells suppressed, "
+        f"{'holds' if proof.holds else 'FAILS'} ({proof.seconds:.1f} s)"
+    )
+    return _result(context, report, {"disclosure_report": dg.MetadataValue.json(figures)})
 
 
 @dg.asset_check(

@@ -41,9 +41,6 @@ def assemble_and_publish(
         tables += [DataTable(name, path, extract.files[name][1]) for name, path in extract.tables()]
         columns = resolved(spec.requested_variables())
         schema = extract.schema
-        disclosure = staging.folder / DISCLOSURE_REPORT
-        if disclosure.exists():
-            documents[DISCLOSURE_REPORT] = disclosure.read_bytes()
     else:
         if statistics.path is None:
             raise DeliveryError.single(str(staging.folder), "statistics", "no statistics table was made")
@@ -51,6 +48,9 @@ def assemble_and_publish(
         tables.append(DataTable("statistics", statistics.path, statistics.rows))
         columns = resolved(spec.requested_group_by())
         schema = staging.parquet_schema(statistics.path)
+    disclosure = staging.folder / DISCLOSURE_REPORT
+    if disclosure.exists():
+        documents[DISCLOSURE_REPORT] = disclosure.read_bytes()
     documents["validation_summary.json"] = json.dumps(report, indent=2).encode("utf-8")
     attrition_path = staging.path("attrition.parquet")
     attrition = cohort.attrition.table()

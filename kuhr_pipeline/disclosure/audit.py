@@ -5,17 +5,12 @@ dimension: for an additive measure (`claims`, `sum_*`) the suppressed cells are 
 linear system whose constants are the shown cells. A suppressed value is disclosed when that
 system, with every cell ≥ 0, allows it one value only.
 
-Two tests of it, for two moments:
-- `pinned_cells` (while choosing the pattern, from the pattern alone): a cell is fixed by the
-  equations whatever the shown values are exactly when no direction of the system's null space
-  moves it. Every cell of the cube has at least one claim, so a cell that a direction moves can
-  move both ways within the bounds: for `claims` this is the whole LP attack, and it is cheap
-  (one SVD per group of linked cells).
-- `pinned_values` (on the delivered table, as the blocking check): the linear programme itself
-  (SciPy's HiGHS), least and greatest value of every suppressed value of every additive measure,
-  given what the table shows. It also catches bounds that pin (a sum that is 0).
-Cells are audited a group at a time: only cells linked through a margin to one another can
-constrain each other.
+`pinned_values` decides it exactly: the linear programme (SciPy's HiGHS) over what the table
+shows, with the null space of the equations where a solution strictly inside the bounds exists
+(a cell no direction of the null space moves is fixed; one that some direction moves can move
+both ways). Cells are audited a group at a time: only cells linked through a margin to one
+another can constrain each other. The blocking check runs it on tables with few suppressed
+cells; every table is proven by its hypercubes (disclosure.proof), which scale.
 """
 
 from __future__ import annotations
@@ -24,6 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+
+from kuhr_pipeline.disclosure.equations import equations
 
 Key = tuple[object, ...]
 Equation = list[tuple[Key, int]]  # members with their sign: parent +1, children −1; the sum is 0
@@ -180,3 +178,40 @@ def _always_zero(matrix: np.ndarray, constants: np.ndarray, candidates: np.ndarr
             break
         remaining = [i for i, moved in zip(remaining, positive, strict=True) if not moved]
     return remaining
+
+
+def narrowest_intervals(
+    keys: list[Key], equations: list[Equation], hidden: set[Key], values: Mapping[str, Sequence[float | None]]
+) -> dict[str, float]:
+    """Per measure, the narrowest interval any suppressed value has (max − min of the programme,
+    two per cell; small tables only)."""
+    from scipy.optimize import linprog
+
+    out: dict[str, float] = {}
+    for measure, column in values.items():
+        shown = {k: float(v) for k, v in zip(keys, column, strict=True) if k not in hidden and v is not None}
+        narrowest = float("inf")
+        for cells, rules in linked_groups(equations, set(keys) - set(shown)):
+            if not rules:
+                continue
+            matrix = _matrix(cells, rules)
+            constants = np.array([-sum(sign * shown[m] for m, sign in rule if m in shown) for rule in rules])
+            for i in range(len(cells)):
+                ends = []
+                for direction in (1.0, -1.0):
+                    objective = np.zeros(len(cells))
+                    objective[i] = direction
+                    result = linprog(objective, A_eq=matrix, b_eq=constants, bounds=(0, None))
+                    ends.append(direction * result.fun if result.status == 0 else float("inf"))
+                narrowest = min(narrowest, ends[1] - ends[0])
+        out[measure] = narrowest
+    return out
+
+
+def pinned(table: pa.Table, dimensions: list[str], measures: list[str]) -> list[PinnedValue]:
+    """Suppressed values the whole delivered table still fixes (for the blocking check): must be empty."""
+    keys: list[Key] = list(zip(*(table.column(d).to_pylist() for d in dimensions), strict=True))
+    hidden = {k for k, h in zip(keys, table.column("suppressed").to_pylist(), strict=True) if h}
+    whole = margin_equations((parent, children) for (parent, _), children in equations(keys).items())
+    values = {m: table.column(m).to_pylist() for m in measures if m in table.column_names}
+    return pinned_values(keys, whole, hidden, values)

@@ -1,15 +1,25 @@
-"""The statistics table for `data_level: statistics`: the cube, suppressed, written to Parquet."""
+"""The statistics table for `data_level: statistics`: the cube, suppressed, written to Parquet,
+with what the blocking check needs to prove it (the cube's true values, the hypercubes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from kuhr_pipeline.disclosure.cube import build_cube
+from kuhr_pipeline.disclosure.proof import Proof
 from kuhr_pipeline.disclosure.suppression import Key, suppress
 from kuhr_pipeline.extract.build import resolved
 from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging
+
+TABLE_FILE = "statistics.parquet"
+CUBE_FILE = "statistics-cube.parquet"  # the values before suppression: staging only, sealed
+CERTIFICATES_FILE = "statistics-certificates.parquet"
 
 
 @dataclass(frozen=True)
@@ -20,22 +30,71 @@ class StatisticsTable:
     secondary: int = 0
     min_cell: int = 0
     dimensions: tuple[str, ...] = ()
+    cube_path: Path | None = None
+    certificates_path: Path | None = None
 
 
 def build_statistics(
     spec: ApplicationSpec, cohort_claims: Path, staging: Staging, out: Staging, previous: set[Key] | None = None
 ) -> StatisticsTable:
     """The cube of the staged claims, suppressed (`previous`: cells the last release hid), sealed
-    in `out` (statistics.parquet)."""
+    in `out` with the proof's inputs."""
     if spec.statistics is None:
         return StatisticsTable(None)
     group_by = resolved(spec.requested_group_by())
     cube = build_cube(staging, cohort_claims, group_by)
     result = suppress(cube, list(spec.statistics.measures), spec.statistics.min_cell, previous)
-    path = out.path("statistics.parquet")
-    tmp = path.with_name(".statistics.parquet.tmp")
+    cube_path, certificates_path = out.path(CUBE_FILE), out.path(CERTIFICATES_FILE)
+    out.write_parquet(cube_path, cube.table)
+    out.write_parquet(certificates_path, certificates_table(result.certificates))
+    path = out.path(TABLE_FILE)
+    tmp = path.with_name(f".{TABLE_FILE}.tmp")
     out.write_parquet(tmp, result.table)
     tmp.replace(path)
     return StatisticsTable(
-        path, result.table.num_rows, result.primary, result.secondary, spec.statistics.min_cell, tuple(cube.dimensions)
+        path,
+        result.table.num_rows,
+        result.primary,
+        result.secondary,
+        spec.statistics.min_cell,
+        tuple(cube.dimensions),
+        cube_path,
+        certificates_path,
     )
+
+
+def certificates_table(certificates: list[np.ndarray]) -> pa.Table:
+    """Hypercubes as (certificate, row) pairs: the corners as rows of the table."""
+    numbers = [np.full(len(c), i, dtype=np.int32) for i, c in enumerate(certificates)]
+    return pa.table(
+        {
+            "certificate": pa.array(np.concatenate(numbers) if numbers else [], pa.int32()),
+            "row": pa.array(np.concatenate(certificates) if certificates else [], pa.int32()),
+        }
+    )
+
+
+def certificates_of(table: pa.Table) -> list[np.ndarray]:
+    numbers, rows = table.column("certificate").to_numpy(), table.column("row").to_numpy()
+    order = np.argsort(numbers, kind="stable")
+    bounds = np.flatnonzero(np.diff(numbers[order])) + 1
+    return [part.astype(np.int64) for part in np.split(rows[order], bounds)] if len(rows) else []
+
+
+def disclosure_report(statistics: StatisticsTable, proof: Proof) -> dict[str, Any]:
+    """What the delivery's disclosure report says of a statistics table: the rules, the pattern's
+    size and the proof's figures (counts of cells and widths, never a cell's value)."""
+    return {
+        "data_level": "statistics",
+        "rules": [
+            f"primary: fewer than {statistics.min_cell} persons (min_cell), more than 0",
+            "primary: one person more than 85 % of a delivered sum (dominance (1, 85 %))",
+            "primary: every cell the application's last statistics delivery suppressed",
+            "secondary: every suppressed cell is a corner of a hypercube of suppressed cells, also one "
+            "without each other one-person cell (the attacker who solves the whole table; the insider)",
+        ],
+        "primary": statistics.primary,
+        "secondary": statistics.secondary,
+        **proof.figures(),
+        "proof_holds": proof.holds,
+    }

@@ -1,60 +1,85 @@
-"""The statistics table's disclosure rules, checked on the output (GX has no margin expectations)."""
+"""The statistics table's disclosure rules, checked on the output (GX has no margin expectations).
+
+The attackers' rules rest on the proof (disclosure.proof): a small table (disclosure.exact chose
+its pattern) is solved by the linear programme itself, for the outsider and for each insider; a
+large one's hypercubes are checked against the delivered table and the true values.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kuhr_pipeline.disclosure.suppression import pinned
+from kuhr_pipeline.disclosure.proof import Proof, prove, prove_exactly
+from kuhr_pipeline.disclosure.statistics import StatisticsTable, certificates_of
+from kuhr_pipeline.disclosure.suppression import EXACT_CELLS
 from kuhr_pipeline.quality.suites import load_suite_file
 from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport, validate_tables
 from kuhr_pipeline.staging import Staging
 
 MEASURES = ("persons", "claims", "sum_egenandel", "sum_refusjon")
-ADDITIVE = ["claims", "sum_egenandel", "sum_refusjon"]
 
 
-def _shown_small(table: pa.Table, min_cell: int, dimensions: list[str]) -> int:
-    if "persons" not in table.column_names:
+@dataclass(frozen=True)
+class _Delivered:
+    table: pa.Table
+    min_cell: int
+    dimensions: list[str]
+    proof: Proof
+
+
+def _shown_small(d: _Delivered) -> int:
+    if "persons" not in d.table.column_names:
         return 0
-    shown = pc.invert(table.column("suppressed"))
-    persons = table.column("persons")
-    small = pc.and_(pc.greater(persons, 0), pc.less(persons, min_cell))
+    shown = pc.invert(d.table.column("suppressed"))
+    persons = d.table.column("persons")
+    small = pc.and_(pc.greater(persons, 0), pc.less(persons, d.min_cell))
     return int(pc.sum(pc.fill_null(pc.and_(shown, small), False)).as_py() or 0)
 
 
-def _suppressed_not_null(table: pa.Table, min_cell: int, dimensions: list[str]) -> int:
-    hidden = table.filter(table.column("suppressed"))
-    return sum(hidden.num_rows - hidden.column(m).null_count for m in MEASURES if m in table.column_names)
+def _suppressed_not_null(d: _Delivered) -> int:
+    hidden = d.table.filter(d.table.column("suppressed"))
+    return sum(hidden.num_rows - hidden.column(m).null_count for m in MEASURES if m in d.table.column_names)
 
 
-def _pinned(table: pa.Table, min_cell: int, dimensions: list[str]) -> int:
-    return len(pinned(table, dimensions, ADDITIVE))
+def _fixed_by_the_whole_table(d: _Delivered) -> int:
+    return len(d.proof.unprotected)
 
 
-RULES: dict[str, Callable[[pa.Table, int, list[str]], int]] = {
+def _fixed_for_an_insider(d: _Delivered) -> int:
+    return len(d.proof.exposed_to_an_insider)
+
+
+RULES: dict[str, Callable[[_Delivered], int]] = {
     "expect_shown_rows_to_count_at_least_min_cell_persons": _shown_small,
     "expect_suppressed_rows_to_have_null_measures": _suppressed_not_null,
-    "expect_no_suppressed_value_fixed_by_the_whole_table": _pinned,
+    "expect_no_suppressed_value_fixed_by_the_whole_table": _fixed_by_the_whole_table,
+    "expect_no_suppressed_value_fixed_for_an_insider": _fixed_for_an_insider,
 }
 
 
-def check_rules(table: pa.Table, types: list[str], min_cell: int, dimensions: list[str]) -> list[ExpectationOutcome]:
-    outcomes = []
-    for kind in types:
-        bad = RULES[kind](table, min_cell, dimensions)
-        outcomes.append(ExpectationOutcome(kind, "(table)", bad == 0, table.num_rows, bad))
-    return outcomes
-
-
-def validate_statistics(path: Path, min_cell: int, dimensions: list[str], staging: Staging) -> ValidationReport:
-    """The statistics suite from `expectations/statistics.json`: GX expectations plus the rules."""
+def validate_statistics(statistics: StatisticsTable, staging: Staging) -> tuple[ValidationReport, Proof]:
+    """The statistics suite from `expectations/statistics.json`: GX expectations plus the rules,
+    and the proof whose figures go into the disclosure report."""
+    assert statistics.path and statistics.cube_path and statistics.certificates_path
     suite = load_suite_file("statistics")
-    table = staging.read_parquet(path)
+    table = staging.read_parquet(statistics.path)
+    dimensions = list(statistics.dimensions)
+    certificates = certificates_of(staging.read_parquet(statistics.certificates_path))
+    cube = staging.read_parquet(statistics.cube_path)
+    exact = not certificates and table.num_rows <= EXACT_CELLS  # chosen by solving the system
+    proof = prove_exactly(table, cube, dimensions) if exact else prove(table, cube, dimensions, certificates)
     gx_part = [e for e in suite if e["type"] not in RULES and e["kwargs"].get("column", "") in table.column_names]
-    report = validate_tables("statistics", [path], gx_part, staging) if gx_part else ValidationReport("statistics")
-    report.outcomes += check_rules(table, [e["type"] for e in suite if e["type"] in RULES], min_cell, dimensions)
-    return report
+    report = (
+        validate_tables("statistics", [statistics.path], gx_part, staging)
+        if gx_part
+        else ValidationReport("statistics")
+    )
+    delivered = _Delivered(table, statistics.min_cell, dimensions, proof)
+    for kind in (e["type"] for e in suite if e["type"] in RULES):
+        bad = RULES[kind](delivered)
+        report.outcomes.append(ExpectationOutcome(kind, "(table)", bad == 0, table.num_rows, bad))
+    return report, proof
