@@ -184,7 +184,7 @@ def test_a_cell_one_person_dominates_is_primary_whatever_its_size(tmp_path: Path
     assert not any(without_sums.table.column("suppressed").to_pylist())
 
 
-@pytest.mark.parametrize("exact_cells", [EXACT_CELLS, 0], ids=["solving the system", "hypercubes"])
+@pytest.mark.parametrize("exact_cells", [EXACT_CELLS, 0], ids=["the lesser of both", "hypercubes"])
 def test_two_single_persons_in_one_margin_cannot_reveal_each_other(tmp_path: Path, exact_cells: int) -> None:
     """12 / 1 / 10 / 1 persons in a margin: the two 1-person cells are primary; each of those two
     persons knows their own cell, so a third cell is hidden too, and neither can pin the other."""

@@ -26,7 +26,7 @@ from tests.disclosure_oracle import (
 from tests.helpers import staging_in
 from tests.test_suppression import claims_file
 
-METHODS = {"solving the system": EXACT_CELLS, "hypercubes": 0}  # suppress(exact_cells=…)
+METHODS = {"the lesser of both": EXACT_CELLS, "hypercubes": 0}  # suppress(exact_cells=…)
 
 
 def delivered_table(
@@ -184,3 +184,24 @@ def test_the_blocking_audit_finds_exactly_what_the_oracle_finds(
         if high - low <= 1e-6
     }
     assert {(p.cell, p.measure) for p in pinned(masked, dims, ADDITIVE)} == expected
+
+
+def test_the_blocking_audit_is_not_fooled_by_sums_of_millions() -> None:
+    """Four suppressed cells in a cycle of a 2 × 2 table, sums in the hundreds of millions (a
+    national table's refusjon): each can move, and the audit must say so (its tolerance was once
+    scaled by the values, so that every cell of such a table looked pinned)."""
+    from kuhr_pipeline.disclosure.audit import pinned
+
+    dims = ["a", "b"]
+    cells = {("x", "p"): 3e8, ("x", "q"): 4e8, ("y", "p"): 5e8, ("y", "q"): 6e8}
+    rows = [{"a": a, "b": b, "sum_refusjon": None, "suppressed": True} for (a, b) in cells]
+    rows += [
+        {"a": "x", "b": None, "sum_refusjon": 7e8, "suppressed": False},
+        {"a": "y", "b": None, "sum_refusjon": 11e8, "suppressed": False},
+        {"a": None, "b": "p", "sum_refusjon": 8e8, "suppressed": False},
+        {"a": None, "b": "q", "sum_refusjon": 10e8, "suppressed": False},
+        {"a": None, "b": None, "sum_refusjon": 18e8, "suppressed": False},
+    ]
+    table = pa.Table.from_pylist(rows)
+    assert pinned(table, dims, ["sum_refusjon"]) == []
+    assert all(high - low == pytest.approx(7e8) for low, high in lp_intervals(table, dims, "sum_refusjon").values())

@@ -25,7 +25,9 @@ from kuhr_pipeline.disclosure.equations import equations
 
 Key = tuple[object, ...]
 Equation = list[tuple[Key, int]]  # members with their sign: parent +1, children −1; the sum is 0
-RELATIVE_TOLERANCE = 1e-9
+# For the programme's own variables in [0, 1] (the margin t, the min(x_i, 1)): never scaled by the
+# values, or sums of millions of kroner would make every t look like 0 and every cell pinned.
+MARGIN_TOLERANCE = 1e-7
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,8 @@ def _pinned_in_group(matrix: np.ndarray, constants: np.ndarray) -> list[tuple[in
         return []  # no solution at all: the table contradicts itself, which the other rules report
     solution = widest.x[:count]
     zero = np.zeros(count, dtype=bool)
-    if widest.x[count] <= tolerance:
-        zero[_always_zero(matrix, constants, np.flatnonzero(solution <= tolerance), tolerance)] = True
+    if widest.x[count] <= MARGIN_TOLERANCE:  # t lies in [0, 1] whatever the values' scale
+        zero[_always_zero(matrix, constants, np.flatnonzero(solution <= tolerance))] = True
     pinned = zero.copy()
     free = np.flatnonzero(~zero)
     if len(free):
@@ -150,7 +152,7 @@ def _pinned_in_group(matrix: np.ndarray, constants: np.ndarray) -> list[tuple[in
     return [(int(i), 0.0 if zero[i] else float(solution[i])) for i in np.flatnonzero(pinned)]
 
 
-def _always_zero(matrix: np.ndarray, constants: np.ndarray, candidates: np.ndarray, tolerance: float) -> list[int]:
+def _always_zero(matrix: np.ndarray, constants: np.ndarray, candidates: np.ndarray) -> list[int]:
     """Of the candidate columns, those that are 0 in every solution of matrix · x = constants, x ≥ 0.
 
     Each programme makes as many candidates positive as it can at once (Σ min(x_i, 1)); those
@@ -173,7 +175,7 @@ def _always_zero(matrix: np.ndarray, constants: np.ndarray, candidates: np.ndarr
         )
         if result.status != 0:
             break
-        positive = result.x[count:] > tolerance
+        positive = result.x[count:] > MARGIN_TOLERANCE  # min(x_i, 1): in [0, 1] too
         if not positive.any():
             break
         remaining = [i for i, moved in zip(remaining, positive, strict=True) if not moved]
@@ -186,6 +188,7 @@ def narrowest_intervals(
     """Per measure, the narrowest interval any suppressed value has (max − min of the programme,
     two per cell; small tables only)."""
     from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix
 
     out: dict[str, float] = {}
     for measure, column in values.items():
@@ -194,7 +197,7 @@ def narrowest_intervals(
         for cells, rules in linked_groups(equations, set(keys) - set(shown)):
             if not rules:
                 continue
-            matrix = _matrix(cells, rules)
+            matrix = csr_matrix(_matrix(cells, rules))
             constants = np.array([-sum(sign * shown[m] for m, sign in rule if m in shown) for rule in rules])
             for i in range(len(cells)):
                 ends = []

@@ -5,15 +5,24 @@ member of it is suppressed. Then the whole system: while some suppressed cell is
 the equations taken together (the null space), is pinned at 0 by the bounds (a sum of 0: the
 linear programme), or is fixed for the single person of a suppressed one-person cell, one more
 cell of an equation it is in is suppressed: the shown one with the fewest persons, then claims.
-It hides far less than hypercubes in small sparse tables (a grand total is rarely needed), but
-each round solves the system again: used up to EXACT_CELLS cells (disclosure.suppression).
+In small sparse tables it can hide far less than hypercubes (which may need the grand total
+where a line has few cells); in larger ones it is slower and often hides more (each round solves
+the system again and adds a cell beside each exposed one). So it is tried only for tables of up
+to EXACT_CELLS cells, and the lesser pattern is delivered (disclosure.suppression).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kuhr_pipeline.disclosure.audit import Equation, PinnedValue, margin_equations, pinned_cells, pinned_values
+from kuhr_pipeline.disclosure.audit import (
+    Equation,
+    PinnedValue,
+    linked_groups,
+    margin_equations,
+    pinned_cells,
+    pinned_values,
+)
 from kuhr_pipeline.disclosure.equations import equations
 
 Key = tuple[object, ...]
@@ -45,11 +54,16 @@ def choose_suppression(
         )
         if not exposed:
             return hidden, primary
-        near = [m for equation in whole if any(m == exposed[0] for m, _ in equation) for m, _ in equation]
-        candidates = [m for m in near if m not in hidden] or [k for k in keys if k not in hidden]
-        if not candidates:  # every cell hidden: nothing shown that anyone could solve with
-            return hidden, primary
-        hidden.add(min(candidates, key=lambda m: (*size[m], repr(m))))
+        added: set[Key] = set()
+        for cell in dict.fromkeys(exposed):  # one more cell beside each exposed one, each round
+            near = {m for equation in whole if any(m == cell for m, _ in equation) for m, _ in equation}
+            if near & added:
+                continue  # its neighbourhood changed this round: look again next round
+            candidates = [m for m in near if m not in hidden] or [k for k in keys if k not in hidden]
+            if not candidates:  # every cell hidden: nothing shown that anyone could solve with
+                return hidden, primary
+            added.add(min(candidates, key=lambda m: (*size[m], repr(m))))
+        hidden |= added
 
 
 def _exposed_to_an_insider(
@@ -62,9 +76,11 @@ def _exposed_to_an_insider(
     """Suppressed cells fixed for the single person of a suppressed one-person cell, who knows
     that cell's values (12 / 1 / 10 / 1 in a margin: each of the two 1s gives the other away):
     by the equations, or, where a suppressed sum is 0, by the bounds."""
+    group_of = {cell: (cells, rules) for cells, rules in linked_groups(whole, hidden) for cell in cells}
     for single in sorted((k for k in hidden if size[k][0] == 1), key=repr):
-        known = hidden - {single}
-        fixed = pinned_cells(whole, known) or [p.cell for p in _pinned_at_zero(keys, whole, known, sums)]
+        cells, rules = group_of[single]  # only cells linked to his can change by what he knows
+        known = set(cells) - {single}
+        fixed = pinned_cells(rules, known) or [p.cell for p in _pinned_at_zero(keys, rules, known, sums)]
         exposed = [c for c in fixed if not same_person(c, single, size)]
         if exposed:
             return exposed

@@ -43,6 +43,15 @@ class Proof:
     def holds(self) -> bool:
         return not self.unprotected and not self.exposed_to_an_insider
 
+    def merged(self, other: Proof | None) -> Proof:
+        """Both proofs' findings; this one's widths (the programme's are exact, not bounds)."""
+        if other is None:
+            return self
+        self.unprotected = sorted({*self.unprotected, *other.unprotected}, key=repr)
+        self.exposed_to_an_insider = sorted({*self.exposed_to_an_insider, *other.exposed_to_an_insider}, key=repr)
+        self.seconds += other.seconds
+        return self
+
     def figures(self) -> dict[str, Any]:
         """For the disclosure report and the run's metadata: counts and widths, never values."""
         return {
@@ -143,7 +152,14 @@ def prove_exactly(delivered: pa.Table, cube: pa.Table, dimensions: list[str]) ->
     """For a small table without hypercubes (disclosure.exact): the linear programme itself, once
     for the outsider and once per suppressed one-person cell with that cell known, and the
     narrowest interval per measure."""
-    from kuhr_pipeline.disclosure.audit import margin_equations, narrowest_intervals, pinned, pinned_values
+    from kuhr_pipeline.disclosure.audit import (
+        linked_groups,
+        margin_equations,
+        narrowest_intervals,
+        pinned,
+        pinned_cells,
+        pinned_values,
+    )
     from kuhr_pipeline.disclosure.equations import equations
 
     started = time.perf_counter()
@@ -160,13 +176,19 @@ def prove_exactly(delivered: pa.Table, cube: pa.Table, dimensions: list[str]) ->
     row_of = {key: row for row, key in enumerate(keys)}
     persons_array = np.array(persons)
     exposed: set[Key] = set()
+    group_of = {cell: (cells, rules) for cells, rules in linked_groups(whole, hidden) for cell in cells}
     for row, key in enumerate(keys):
         if not (flags[row] and persons[row] == 1):
             continue
-        known = {m: [truth[m][i] if i == row else v for i, v in enumerate(shown[m])] for m in measures}
-        for value in pinned_values(keys, whole, hidden - {key}, known):
-            if not _same_person(value.cell, key, persons[row_of[value.cell]], row_of, persons_array):
-                exposed.add(value.cell)
+        cells, rules = group_of[key]  # only cells linked to his can change by what he knows
+        others = set(cells) - {key}
+        # The true values lie inside the bounds where none is 0: there the equations decide
+        # (the null space); the programme runs only for measures with a suppressed 0.
+        found = set(pinned_cells(rules, others))
+        zero = [m for m in measures if any(truth[m][row_of[c]] == 0 for c in others)]
+        known = {m: [truth[m][i] if i == row else v for i, v in enumerate(shown[m])] for m in zero}
+        found |= {value.cell for value in pinned_values(keys, rules, others, known)}
+        exposed |= {c for c in found if not _same_person(c, key, persons[row_of[c]], row_of, persons_array)}
     proof.exposed_to_an_insider = sorted(exposed, key=repr)
     proof.smallest_width = narrowest_intervals(keys, whole, hidden, shown) if hidden else {}
     proof.seconds = time.perf_counter() - started

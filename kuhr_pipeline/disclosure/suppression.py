@@ -33,7 +33,7 @@ from kuhr_pipeline.disclosure.hypercubes import Grid, protect
 
 Key = tuple[object, ...]
 SUMS = ("sum_egenandel", "sum_refusjon")
-EXACT_CELLS = 1000  # tables up to this many cells are suppressed by solving the system (disclosure.exact)
+EXACT_CELLS = 400  # up to this many cells, solving the system (disclosure.exact) is tried too
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ def suppress(
     cube: Cube, measures: list[str], min_cell: int, previous: set[Key] | None = None, exact_cells: int = EXACT_CELLS
 ) -> Suppressed:
     """Suppress the cube for delivery; `previous`: the cells the application's last release hid.
-    Tables up to `exact_cells` cells by solving the system, larger ones by hypercubes."""
+    Hypercubes always; for a table of up to `exact_cells` cells also by solving the system, and
+    the pattern that hides fewer persons (then claims) is delivered."""
     table = cube.table
     dims = [table.column(d).to_pylist() for d in cube.dimensions]
     keys: list[Key] = list(zip(*dims, strict=True)) if dims else [() for _ in range(table.num_rows)]
@@ -57,8 +58,9 @@ def suppress(
     also = dominated | (previous or set())
     primary = ((persons > 0) & (persons < min_cell)) | np.array([k in also for k in keys], dtype=bool)
     sums = [m for m in measures if m in SUMS]
-    certificates: list[np.ndarray] = []
-    if len(keys) <= exact_cells:
+    protection = protect(grid_of(table, keys, sums), primary)
+    hidden, certificates = protection.hidden, protection.certificates
+    if len(keys) <= exact_cells:  # a small table: solving the system may hide less (a sparse one)
         chosen, _ = choose_suppression(
             keys,
             persons.tolist(),
@@ -67,10 +69,9 @@ def suppress(
             {m: table.column(m).to_pylist() for m in sums},
             {k for k, p in zip(keys, primary.tolist(), strict=True) if p},
         )
-        hidden = np.array([k in chosen for k in keys], dtype=bool)
-    else:
-        protection = protect(grid_of(table, keys, sums), primary)
-        hidden, certificates = protection.hidden, protection.certificates
+        solved = np.array([k in chosen for k in keys], dtype=bool)
+        if _loss(table, solved) < _loss(table, hidden):
+            hidden, certificates = solved, []
     columns = {d: table.column(d) for d in cube.dimensions}
     for measure in measures:
         column = table.column(measure)
@@ -80,6 +81,14 @@ def suppress(
     columns["suppressed"] = pa.array(hidden, pa.bool_())
     count = int(primary.sum())
     return Suppressed(pa.table(columns), count, int(hidden.sum()) - count, certificates)
+
+
+def _loss(table: pa.Table, hidden: np.ndarray) -> tuple[int, int]:
+    """What a pattern costs the researcher: persons in suppressed cells, then claims."""
+    return (
+        int(table.column("persons").to_numpy()[hidden].sum()),
+        int(table.column("claims").to_numpy()[hidden].sum()),
+    )
 
 
 def grid_of(table: pa.Table, keys: list[Key], sums: list[str]) -> Grid:
