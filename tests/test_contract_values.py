@@ -241,6 +241,11 @@ def test_each_statistics_cell_is_the_contracts_aggregate(deliver, case: str) -> 
             assert delivered[key]["suppressed"], key  # primary suppression
     assert delivered[(None,) * len(names)]["persons"] == PERSONS
     assert shown > len(names)  # the grand total and some margins are shown: the comparison means something
+    report = json.loads((result["plain"] / "disclosure_report.json").read_text())  # the proof's figures
+    assert report["proof_holds"] and report["cells"] == table.num_rows
+    assert report["suppressed"] == report["primary"] + report["secondary"] == len(delivered) - shown
+    assert report["suppressed_without_proof"] == report["suppressed_exposed_to_an_insider"] == 0
+    assert set(report["smallest_interval_width_at_least"]) == {"claims", "sum_egenandel", "sum_refusjon"}
 
 
 def test_the_sources_edges_are_really_there() -> None:

@@ -187,6 +187,7 @@ def statistics(
             "dagster/row_count": result.rows,
             "suppressed_primary": result.primary,
             "suppressed_secondary": result.secondary,
+            "secondary_method": result.method,
             "preview": dg.MetadataValue.md(preview(result.path, 12, staging)),
         }
     )

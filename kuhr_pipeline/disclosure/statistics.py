@@ -32,6 +32,7 @@ class StatisticsTable:
     dimensions: tuple[str, ...] = ()
     cube_path: Path | None = None
     certificates_path: Path | None = None
+    method: str = ""  # how the secondary cells were chosen
 
 
 def build_statistics(
@@ -60,6 +61,7 @@ def build_statistics(
         tuple(cube.dimensions),
         cube_path,
         certificates_path,
+        result.method,
     )
 
 
@@ -90,9 +92,10 @@ def disclosure_report(statistics: StatisticsTable, proof: Proof) -> dict[str, An
             f"primary: fewer than {statistics.min_cell} persons (min_cell), more than 0",
             "primary: one person more than 85 % of a delivered sum (dominance (1, 85 %))",
             "primary: every cell the application's last statistics delivery suppressed",
-            "secondary: every suppressed cell is a corner of a hypercube of suppressed cells, also one "
-            "without each other one-person cell (the attacker who solves the whole table; the insider)",
+            "secondary: no suppressed value is fixed by the whole table (cells ≥ 0), also for the single "
+            "person of a suppressed one-person cell, who knows it",
         ],
+        "secondary_method": statistics.method,
         "primary": statistics.primary,
         "secondary": statistics.secondary,
         **proof.figures(),

@@ -41,7 +41,8 @@ class Suppressed:
     table: pa.Table  # dimensions, the requested measures (null where suppressed), `suppressed`
     primary: int
     secondary: int
-    certificates: list[np.ndarray]  # each hypercube's corners, as rows of `table` (none for a small table)
+    certificates: list[np.ndarray]  # each hypercube's corners, as rows of `table` (none if solved)
+    method: str = "hypercubes"  # or "solving the system" (a small table, where that hid less)
 
 
 def suppress(
@@ -59,7 +60,7 @@ def suppress(
     primary = ((persons > 0) & (persons < min_cell)) | np.array([k in also for k in keys], dtype=bool)
     sums = [m for m in measures if m in SUMS]
     protection = protect(grid_of(table, keys, sums), primary)
-    hidden, certificates = protection.hidden, protection.certificates
+    hidden, certificates, method = protection.hidden, protection.certificates, "hypercubes"
     if len(keys) <= exact_cells:  # a small table: solving the system may hide less (a sparse one)
         chosen, _ = choose_suppression(
             keys,
@@ -71,7 +72,7 @@ def suppress(
         )
         solved = np.array([k in chosen for k in keys], dtype=bool)
         if _loss(table, solved) < _loss(table, hidden):
-            hidden, certificates = solved, []
+            hidden, certificates, method = solved, [], "solving the system"
     columns = {d: table.column(d) for d in cube.dimensions}
     for measure in measures:
         column = table.column(measure)
@@ -80,7 +81,7 @@ def suppress(
         )
     columns["suppressed"] = pa.array(hidden, pa.bool_())
     count = int(primary.sum())
-    return Suppressed(pa.table(columns), count, int(hidden.sum()) - count, certificates)
+    return Suppressed(pa.table(columns), count, int(hidden.sum()) - count, certificates, method)
 
 
 def _loss(table: pa.Table, hidden: np.ndarray) -> tuple[int, int]:
