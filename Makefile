@@ -29,8 +29,8 @@ sample: $(BIN)/.installed
 demo: keys sample
 	$(BIN)/kuhr-pipeline check $(DEMO_SPEC)
 	$(BIN)/kuhr-pipeline check $(DEMO_STATS_SPEC)
-	@$(BIN)/kuhr-pipeline deliver $(DEMO_STATS_SPEC) > .last-statistics
-	@$(BIN)/kuhr-pipeline deliver $(DEMO_SPEC) > .last-delivery
+	@$(BIN)/kuhr-pipeline deliver --again $(DEMO_STATS_SPEC) > .last-statistics
+	@$(BIN)/kuhr-pipeline deliver --again $(DEMO_SPEC) > .last-delivery
 	@echo
 	@echo "Delivered: $$(cat .last-delivery)"
 	@echo "Verify it:   $(BIN)/kuhr-pipeline verify $$(cat .last-delivery) --signer-pub keys/signing.pub"

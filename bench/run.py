@@ -148,7 +148,7 @@ def main() -> None:
     cohort_file = work / "cohort-ids.txt"  # synthetic ids, for the floor only; not timed
     subprocess.run([sys.executable, str(BENCH / "cohort_ids.py"), str(source), str(cohort_file)], check=True, env=env)
     commands = {  # name: (command, log)
-        "deliver": ([cli, "deliver", str(BENCH / "benchmark-application.yaml"), "--source", str(source)],
+        "deliver": ([cli, "deliver", "--again", str(BENCH / "benchmark-application.yaml"), "--source", str(source)],
                     "deliver.log"),
         "floor": ([sys.executable, str(BENCH / "floor.py"), str(source), str(cohort_file),
                    str(work / "out" / "floor.parquet")], "floor.log"),

@@ -48,7 +48,7 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/test_contract_values.py"],
     ),
     "margins along the first dimension only": (
-        "kuhr_pipeline/disclosure/suppression.py",
+        "kuhr_pipeline/disclosure/equations.py",
         "for d, value in enumerate(key):",
         "for d, value in list(enumerate(key))[:1]:",
         ["tests/test_suppression.py", "tests/test_suppression_oracle.py"],
@@ -69,7 +69,7 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "kuhr_pipeline/disclosure/proof.py",
         "        if signs is None or not hidden[corners].all():",
         "        if signs is None:",
-        ["tests/test_validation.py"],
+        ["tests/test_proof.py"],
     ),
     "attrition shows the threshold itself unmasked": (
         "kuhr_pipeline/cohort/attrition.py",
@@ -117,7 +117,7 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "kuhr_pipeline/disclosure/proof.py",
         "        if any(not _same_person(",
         "        if False and any(not _same_person(",
-        ["tests/test_validation.py"],
+        ["tests/test_proof.py"],
     ),
     "no dominance rule": (
         "kuhr_pipeline/disclosure/suppression.py",

@@ -71,8 +71,12 @@ def check(spec: Path) -> None:
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--source", type=click.Path(path_type=Path), help="Source dataset (default $KUHR_SOURCE).")
 @click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder (default $KUHR_DELIVERIES).")
-def deliver(spec: Path, source: Path | None, out: Path | None) -> None:
-    """Deliver one application: run its Dagster job in this process and print the delivery folder."""
+@click.option("--again", is_flag=True, help="Deliver a spec that was delivered unchanged before (on purpose).")
+def deliver(spec: Path, source: Path | None, out: Path | None, again: bool) -> None:
+    """Deliver one application: run its Dagster job in this process and print the delivery folder.
+
+    An unchanged spec (same canonical hash) already delivered into the deliveries folder is
+    refused (exit 2) unless --again: every delivery is a disclosure."""
     from kuhr_pipeline.quality import gx_process
 
     gx_process.start()  # Great Expectations loads in its own process while Dagster loads in this one
@@ -88,7 +92,9 @@ def deliver(spec: Path, source: Path | None, out: Path | None) -> None:
             gc.enable()
     from kuhr_pipeline.defs.launch import deliver_in_process
 
-    result = deliver_in_process(spec, source=source, deliveries=out, echo=lambda m: click.echo(m, err=True))
+    result = deliver_in_process(
+        spec, source=source, deliveries=out, echo=lambda m: click.echo(m, err=True), again=again
+    )
     click.echo(str(result))
 
 

@@ -62,8 +62,12 @@ def setup(tmp_path: Path, keys_env: dict[str, Path], source: Path) -> dict[str, 
     return {**keys_env, "spec": spec, "alice": alice_sec, "bob": bob_sec, "carol": carol_sec, "source": source}
 
 
-def deliver(setup: dict[str, Path], capsys: pytest.CaptureFixture[str], source: Path | None = None) -> tuple:
-    return run_cli(["deliver", setup["spec"], "--source", source or setup["source"]], capsys)
+def deliver(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], source: Path | None = None, again: bool = False
+) -> tuple:
+    return run_cli(
+        ["deliver", setup["spec"], "--source", source or setup["source"], *(["--again"] if again else [])], capsys
+    )
 
 
 def test_deliver_then_reference_tool_decrypts_for_each_recipient(setup, capsys, tmp_path) -> None:
@@ -138,7 +142,7 @@ def test_decrypted_claims_have_the_spec_columns_and_staging_is_gone(setup, capsy
 def test_two_runs_give_identical_tables(setup, capsys, tmp_path) -> None:
     tables = []
     for run in range(2):
-        code, out, err = deliver(setup, capsys)
+        code, out, err = deliver(setup, capsys, again=run > 0)  # the second on purpose
         assert code == 0, err
         plain = tmp_path / f"plain{run}"
         run_cli(
@@ -417,3 +421,19 @@ def test_a_source_quality_report_serves_only_its_own_run(tmp_path) -> None:
     path.write_text("{not json", encoding="utf-8")
     assert load_source_quality(path, "run-a") is None
     assert load_source_quality(tmp_path / "absent.json", "run-a") is None
+
+
+def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys) -> None:
+    """Each delivery is a disclosure: the same spec into the same deliveries folder is refused
+    (exit 2, naming the earlier delivery), also after a comment-only edit, until --again."""
+    code, out, err = deliver(setup, capsys)
+    assert code == 0, err
+    first = Path(out.strip()).name
+    spec = setup["spec"]
+    spec.write_text("# checked again by the data manager\n" + spec.read_text())
+    code, out, err = deliver(setup, capsys)
+    assert code == 2 and out == ""
+    assert f"is unchanged since delivery {first}" in err and "pass --again" in err and "Traceback" not in err
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"], "--again"], capsys)
+    assert code == 0, err
+    assert Path(out.strip()).name != first and len(list((Path(out.strip())).parent.glob("2*"))) == 2

@@ -3,7 +3,6 @@ runs of one application at once, each with real `kuhr-pipeline deliver` processe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kuhr_pipeline.spec import load_spec
 from tests.helpers import run_cli, small_application, write_spec
 
 CLI = Path(sys.executable).with_name("kuhr-pipeline")
@@ -26,7 +26,7 @@ def setup(tmp_path: Path, keys_env: dict[str, Path]) -> dict[str, Path]:
 
 def deliver_process(setup: dict[str, Path], spec: Path | None = None, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(CLI), "deliver", str(spec or setup["spec"]), "--source", str(setup["source"])],
+        [str(CLI), "deliver", "--again", str(spec or setup["spec"]), "--source", str(setup["source"])],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -54,10 +54,10 @@ def test_a_kill_between_the_line_and_the_folder_is_completed_by_the_next_run(set
     assert code == 1 and "its delivery folder" in text and "is missing" in text
 
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
-    assert code == 0, err
     first = json.loads(lines[0])["delivery_id"]
     assert f"completed {setup['deliveries'] / APP / first}" in err
-    assert [p.name for p in published(setup)] == sorted([first, Path(out.strip()).name])
+    assert code == 2 and f"is unchanged since delivery {first}" in err  # completed, so not delivered twice
+    assert [p.name for p in published(setup)] == [first]
     assert not [p for p in (setup["deliveries"] / APP).iterdir() if p.name.startswith(".")]
     code, text = audit_verify(setup, capsys)
     assert code == 0, text
@@ -114,7 +114,7 @@ def test_two_specs_of_one_application_at_once_never_mix(setup, capsys) -> None:
     for path in (setup["spec"], other):
         code, out, err = run_cli(["check", path], capsys)
         assert code == 0, err
-        hashes[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+        hashes[path] = load_spec(path).sha256  # the canonical hash: each run's own spec
     for _ in range(3):
         runs = {path: deliver_process(setup, path) for path in (setup["spec"], other)}
         for path, process in runs.items():

@@ -63,8 +63,10 @@ def assert_nothing_published(setup: dict[str, Path]) -> None:
     assert not [name for name in left if not name.startswith(".")], left  # no delivery
 
 
-def rerun_succeeds(setup: dict[str, Path], capsys) -> Path:
-    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+def rerun_succeeds(setup: dict[str, Path], capsys, again: bool = False) -> Path:
+    code, out, err = run_cli(
+        ["deliver", setup["spec"], "--source", setup["source"], *(["--again"] if again else [])], capsys
+    )
     assert code == 0, err
     assert [n for n in deliveries_left(setup) if n.startswith(".staging")] == []  # no staging debris
     return Path(out.strip())
@@ -165,7 +167,7 @@ def test_sigkill_during_each_asset(setup, capsys, kill_on, delivery_format, tmp_
     assert not (setup["home"] / "staging" / "FAULT-1").exists()
 
     # the tables after an interrupted run equal those of an uninterrupted one
-    again = rerun_succeeds(setup, capsys)
+    again = rerun_succeeds(setup, capsys, again=True)
     tables = []
     for folder in (delivered, again):
         plain = tmp_path / folder.name

@@ -44,6 +44,9 @@ def test_unchanged_spec_keeps_its_run_key_and_changed_spec_gets_a_new_one(instan
     again = evaluate_sensor(instance, spec_dir)
     assert again.run_requests[0].run_key == first  # Dagster runs a run key once: no second delivery
     assert again.dynamic_partitions_requests == []
+    lines = path.read_text().splitlines()  # a comment, blank lines and the top keys reordered: the same spec
+    path.write_text("# reviewed again by the data manager\n\n" + "\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
+    assert evaluate_sensor(instance, spec_dir).run_requests[0].run_key == first
     path.write_text(path.read_text().replace("Test application", "Test application, amended"))
     assert evaluate_sensor(instance, spec_dir).run_requests[0].run_key != first
 

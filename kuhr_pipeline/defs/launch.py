@@ -20,6 +20,7 @@ from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
 from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
 from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
 from kuhr_pipeline.delivery.commit import make_ready
+from kuhr_pipeline.delivery.history import refuse_repeat
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 from kuhr_pipeline.locks import application_lock, instance_setup_lock
@@ -42,8 +43,10 @@ def deliver_in_process(
     deliveries: Path | None = None,
     echo: Callable[[str], None] = print,
     instance: dg.DagsterInstance | None = None,
+    again: bool = False,
 ) -> Path:
-    """Check everything a user can get wrong before the run, then run; returns the delivery folder."""
+    """Check everything a user can get wrong before the run, then run; returns the delivery folder.
+    An unchanged spec already delivered into `deliveries` is refused unless `again`."""
     loaded = load_spec(spec_path)
     for advisory in loaded.advisories:
         echo(f"advisory: {advisory}")
@@ -54,6 +57,8 @@ def deliver_in_process(
     deliveries_root = settings.deliveries_dir(str(deliveries) if deliveries else None)
     for done in make_ready(deliveries_root, signing_key):  # the log and the folders agree before the run
         echo(done)
+    if not again:  # after make_ready: a delivery a killed run had committed counts, completed
+        refuse_repeat(deliveries_root, loaded.application_id, loaded.sha256, spec_path)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home().resolve()))
     defs = build_definitions(
         {**default_resources(), "paths": KuhrPaths(source=str(source_dir), deliveries=str(deliveries_root))}

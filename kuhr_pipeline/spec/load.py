@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -80,6 +81,19 @@ def _pydantic_problems(where: str, error: ValidationError) -> list[Problem]:
     return list(problems.values())
 
 
+def canonical_sha256(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) -> str:
+    """The spec's hash over what it says, not how it is written: the parsed spec as canonical JSON
+    (comments, key order, quoting and whitespace do not change it) with its recipients' keys (a
+    new key is a new delivery). It names the spec in runs, manifests and the audit log, and an
+    unchanged hash is what keeps a spec from being delivered twice by accident."""
+    body = {
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "recipient_keys": {name: hashlib.sha256(key).hexdigest() for name, key in sorted(recipient_keys.items())},
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def spec_files(folder: Path) -> list[Path]:
     """The spec files in an applications folder (`*.yaml` and `*.yml`), in name order."""
     return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
@@ -110,7 +124,7 @@ def load_spec(path: str | Path, *, today: date | None = None) -> LoadedSpec:
     return LoadedSpec(
         spec=spec,
         path=path,
-        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        sha256=canonical_sha256(spec, keys),
         recipient_keys=keys,
         advisories=advisories(spec),
     )
