@@ -7,6 +7,7 @@ traceback; set KUHR_DEBUG=1 to see tracebacks of unexpected errors.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import traceback
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from kuhr_pipeline import settings
+from kuhr_pipeline import __version__, settings
 from kuhr_pipeline.errors import KeyFileError, KuhrError, SignerKeyError
 
 
@@ -24,6 +25,7 @@ def _fail(message: str, code: int) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="kuhr-pipeline")
 def cli() -> None:
     """Research extracts from KUHR: approved spec → pseudonymised, validated, encrypted, signed delivery."""
 
@@ -163,6 +165,28 @@ def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
         paths.append(Path(value))
     for written in init_keys(paths[0], paths[1], demo_recipient, recipient_dir):
         click.echo(f"wrote {written}")
+
+
+@cli.command()
+@click.argument("application_id", required=False)
+@click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder (default $KUHR_DELIVERIES).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per delivery, one per line.")
+def history(application_id: str | None, out: Path | None, as_json: bool) -> None:
+    """The deliveries made (of APPLICATION_ID, or of every application), oldest first, from the
+    audit log: when, which spec, to whom, how many files, who ran it. `audit verify` checks the log."""
+    from kuhr_pipeline.delivery.history import deliveries_of
+    from kuhr_pipeline.spec.find import require_application_id
+
+    if application_id is not None:
+        require_application_id(application_id, "APPLICATION_ID")
+    for entry in deliveries_of(settings.deliveries_dir(str(out) if out else None), application_id):
+        if as_json:
+            click.echo(json.dumps(entry, sort_keys=True))
+        else:
+            click.echo(
+                f"{entry['time']}  {entry['application_id']}  {entry['delivery_id']}  spec {entry['spec_sha256'][:16]}"
+                f"  {entry['recipients']} recipient(s)  {entry['files']} file(s)  by {entry['ran_by']}"
+            )
 
 
 @cli.command()

@@ -436,4 +436,23 @@ def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys) -> 
     assert f"is unchanged since delivery {first}" in err and "pass --again" in err and "Traceback" not in err
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"], "--again"], capsys)
     assert code == 0, err
-    assert Path(out.strip()).name != first and len(list((Path(out.strip())).parent.glob("2*"))) == 2
+    second = Path(out.strip()).name
+    assert second != first and len(list((Path(out.strip())).parent.glob("2*"))) == 2
+
+    code, out, err = run_cli(["history", "E2E-0001", "--json"], capsys)  # what was delivered, from the log
+    assert code == 0, err
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert [e["delivery_id"] for e in entries] == [first, second]
+    assert entries[0]["spec_sha256"] == entries[1]["spec_sha256"]  # the comment did not change the spec
+    assert all(e["recipients"] == 2 and e["files"] >= 5 and e["ran_by"] for e in entries)
+    code, out, err = run_cli(["history"], capsys)
+    assert code == 0 and len(out.splitlines()) == 2 and first in out.splitlines()[0]
+    code, out, err = run_cli(["history", "../etc"], capsys)
+    assert code == 2 and "Traceback" not in err
+
+
+def test_version(capsys) -> None:
+    from kuhr_pipeline import __version__
+
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.strip() == f"kuhr-pipeline, version {__version__}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kuhr_pipeline.delivery.audit import AUDIT_LOG
+from kuhr_pipeline.delivery.manifest import MANIFEST
 from kuhr_pipeline.errors import KuhrError, Problem
 
 
@@ -19,8 +20,9 @@ class AlreadyDelivered(KuhrError):
     disclosure, so a second one is made on purpose only (`deliver --again`)."""
 
 
-def deliveries_of(deliveries_root: Path, application_id: str) -> list[dict[str, Any]]:
-    """The application's delivery lines, oldest first."""
+def deliveries_of(deliveries_root: Path, application_id: str | None = None) -> list[dict[str, Any]]:
+    """The delivery lines (of one application, or all), oldest first, each with what a person
+    asks of it: time, ids, spec hash, recipients and files counted, who ran it."""
     path = deliveries_root / AUDIT_LOG
     if not path.exists():
         return []
@@ -30,13 +32,33 @@ def deliveries_of(deliveries_root: Path, application_id: str) -> list[dict[str, 
             record = json.loads(line)
         except ValueError:
             continue
-        if (
-            isinstance(record, dict)
-            and record.get("event") == "delivery"
-            and record.get("application_id") == application_id
-        ):
-            out.append(record)
+        if not isinstance(record, dict) or record.get("event") != "delivery":
+            continue
+        if application_id is not None and record.get("application_id") != application_id:
+            continue
+        folder = deliveries_root / str(record.get("application_id")) / str(record.get("delivery_id"))
+        out.append(
+            {
+                "time": record.get("time"),
+                "application_id": record.get("application_id"),
+                "delivery_id": record.get("delivery_id"),
+                "spec_sha256": record.get("spec_sha256", ""),
+                "manifest_sha256": record.get("manifest_sha256"),
+                "recipients": len(record.get("recipients", [])),
+                "files": _files(folder),
+                "ran_by": record.get("ran_by"),
+                "path": str(folder),
+            }
+        )
     return out
+
+
+def _files(folder: Path) -> int | None:
+    """Files listed in the delivery's manifest (None when the folder is gone)."""
+    try:
+        return len(json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError):
+        return None
 
 
 def refuse_repeat(deliveries_root: Path, application_id: str, spec_sha256: str, spec_path: Path) -> None:
