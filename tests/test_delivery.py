@@ -8,6 +8,7 @@ import itertools
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -90,6 +91,18 @@ def test_deliver_then_reference_tool_decrypts_for_each_recipient(setup, capsys, 
         "files",
     ):
         assert key in manifest, key
+    from kuhr_pipeline import clock
+
+    decided = (clock.today() - timedelta(days=60)).isoformat()  # write_spec's approval
+    assert manifest["approval"] == {
+        "status": "approved",
+        "decided": decided,
+        "valid_until": manifest["approval"]["valid_until"],
+        "rek_reference": "REK 2026/1",
+        "legal_basis": "helseforskningsloven § 35",
+    }
+    readme = (folder / "README.md").read_text()
+    assert f"Approval: approved on {decided}" in readme and "REK reference REK 2026/1" in readme
     data = [f for f in manifest["files"] if f["path"].endswith(".c4gh")]
     assert {f["path"] for f in data} >= {
         "data/claims_2019.parquet.c4gh",
@@ -423,7 +436,7 @@ def test_a_source_quality_report_serves_only_its_own_run(tmp_path) -> None:
     assert load_source_quality(tmp_path / "absent.json", "run-a") is None
 
 
-def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys) -> None:
+def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys, monkeypatch) -> None:
     """Each delivery is a disclosure: the same spec into the same deliveries folder is refused
     (exit 2, naming the earlier delivery), also after a comment-only edit, until --again."""
     code, out, err = deliver(setup, capsys)
@@ -434,6 +447,7 @@ def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys) -> 
     code, out, err = deliver(setup, capsys)
     assert code == 2 and out == ""
     assert f"is unchanged since delivery {first}" in err and "pass --again" in err and "Traceback" not in err
+    monkeypatch.setenv("KUHR_RAN_BY", "Dana Datamanager")  # the deployment names who runs it
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"], "--again"], capsys)
     assert code == 0, err
     second = Path(out.strip()).name
@@ -445,6 +459,7 @@ def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys) -> 
     assert [e["delivery_id"] for e in entries] == [first, second]
     assert entries[0]["spec_sha256"] == entries[1]["spec_sha256"]  # the comment did not change the spec
     assert all(e["recipients"] == 2 and e["files"] >= 5 and e["ran_by"] for e in entries)
+    assert entries[1]["ran_by"] == "Dana Datamanager" != entries[0]["ran_by"]
     code, out, err = run_cli(["history"], capsys)
     assert code == 0 and len(out.splitlines()) == 2 and first in out.splitlines()[0]
     code, out, err = run_cli(["history", "../etc"], capsys)

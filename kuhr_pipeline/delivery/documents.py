@@ -139,6 +139,25 @@ def describe_cohort(spec: ApplicationSpec) -> str:
     return "\n".join(lines)
 
 
+def approval_of(spec: ApplicationSpec) -> dict[str, str | None]:
+    """The approval the delivery rests on, for the manifest."""
+    a = spec.approval
+    return {
+        "status": a.status,
+        "decided": a.decided.isoformat(),
+        "valid_until": a.valid_until.isoformat(),
+        "rek_reference": a.rek_reference,
+        "legal_basis": a.legal_basis,
+    }
+
+
+def describe_approval(spec: ApplicationSpec) -> str:
+    """The approval in words, for the README."""
+    a = spec.approval
+    rek = f", REK reference {a.rek_reference}" if a.rek_reference else ""
+    return f"{a.status} on {a.decided}, valid until {a.valid_until}{rek}; legal basis: {a.legal_basis}."
+
+
 def readme(spec: ApplicationSpec, delivery_id: str, data_files: list[str]) -> str:
     files = "\n".join(f"- `{f}`" for f in data_files)
     return f"""# KUHR delivery {delivery_id}
@@ -146,6 +165,7 @@ def readme(spec: ApplicationSpec, delivery_id: str, data_files: list[str]) -> st
 Application: {spec.application_id} – {spec.title}
 Applicant: {spec.applicant.institution}
 Data level: {spec.data_level}; period {spec.period.from_} – {spec.period.to}; linkage domain {spec.domain}.
+Approval: {describe_approval(spec)}
 
 This folder is one delivery from the KUHR register (Kontroll og utbetaling av helserefusjoner),
 made by kuhr-pipeline exactly as the approved application specifies. Patients and practitioners

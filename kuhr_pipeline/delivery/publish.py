@@ -29,7 +29,7 @@ from kuhr_pipeline import __version__, clock
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
 from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
-from kuhr_pipeline.delivery.documents import codebook, readme
+from kuhr_pipeline.delivery.documents import approval_of, codebook, readme
 from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
 from kuhr_pipeline.errors import DeliveryError
@@ -231,6 +231,7 @@ def _manifest(
         "format": spec.delivery.format,
         "period": {"from": spec.period.from_.isoformat(), "to": spec.period.to.isoformat()},
         "linkage_domain": spec.domain,
+        "approval": approval_of(spec),
         "claims": spec.claims,
         "recipients": [
             {"name": name, "key_fingerprint": fingerprint(key)} for name, key in contents.recipient_keys.items()
@@ -274,6 +275,11 @@ def _commit(
 
 
 def _who() -> str:
+    """Who ran the delivery: KUHR_RAN_BY when the deployment names the person (the UI user, say),
+    else the operating-system user."""
+    named = os.environ.get("KUHR_RAN_BY", "").strip()
+    if named:
+        return named[:200]
     try:
         return getpass.getuser()
     except (KeyError, OSError):
