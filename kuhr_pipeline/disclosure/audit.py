@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from kuhr_pipeline.disclosure.equations import equations
+from kuhr_pipeline.disclosure.equations import equations as margins_of
 
 Key = tuple[object, ...]
 Equation = list[tuple[Key, int]]  # members with their sign: parent +1, children −1; the sum is 0
@@ -215,6 +215,6 @@ def pinned(table: pa.Table, dimensions: list[str], measures: list[str]) -> list[
     """Suppressed values the whole delivered table still fixes (for the blocking check): must be empty."""
     keys: list[Key] = list(zip(*(table.column(d).to_pylist() for d in dimensions), strict=True))
     hidden = {k for k, h in zip(keys, table.column("suppressed").to_pylist(), strict=True) if h}
-    whole = margin_equations((parent, children) for (parent, _), children in equations(keys).items())
+    whole = margin_equations((parent, children) for (parent, _), children in margins_of(keys).items())
     values = {m: table.column(m).to_pylist() for m in measures if m in table.column_names}
     return pinned_values(keys, whole, hidden, values)

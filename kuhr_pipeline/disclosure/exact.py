@@ -24,6 +24,7 @@ from kuhr_pipeline.disclosure.audit import (
     pinned_values,
 )
 from kuhr_pipeline.disclosure.equations import equations
+from kuhr_pipeline.disclosure.insider import same_person
 
 Key = tuple[object, ...]
 
@@ -77,23 +78,15 @@ def _exposed_to_an_insider(
     that cell's values (12 / 1 / 10 / 1 in a margin: each of the two 1s gives the other away):
     by the equations, or, where a suppressed sum is 0, by the bounds."""
     group_of = {cell: (cells, rules) for cells, rules in linked_groups(whole, hidden) for cell in cells}
+    persons = {key: count for key, (count, _) in size.items()}
     for single in sorted((k for k in hidden if size[k][0] == 1), key=repr):
         cells, rules = group_of[single]  # only cells linked to his can change by what he knows
         known = set(cells) - {single}
         fixed = pinned_cells(rules, known) or [p.cell for p in _pinned_at_zero(keys, rules, known, sums)]
-        exposed = [c for c in fixed if not same_person(c, single, size)]
+        exposed = [c for c in fixed if not same_person(c, single, persons)]
         if exposed:
             return exposed
     return []
-
-
-def same_person(cell: Key, single: Key, size: dict[Key, tuple[int, int]]) -> bool:
-    """Whether a one-person `cell` holds the same person as the one-person cell `single`: they
-    overlap (their common refinement has someone in it), so what the insider learns is his own."""
-    if size[cell][0] != 1 or any(a is not None and b is not None and a != b for a, b in zip(cell, single, strict=True)):
-        return False
-    common = tuple(a if a is not None else b for a, b in zip(cell, single, strict=True))
-    return size.get(common, (0, 0))[0] >= 1
 
 
 def _pinned_at_zero(

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kuhr_pipeline.disclosure.insider import same_person
+
 ADDITIVE = ("claims", "sum_egenandel", "sum_refusjon")
 Key = tuple[object, ...]
 
@@ -97,14 +99,14 @@ def prove(delivered: pa.Table, cube: pa.Table, dimensions: list[str], certificat
             valid_of.setdefault(int(corner), []).append(corners)
 
     single = hidden & (persons == 1)
-    row_of = {key: row for row, key in enumerate(keys)}
+    persons_of = dict(zip(keys, persons.tolist(), strict=True))
     for row in np.flatnonzero(hidden):
         mine = valid_of.get(int(row))
         if not mine:
             proof.unprotected.append(keys[row])
             continue
         common = set.intersection(*({int(c) for c in corners if single[c] and c != row} for corners in mine))
-        if any(not _same_person(keys[row], keys[s], persons[row], row_of, persons) for s in common):
+        if any(not same_person(keys[row], keys[s], persons_of) for s in common):
             proof.exposed_to_an_insider.append(keys[row])
     proof.smallest_width = {m: float(width[m][hidden].min()) for m in measures} if hidden.any() else {}
     proof.seconds = time.perf_counter() - started
@@ -139,15 +141,6 @@ def _span(values: np.ndarray, signs: np.ndarray) -> float:
     return float(up + down)
 
 
-def _same_person(cell: Key, single: Key, cell_persons: int, row_of: dict[Key, int], persons: np.ndarray) -> bool:
-    """Whether a one-person `cell` holds the person of the one-person cell `single` (they overlap:
-    their common refinement is a cell): what the insider learns is then his own."""
-    if cell_persons != 1 or any(a is not None and b is not None and a != b for a, b in zip(cell, single, strict=True)):
-        return False
-    common = tuple(a if a is not None else b for a, b in zip(cell, single, strict=True))
-    return common in row_of and persons[row_of[common]] >= 1
-
-
 def prove_exactly(delivered: pa.Table, cube: pa.Table, dimensions: list[str]) -> Proof:
     """For a small table without hypercubes (disclosure.exact): the linear programme itself, once
     for the outsider and once per suppressed one-person cell with that cell known, and the
@@ -174,7 +167,7 @@ def prove_exactly(delivered: pa.Table, cube: pa.Table, dimensions: list[str]) ->
     persons = cube.column("persons").to_pylist()
     truth = {m: cube.column(m).to_pylist() for m in measures}
     row_of = {key: row for row, key in enumerate(keys)}
-    persons_array = np.array(persons)
+    persons_of = dict(zip(keys, persons, strict=True))
     exposed: set[Key] = set()
     group_of = {cell: (cells, rules) for cells, rules in linked_groups(whole, hidden) for cell in cells}
     for row, key in enumerate(keys):
@@ -188,7 +181,7 @@ def prove_exactly(delivered: pa.Table, cube: pa.Table, dimensions: list[str]) ->
         zero = [m for m in measures if any(truth[m][row_of[c]] == 0 for c in others)]
         known = {m: [truth[m][i] if i == row else v for i, v in enumerate(shown[m])] for m in zero}
         found |= {value.cell for value in pinned_values(keys, rules, others, known)}
-        exposed |= {c for c in found if not _same_person(c, key, persons[row_of[c]], row_of, persons_array)}
+        exposed |= {c for c in found if not same_person(c, key, persons_of)}
     proof.exposed_to_an_insider = sorted(exposed, key=repr)
     proof.smallest_width = narrowest_intervals(keys, whole, hidden, shown) if hidden else {}
     proof.seconds = time.perf_counter() - started
