@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from kuhr_pipeline.cohort.attrition import Attrition
-from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, Progress, collect_claims, find_cohort
-from kuhr_pipeline.cohort.windows import reach
+from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, collect_claims, find_cohort
+from kuhr_pipeline.cohort.windows import Progress, reach
 from kuhr_pipeline.extract.build import needs_practitioner_pseudonym, source_columns
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source

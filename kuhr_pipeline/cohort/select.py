@@ -14,7 +14,6 @@ this module returns and writes holds labels and pseudonyms only.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from kuhr_pipeline.cohort.first_claims import (
 )
 from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels, bill_labels
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
-from kuhr_pipeline.cohort.windows import IndexDateEvidence, days_of
+from kuhr_pipeline.cohort.windows import IndexDateEvidence, Progress, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
@@ -43,8 +42,6 @@ from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import StagedWriter, Staging
-
-Progress = Callable[[str, int], None]
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ The index date is the date of the person's index claim (first entry claim in the
 only when pass 1 has read the whole period. So pass 1 keeps the evidence, not the verdict:
 - for an exclusion with a window, each (person, day) with an exclusion claim, deduplicated;
 - alongside pass 1 (a thread of its own), a scan of the margins outside the period, only as far
-  as the windows reach (year partitions outside them are never opened): entry claims in the `washout_days` before
-  `period.from` (each person's latest), and exclusion claims in the window's reach before
-  `period.from` and after `period.to`. Margin bills count only for persons pass 1 labelled (a
+  as the windows reach (year partitions outside them are never opened): entry claims in the
+  `washout_days` before `period.from` (each person's latest), and exclusion claims in the
+  window's reach before `period.from` and after `period.to`. Margin bills count only for persons pass 1 labelled (a
   person with no claim in the period cannot be in the cohort) and only with a valid id.
 Days are whole calendar days of `behandlingstidspunkt` (the register's local time).
 """
@@ -33,7 +33,7 @@ MS_PER_DAY = 86_400_000
 NEVER = np.iinfo(np.int32).min // 2  # "no prior entry claim": farther back than any window
 _PAIRS = pa.schema([("person", pa.int32()), ("day", pa.int32())])
 _NUMBERED = pa.schema([("number", pa.int64()), ("day", pa.int32())])  # ids as numbers: margin scan only
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int], None]  # (stage, bills read): the passes' progress callback
 
 
 def margins(spec: ApplicationSpec) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from kuhr_pipeline.cohort import CohortClaims, select_cohort
-from kuhr_pipeline.cohort.select import Progress
+from kuhr_pipeline.cohort.windows import Progress
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
 from kuhr_pipeline.defs.runs import begin_run, require_run_spec, run_staging

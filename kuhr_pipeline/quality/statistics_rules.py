@@ -28,7 +28,6 @@ MEASURES = ("persons", "claims", "sum_egenandel", "sum_refusjon")
 class _Delivered:
     table: pa.Table
     min_cell: int
-    dimensions: list[str]
     proof: Proof
 
 
@@ -81,7 +80,7 @@ def validate_statistics(statistics: StatisticsTable, staging: Staging) -> tuple[
         if gx_part
         else ValidationReport("statistics")
     )
-    delivered = _Delivered(table, statistics.min_cell, dimensions, proof)
+    delivered = _Delivered(table, statistics.min_cell, proof)
     for kind in (e["type"] for e in suite if e["type"] in RULES):
         bad = RULES[kind](delivered)
         report.outcomes.append(ExpectationOutcome(kind, "(table)", bad == 0, table.num_rows, bad))
