@@ -74,13 +74,22 @@ def check(spec: Path) -> None:
 @click.option("--source", type=click.Path(path_type=Path), help="Source dataset (default $KUHR_SOURCE).")
 @click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder (default $KUHR_DELIVERIES).")
 @click.option("--again", is_flag=True, help="Deliver a spec that was delivered unchanged before (on purpose).")
-def deliver(spec: Path, source: Path | None, out: Path | None, again: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the delivery.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the delivery folder (no progress).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's own log lines and a failed step's trace.")
+def deliver(
+    spec: Path, source: Path | None, out: Path | None, again: bool, as_json: bool, quiet: bool, verbose: bool
+) -> None:
     """Deliver one application: run its Dagster job in this process and print the delivery folder.
 
     An unchanged spec (same canonical hash) already delivered into the deliveries folder is
-    refused (exit 2) unless --again: every delivery is a disclosure."""
+    refused (exit 2) unless --again: every delivery is a disclosure. Exit 1: the run or its
+    validation failed (nothing delivered); 2: refused spec or usage; 3: a missing or unusable
+    key, source or audit log."""
     from kuhr_pipeline.quality import gx_process
 
+    if quiet and verbose:
+        raise click.UsageError("give -q or -v, not both")
     gx_process.start()  # Great Expectations loads in its own process while Dagster loads in this one
     if "kuhr_pipeline.defs.launch" not in sys.modules:
         # Importing Dagster makes some 270 000 objects and no garbage: collecting while importing,
@@ -94,10 +103,15 @@ def deliver(spec: Path, source: Path | None, out: Path | None, again: bool) -> N
             gc.enable()
     from kuhr_pipeline.defs.launch import deliver_in_process
 
-    result = deliver_in_process(
-        spec, source=source, deliveries=out, echo=lambda m: click.echo(m, err=True), again=again
+    delivered = deliver_in_process(
+        spec,
+        source=source,
+        deliveries=out,
+        echo=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)),
+        again=again,
+        verbosity="quiet" if quiet else "verbose" if verbose else "normal",
     )
-    click.echo(str(result))
+    click.echo(json.dumps(delivered.as_json(), sort_keys=True) if as_json else str(delivered.path))
 
 
 def _signer(signer_pub: Path | None) -> object:

@@ -45,11 +45,17 @@ class SpecRefused(KuhrError):
 
 
 class SourceError(KuhrError):
-    """The source dataset does not meet the source contract."""
+    """The source dataset is missing or does not meet the source contract (exit 3: the
+    deployment's configuration or data, not the spec)."""
+
+    exit_code = 3
 
 
 class KeyFileError(KuhrError):
-    """A key file is missing, unreadable or malformed. Messages never hold key material."""
+    """A key file is missing, unreadable or malformed (exit 3: the deployment's configuration).
+    Messages never hold key material."""
+
+    exit_code = 3
 
 
 class SignerKeyError(KeyFileError):

@@ -1,4 +1,4 @@
-"""Small renderings for people: Markdown tables and previews.
+"""Small renderings for people: previews and counts as rows of text, for the Dagster UI's tables.
 
 Callers hand over pseudonymised tables only, but a preview is shown before validation has run,
 so any run of 11 or more digits in a cell is hidden as well: free text copied from the source
@@ -19,38 +19,27 @@ _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 HIDDEN = "‹number hidden›"
 
 
-def _cell(value: object) -> str:
+def cell_text(value: object) -> str:
+    """A value as shown: lists joined, and any run of 11 or more digits hidden (pseudonyms kept)."""
     if value is None:
         return ""
     text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    if not _PSEUDONYM.fullmatch(text):
-        text = _LONG_NUMBER.sub(HIDDEN, text)
-    return text.replace("|", "\\|")
+    return text if _PSEUDONYM.fullmatch(text) else _LONG_NUMBER.sub(HIDDEN, text)
 
 
-def markdown_table(table: pa.Table, limit: int = 10) -> str:
-    head = table.slice(0, limit)
-    lines = ["| " + " | ".join(head.column_names) + " |", "|" + "---|" * head.num_columns]
-    for row in head.to_pylist():
-        lines.append("| " + " | ".join(_cell(v) for v in row.values()) + " |")
-    return "\n".join(lines)
-
-
-def preview(path: Path, limit: int, staging: Staging) -> str:
-    """The first rows of a sealed Parquet file as a Markdown table, reading only those rows' batch."""
+def preview(path: Path, limit: int, staging: Staging) -> tuple[list[str], list[dict[str, str]]]:
+    """The column names and first rows (as text) of a sealed Parquet file, reading only those rows' batch."""
     with staging.parquet_file(path) as parquet:
+        names = list(parquet.schema_arrow.names)
         first = next(parquet.iter_batches(batch_size=limit), None)
-    return markdown_table(pa.Table.from_batches([first]), limit) if first is not None and first.num_rows else "(empty)"
+    rows = pa.Table.from_batches([first]).slice(0, limit).to_pylist() if first is not None else []
+    return names, [{name: cell_text(row[name]) for name in names} for row in rows]
 
 
-def count_chart(counts: dict[str, str], title: str, width: int = 30) -> str:
-    """A Markdown bar chart (text bars), readable in the Dagster UI without images. Counts are text:
-    a masked small count ("<5") is drawn as a stub."""
-    numbers = {label: int(n) if n.isdigit() else 1 for label, n in counts.items()}
-    top = max(numbers.values(), default=0) or 1
-    lines = [f"| {title} | count | |", "|---|---:|---|"]
-    for label, n in counts.items():
-        lines.append(
-            f"| {label} | {n} | {'█' * max(1 if numbers[label] else 0, round(width * numbers[label] / top))} |"
-        )
-    return "\n".join(lines)
+def months_by_year(counts: dict[str, str]) -> list[dict[str, str]]:
+    """Counts keyed `YYYY-MM` as one row per year and a column per month: a page, not 72 lines."""
+    years: dict[str, dict[str, str]] = {}
+    for key, count in counts.items():
+        year, month = key.split("-")
+        years.setdefault(year, {"year": year, **{f"{m:02d}": "" for m in range(1, 13)}})[month] = count
+    return [years[y] for y in sorted(years)]

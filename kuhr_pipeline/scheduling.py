@@ -45,3 +45,23 @@ def last_delivery_date(deliveries_root: Path, application_id: str) -> date | Non
 
 def is_due(schedule: str, today: date, last_delivery: date | None) -> bool:
     return last_delivery is None or last_delivery < period_start(schedule, today)
+
+
+def next_period_start(schedule: str, today: date) -> date:
+    start = period_start(schedule, today)
+    months = {"monthly": 1, "quarterly": 3, "yearly": 12}[schedule]
+    month = start.month - 1 + months
+    return date(start.year + month // 12, month % 12 + 1, 1)
+
+
+def next_delivery(schedule: str, today: date, last_delivery: date | None, valid_until: date) -> str:
+    """When the schedule delivers next, in words: today (due), from the next period's start, or
+    never, when the approval ends first."""
+    day = today if is_due(schedule, today, last_delivery) else next_period_start(schedule, today)
+    if day > valid_until:
+        return f"none: the approval ends on {valid_until}"
+    return f"{day} ({schedule}{', due' if day == today else ''})"
+
+
+def not_due_reason(schedule: str, today: date, last_delivery: date | None) -> str:
+    return f"{schedule} delivery not due until {next_period_start(schedule, today)} (last {last_delivery})"

@@ -145,7 +145,7 @@ def test_damaged_timestamps_are_refused_naming_the_file(apps, keys_env, tmp_path
     when = {"null": [None, None], "other year": [datetime(2019, 5, 1)] * 3}[defect]
     bad = _file(source / "ar=2020", [{"pasient_fnr": person_id(50 + i), "when": w} for i, w in enumerate(when)])
     code, out, err = _deliver(apps, source, capsys)
-    assert code == 2, err
+    assert code == 3, err
     assert err == f"error: {bad}: {expected} (fix: re-export the source; nothing was delivered)\n"
     assert _no_delivery(keys_env)
 
@@ -162,14 +162,14 @@ def test_a_bill_dated_after_now_is_refused(apps, keys_env, tmp_path, capsys, set
     code, out, err = _deliver(apps, source, capsys, {"period": {"from": "2019-01-01", "to": "2020-12-31"}})
     assert code == 0, err  # 2021 is not read for a period that ends in 2020
     code, out, err = _deliver(apps, source, capsys, {"period": {"from": "2019-01-01", "to": "2021-05-31"}})
-    assert code == 2, err
+    assert code == 3, err
     assert err == f"error: {bad}: behandlingstidspunkt: lies in the future in 1 bills (fix: {FIX})\n"
 
 
 def test_a_year_missing_between_others_is_refused(apps, keys_env, tmp_path, capsys) -> None:
     source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2021))
     code, out, err = _deliver(apps, source, capsys)
-    assert code == 2 and "ar=2020: is missing while the source has years before and after it" in err, err
+    assert code == 3 and "ar=2020: is missing while the source has years before and after it" in err, err
     assert _no_delivery(keys_env)
 
 
@@ -177,7 +177,7 @@ def test_a_symbolic_link_in_the_source_is_refused(apps, keys_env, tmp_path, caps
     source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
     (source / "ar=2020" / "loop").symlink_to("..")
     code, out, err = _deliver(apps, source, capsys)
-    assert code == 2 and err.startswith(f"error: {source / 'ar=2020' / 'loop'}: (file): is a symbolic link"), err
+    assert code == 3 and err.startswith(f"error: {source / 'ar=2020' / 'loop'}: (file): is a symbolic link"), err
     assert _no_delivery(keys_env)
 
 
@@ -187,7 +187,7 @@ def test_a_file_outside_its_year_folder_is_refused(apps, keys_env, tmp_path, cap
     stray.parent.mkdir()
     shutil.copy(source / "ar=2019" / "part-0.parquet", stray)
     code, out, err = _deliver(apps, source, capsys)
-    assert code == 2 and f"error: {stray}: (file): lies outside an ar=YYYY folder" in err, err
+    assert code == 3 and f"error: {stray}: (file): lies outside an ar=YYYY folder" in err, err
 
 
 # --- specs that check must refuse -------------------------------------------------------------------
@@ -266,7 +266,7 @@ def test_a_key_that_is_a_pipe_or_a_device_is_refused_at_once(apps, keys_env, tmp
     for bad in (fifo, Path("/dev/zero")):
         monkeypatch.setenv("KUHR_PSEUDONYM_KEY_FILE", str(bad))
         code, out, err = _deliver(apps, source, capsys)
-        assert code == 2 and err == (
+        assert code == 3 and err == (
             f"error: {bad}: KUHR_PSEUDONYM_KEY_FILE: is not a regular file (a pipe, a device or a socket) "
             "(fix: point at the key file)\n"
         ), err

@@ -263,14 +263,19 @@ def test_empty_cohort_is_reported_not_delivered(setup, capsys) -> None:
     spec = write_spec(setup["spec"].parent, {**SPEC, "cohort": {"entry": {"diagnoses": ["Q99"]}}}, name="E2E-0001.yaml")
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
     assert code == 1
-    assert "cohort is empty" in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]  # one sentence, no trace
+    assert line.endswith(
+        "step cohort_cohort_is_not_empty failed: E2E-0001: check cohort_is_not_empty failed: the cohort is empty "
+        "(no person meets the criteria); see the attrition. Nothing is delivered."
+    ), err
+    assert "Traceback" not in err and "DagsterAssetCheckFailedError" not in err
     assert not (setup["deliveries"] / "E2E-0001").exists()
 
 
 def test_missing_key_is_refused_before_the_run(setup, capsys, monkeypatch) -> None:
     monkeypatch.setenv("KUHR_PSEUDONYM_KEY_FILE", str(setup["home"] / "nope.key"))
     code, out, err = deliver(setup, capsys)
-    assert code == 2
+    assert code == 3
     assert "KUHR_PSEUDONYM_KEY_FILE" in err and "no such key file" in err and "Traceback" not in err
     assert not (setup["home"] / "staging").exists()
 
@@ -448,10 +453,16 @@ def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys, mon
     assert code == 2 and out == ""
     assert f"is unchanged since delivery {first}" in err and "pass --again" in err and "Traceback" not in err
     monkeypatch.setenv("KUHR_RAN_BY", "Dana Datamanager")  # the deployment names who runs it
-    code, out, err = run_cli(["deliver", spec, "--source", setup["source"], "--again"], capsys)
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"], "--again", "--json"], capsys)
     assert code == 0, err
-    second = Path(out.strip()).name
-    assert second != first and len(list((Path(out.strip())).parent.glob("2*"))) == 2
+    described = json.loads(out)  # one JSON object: what a script needs of the delivery
+    second = described["delivery_id"]
+    assert second != first and len(list(Path(described["path"]).parent.glob("2*"))) == 2
+    manifest = Path(described["path"]) / "manifest.json"
+    assert described["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert described["spec_sha256"] == json.loads(manifest.read_text())["spec_sha256"]
+    assert described["application_id"] == "E2E-0001" and int(described["persons"]) >= 5
+    assert "cohort: " in err and " - dagster - " not in err  # the pipeline's lines, not Dagster's
 
     code, out, err = run_cli(["history", "E2E-0001", "--json"], capsys)  # what was delivered, from the log
     assert code == 0, err
@@ -464,6 +475,24 @@ def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys, mon
     assert code == 0 and len(out.splitlines()) == 2 and first in out.splitlines()[0]
     code, out, err = run_cli(["history", "../etc"], capsys)
     assert code == 2 and "Traceback" not in err
+    code, out, err = run_cli(["deliver", spec, "--source", setup["source"], "--again", "-q"], capsys)
+    assert code == 0 and err == "" and Path(out.strip()).parent.name == "E2E-0001"  # the path only
+
+
+def test_deliver_exit_codes_tell_what_to_fix(setup, capsys, monkeypatch, tmp_path) -> None:
+    """1: the run or validation failed; 2: the spec is refused (or usage); 3: a key, the source or
+    the audit log is missing or unusable."""
+    spec, source = setup["spec"], setup["source"]
+    code, _, err = run_cli(["deliver", spec, "--source", tmp_path / "no-source"], capsys)
+    assert code == 3 and "Traceback" not in err, err
+    monkeypatch.setenv("KUHR_SIGNING_KEY_FILE", str(tmp_path / "absent.pem"))
+    code, _, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 3 and "KUHR_SIGNING_KEY_FILE" in err, err
+    monkeypatch.undo()
+    code, _, err = run_cli(["deliver", spec, "-q", "-v"], capsys)
+    assert code == 2 and "-q or -v" in err
+    code, _, err = run_cli(["deliver", tmp_path / "absent.yaml"], capsys)
+    assert code == 2 and "no such spec file" in err
 
 
 def test_version(capsys) -> None:

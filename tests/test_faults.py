@@ -77,7 +77,7 @@ def test_truncated_parquet_in_the_source(setup, capsys) -> None:
     original = victim.read_bytes()
     victim.write_bytes(original[: len(original) // 2])
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
-    assert code == 2 and "Traceback" not in err
+    assert code == 3 and "Traceback" not in err
     assert err.startswith(f"error: {victim}: ") and "is not a readable Parquet file" in err
     assert "re-export the damaged file" in err and err.count("\n") == 1
     assert_nothing_published(setup)
@@ -93,7 +93,7 @@ def test_corrupt_bytes_in_a_parquet_file(setup, capsys) -> None:
         damaged[i] ^= 0xFF
     victim.write_bytes(bytes(damaged))
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
-    assert code == 2 and "Traceback" not in err
+    assert code == 3 and "Traceback" not in err
     assert err.startswith("error: ") and str(victim) in err and "not a readable Parquet" in err
     assert err.count("\n") == 1
     assert_nothing_published(setup)
@@ -107,14 +107,14 @@ def test_column_of_the_wrong_type(setup, capsys) -> None:
     index = table.schema.get_field_index("egenandel")
     pq.write_table(table.set_column(index, "egenandel", table.column("egenandel").cast("string")), victim)
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
-    assert code == 2 and "column egenandel" in err and "expected double" in err
+    assert code == 3 and "column egenandel" in err and "expected double" in err
     assert_nothing_published(setup)
 
 
 def test_unreadable_key(setup, capsys, monkeypatch) -> None:
     monkeypatch.setenv("KUHR_SIGNING_KEY_FILE", str(setup["home"]))  # a folder, not a key
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
-    assert code == 2 and "KUHR_SIGNING_KEY_FILE" in err and "is a folder" in err
+    assert code == 3 and "KUHR_SIGNING_KEY_FILE" in err and "is a folder" in err
     assert_nothing_published(setup)
     assert not (setup["home"] / "staging").exists()
 

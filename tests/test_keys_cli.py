@@ -34,4 +34,4 @@ def test_keys_init_needs_the_variables(variable: str, tmp_path: Path, monkeypatc
     monkeypatch.setenv("KUHR_SIGNING_KEY_FILE", str(tmp_path / "b"))
     monkeypatch.delenv(variable)
     code, _, err = run_cli(["keys", "init"], capsys)
-    assert code == 2 and variable in err
+    assert code == 3 and variable in err

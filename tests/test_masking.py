@@ -27,6 +27,8 @@ def _texts(value: object) -> list[str]:
         value = getattr(value, "value", value)
     if isinstance(value, dg.TableSchema):
         return [f"{c.name} {c.type}" for c in value.columns]
+    if isinstance(value, dg.TableMetadataValue):  # every cell of a table shown in the UI
+        return [t for record in value.records for t in _texts(dict(record.data))]
     if isinstance(value, dict):
         return [
             t for k, v in value.items() for t in [f"{k}: {v}" if not isinstance(v, (dict, list)) else "", *_texts(v)]

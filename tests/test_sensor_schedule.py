@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from kuhr_pipeline import clock
 from kuhr_pipeline.defs import build_definitions
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.defs.schedules import recurring_deliveries
@@ -22,9 +24,23 @@ def instance():
         yield test_instance
 
 
-def evaluate_sensor(instance: dg.DagsterInstance, folder: Path) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, resources={"paths": KuhrPaths(applications=str(folder))})
+def evaluate_sensor(
+    instance: dg.DagsterInstance, folder: Path, cursor: str | None = None, deliveries: Path | None = None
+) -> dg.SensorResult:
+    paths = KuhrPaths(applications=str(folder), deliveries=str(deliveries or folder.parent / "deliveries"))
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"paths": paths})
     return new_applications(context)
+
+
+def record_run(instance: dg.DagsterInstance, run_key: str) -> None:
+    """A run with this run key in the instance, as the daemon leaves one after a sensor's request."""
+
+    @dg.op
+    def nothing() -> None:
+        pass
+
+    job = dg.GraphDefinition("stand_in", node_defs=[nothing]).to_job()
+    instance.create_run_for_job(job, tags={"dagster/run_key": run_key})
 
 
 def test_new_spec_adds_partition_and_requests_one_run(instance, spec_dir: Path) -> None:
@@ -61,13 +77,73 @@ def test_refused_spec_is_reported_and_does_not_stop_the_others(instance, spec_di
     assert "approval.status" in log and "broken.yaml" in log
 
 
+def test_a_refused_file_is_named_in_the_tick_once_per_version(instance, spec_dir: Path, caplog) -> None:
+    bad = write_spec(spec_dir, {"application_id": "BAD-2", "approval.status": "withdrawn"}, name="BAD-2.yaml")
+    first = evaluate_sensor(instance, spec_dir)
+    assert first.skip_reason is not None
+    assert "BAD-2.yaml: withdrawn: approval.status: is 'withdrawn'" in first.skip_reason.skip_message
+    caplog.clear()
+    again = evaluate_sensor(instance, spec_dir, first.cursor)  # the next tick: said already, not again
+    assert again.skip_reason is not None and "BAD-2.yaml" not in again.skip_reason.skip_message
+    assert "1 not deliverable: see the asset applications_overview" in again.skip_reason.skip_message
+    assert "BAD-2" not in caplog.text
+    bad.write_text(bad.read_text().replace("Test application", "Test application, resubmitted"))
+    edited = evaluate_sensor(instance, spec_dir, again.cursor)  # a new version of the file: named again
+    assert edited.skip_reason is not None and "BAD-2.yaml: withdrawn" in edited.skip_reason.skip_message
+
+
+def test_a_comment_only_edit_requests_no_run(instance, spec_dir: Path) -> None:
+    path = write_spec(spec_dir, {"application_id": "SAME-1"}, name="SAME-1.yaml")
+    first = evaluate_sensor(instance, spec_dir)
+    (request,) = first.run_requests
+    record_run(instance, str(request.run_key))  # the daemon launched the run the sensor asked for
+    path.write_text("# checked again, 2 December\n" + path.read_text())
+    after = evaluate_sensor(instance, spec_dir, first.cursor)
+    assert after.run_requests == []
+    assert after.skip_reason is not None and "no new or changed approved spec" in after.skip_reason.skip_message
+    path.write_text(path.read_text().replace("Test application", "Test application, amended"))
+    assert [r.partition_key for r in evaluate_sensor(instance, spec_dir, after.cursor).run_requests] == ["SAME-1"]
+
+
+def test_applications_overview_lists_every_spec_file_when_it_changes(instance, spec_dir: Path, tmp_path) -> None:
+    write_spec(spec_dir, {"application_id": "OK-1", "delivery.schedule": "monthly"}, name="OK-1.yaml")
+    write_spec(spec_dir, {"application_id": "OFF-1", "approval.status": "withdrawn"}, name="study-off.yaml")
+    write_spec(spec_dir, {"application_id": "OLD-1", "approval.valid_until": "2020-12-31"}, name="OLD-1.yaml")
+    first = evaluate_sensor(instance, spec_dir, deliveries=tmp_path / "deliveries")
+    (event,) = first.asset_events
+    assert event.asset_key == dg.AssetKey("applications_overview")
+    table = event.metadata["applications"]
+    assert isinstance(table, dg.TableMetadataValue)
+    rows = {r.data["application_id"]: r.data for r in table.records}
+    assert {k: v["status"] for k, v in rows.items()} == {"OK-1": "approved", "OFF-1": "withdrawn", "OLD-1": "expired"}
+    assert rows["OFF-1"]["file"] == "study-off.yaml" and "approval.status" in rows["OFF-1"]["why"]
+    assert "approval.valid_until" in rows["OLD-1"]["why"]
+    assert rows["OK-1"]["last_delivery"] == "never" and "(monthly, due)" in rows["OK-1"]["next_delivery"]
+    assert table.schema.columns[0].description  # the columns are described in the UI
+    assert event.metadata["not_deliverable"] == dg.IntMetadataValue(2)
+    unchanged = evaluate_sensor(instance, spec_dir, first.cursor, deliveries=tmp_path / "deliveries")
+    assert unchanged.asset_events == []  # recorded when it changes, not every tick
+    line = {"event": "delivery", "application_id": "OK-1", "delivery_id": "20261202T060000000Z-abc"}
+    (tmp_path / "deliveries").mkdir()
+    (tmp_path / "deliveries" / "audit.jsonl").write_text(json.dumps({**line, "time": f"{clock.today()}T06:00:00Z"}))
+    (delivered,) = evaluate_sensor(
+        instance, spec_dir, unchanged.cursor, deliveries=tmp_path / "deliveries"
+    ).asset_events
+    table = delivered.metadata["applications"]
+    assert isinstance(table, dg.TableMetadataValue)
+    (ok,) = [r.data for r in table.records if r.data["application_id"] == "OK-1"]
+    assert ok["last_delivery"] == f"{clock.today()}T06:00:00Z (20261202T060000000Z-abc)"
+    assert ok["next_delivery"].endswith("(monthly)")  # delivered this month: due again next month
+
+
 def evaluate_schedule(instance: dg.DagsterInstance, folder: Path, deliveries: Path, when: datetime) -> list:
     context = dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=when,
         resources={"paths": KuhrPaths(applications=str(folder), deliveries=str(deliveries))},
     )
-    return list(recurring_deliveries(context))
+    result = recurring_deliveries(context)
+    return [result] if isinstance(result, dg.SkipReason) else list(result)
 
 
 def _recurring(spec_dir: Path, application_id: str, schedule: str, valid_until: str = "2030-12-31") -> None:
@@ -108,6 +184,17 @@ def test_schedule_due_not_due_and_expired(instance, spec_dir: Path, tmp_path: Pa
     assert "Y-1.yaml: approval expired; not delivered" in capsys.readouterr().err
 
 
+def test_a_schedule_tick_without_runs_says_why(instance, spec_dir: Path, tmp_path: Path) -> None:
+    deliveries = tmp_path / "deliveries"
+    _recurring(spec_dir, "Q-2", "quarterly")
+    _recurring(spec_dir, "Y-2", "yearly", valid_until="2026-12-31")
+    _delivered(deliveries, "Q-2", date(2027, 1, 2))
+    (skip,) = evaluate_schedule(instance, spec_dir, deliveries, datetime(2027, 1, 4, 6, 0))
+    assert isinstance(skip, dg.SkipReason)
+    assert "Q-2: quarterly delivery not due until 2027-04-01 (last 2027-01-02)" in str(skip.skip_message)
+    assert "Y-2: expired: approval.valid_until: 2026-12-31 has passed" in str(skip.skip_message)
+
+
 def test_period_rules() -> None:
     assert period_start("quarterly", date(2026, 11, 25)) == date(2026, 10, 1)
     assert period_label("quarterly", date(2026, 11, 25)) == "2026-Q4"
@@ -116,7 +203,7 @@ def test_period_rules() -> None:
     assert is_due("yearly", date(2026, 1, 1), None)
 
 
-def test_definitions_hold_sensor_and_schedule() -> None:
-    defs = build_definitions()
+def test_definitions_hold_sensor_and_schedule(instance) -> None:
+    defs = build_definitions()  # with a live instance: Dagster keeps the last one's state storage
     assert defs.resolve_sensor_def("new_applications").name == "new_applications"
     assert defs.resolve_schedule_def("recurring_deliveries").cron_schedule == "0 6 * * *"

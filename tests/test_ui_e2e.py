@@ -44,11 +44,11 @@ class Dagster:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())["data"]
 
-    def runs(self) -> list[dict]:
+    def runs(self, application_id: str = APP) -> list[dict]:
         data = self.graphql(
             """query Runs($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) {
                  ... on Runs { results { runId status } } } }""",
-            {"tags": [{"key": "kuhr/application_id", "value": APP}]},
+            {"tags": [{"key": "kuhr/application_id", "value": application_id}]},
         )
         return list(data["runsOrError"]["results"])
 
@@ -124,6 +124,7 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
                 if time.monotonic() > deadline:
                     raise AssertionError((root / "webserver.log").read_text()[-3000:]) from None
                 time.sleep(1)
+        server.graphql("mutation { setNuxSeen }")  # no community sign-up dialog over the screenshots
         yield (
             server,
             {
@@ -148,22 +149,26 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
         database.drop()
 
 
-def _launch(server: Dagster, run_config: dict | None = None) -> str:
-    """Launch a run of the application's partition through GraphQL, as the UI does; its run id."""
+def _launch(server: Dagster, run_config: dict | None = None, materialize: bool = False) -> str:
+    """Launch a run of the application's partition through GraphQL, as the UI does; its run id.
+    `materialize`: as the asset graph's "Materialize" button does (the implicit asset job, the
+    group's assets, the partition tag only)."""
+    selector: dict = {"repositoryLocationName": "kuhr_pipeline", "repositoryName": "__repository__"}
+    if materialize:
+        names = ["application", "cohort", "extract", "statistics", "delivery"]
+        selector |= {"jobName": "__ASSET_JOB", "assetSelection": [{"path": [n]} for n in names]}
+        tags = [{"key": "dagster/partition", "value": APP}]
+    else:
+        selector |= {"jobName": "deliver_application"}
+        tags = [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
     launched = server.graphql(
         """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
              __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
         {
             "params": {
-                "selector": {
-                    "repositoryLocationName": "kuhr_pipeline",
-                    "repositoryName": "__repository__",
-                    "jobName": "deliver_application",
-                },
+                "selector": selector,
                 **({"runConfigData": run_config} if run_config else {}),
-                "executionMetadata": {
-                    "tags": [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
-                },
+                "executionMetadata": {"tags": tags},
             }
         },
     )
@@ -171,12 +176,18 @@ def _launch(server: Dagster, run_config: dict | None = None) -> str:
     return launched["launchRun"]["run"]["runId"]
 
 
+def _ensure_application(paths: dict[str, Path]) -> None:
+    """The application APP in the watched folder (the same spec whichever test writes it first)."""
+    if not (paths["apps"] / f"{APP}.yaml").exists():
+        make_recipient(paths["apps"], "recipient")
+        write_spec(
+            paths["apps"], {"application_id": APP, "cohort.entry.diagnoses": ["R74", "R78", "A04"]}, name=f"{APP}.yaml"
+        )
+
+
 def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     server, paths = dagster
-    make_recipient(paths["apps"], "recipient")
-    write_spec(
-        paths["apps"], {"application_id": APP, "cohort.entry.diagnoses": ["R74", "R78", "A04"]}, name=f"{APP}.yaml"
-    )
+    _ensure_application(paths)
     runs = server.wait_for(lambda rs: any(r["status"] == "SUCCESS" for r in rs), "the sensor's run")
     assert len(runs) == 1
     delivered = sorted((paths["deliveries"] / APP).glob("2*"))
@@ -206,6 +217,28 @@ def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
     assert recorded == [("SUCCESS",), ("SUCCESS",)]  # both runs, the sensor's and the UI's, in PostgreSQL
 
 
+def test_materialize_from_the_asset_graph_runs_in_one_process_and_is_tagged(dagster) -> None:
+    """The UI's "Materialize" of one partition (the implicit asset job, no tags but the partition)
+    runs in one process as `deliver` does, is tagged with the application and spec hash by its
+    `application` step, and delivers."""
+    server, paths = dagster
+    _ensure_application(paths)
+    before = len(list((paths["deliveries"] / APP).glob("2*")))
+    run_id = _launch(server, materialize=True)
+    server.wait_for(lambda rs: any(r["runId"] == run_id and r["status"] == "SUCCESS" for r in rs), "the run")
+    assert len(list((paths["deliveries"] / APP).glob("2*"))) == before + 1
+    tags = dict(paths["database"].query(f"select key, value from run_tags where run_id = '{run_id}'"))
+    assert tags["kuhr/application_id"] == APP and len(tags["kuhr/spec_sha256"]) == 16
+    engine = server.graphql(
+        """query Events($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
+             __typename ... on EngineEvent { message } } } } }""",
+        {"runId": run_id},
+    )["logsForRun"]["events"]
+    messages = [e["message"] for e in engine if e["__typename"] == "EngineEvent"]
+    assert any(m.startswith("Executing steps in process") for m in messages), messages
+    assert not any("multiprocess" in m for m in messages), messages
+
+
 def test_two_runs_of_one_application_never_overlap(dagster) -> None:
     """Two runs of one partition launched at once through the run queue: the daemon starts the
     second only when the first has ended (the tag limit on dagster/partition in the shipped
@@ -230,13 +263,60 @@ def test_two_runs_of_one_application_never_overlap(dagster) -> None:
     assert not staged.exists() or [p for p in staged.rglob("*") if p.is_file()] == []
 
 
-def test_asset_graph_page_in_headless_chromium(dagster) -> None:
+def test_applications_overview_and_a_failed_run_read_plainly(dagster) -> None:
+    """The sensor records the applications overview (a withdrawn spec with its reason); a run that
+    fails its blocking check ends with the check's sentence, not Dagster's check error; both pages
+    are kept as screenshots in test-artifacts/."""
     server, paths = dagster
+    write_spec(paths["apps"], {"application_id": "UI-0002", "cohort.entry.diagnoses": ["Q99"]}, name="empty.yaml")
+    write_spec(paths["apps"], {"application_id": "UI-0003", "approval.status": "withdrawn"}, name="UI-0003.yaml")
+    deadline, failed = time.monotonic() + 300, None
+    while failed is None and time.monotonic() < deadline:
+        runs = server.runs("UI-0002")
+        failed = next((r["runId"] for r in runs if r["status"] == "FAILURE"), None)
+        time.sleep(2)
+    assert failed, server.runs("UI-0002")
+    events = server.graphql(
+        """query Events($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
+             __typename ... on ExecutionStepFailureEvent { stepKey error { message className } } } } } }""",
+        {"runId": failed},
+    )["logsForRun"]["events"]
+    (step_failure,) = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+    assert step_failure["error"]["className"] == "Failure"
+    assert "UI-0002: check cohort_is_not_empty failed: the cohort is empty" in step_failure["error"]["message"]
+
+    overview = server.graphql(
+        """{ assetOrError(assetKey: {path: ["applications_overview"]}) { ... on Asset {
+             assetMaterializations(limit: 1) { metadataEntries { label ... on TableMetadataEntry {
+               table { records } } } } } } }"""
+    )["assetOrError"]["assetMaterializations"]
+    assert overview, "the sensor recorded no applications overview"
+    (table,) = [e for e in overview[0]["metadataEntries"] if e["label"] == "applications"]
+    rows = {row["application_id"]: row for row in map(json.loads, table["table"]["records"])}
+    assert rows["UI-0003"]["status"] == "withdrawn" and "approval.status" in rows["UI-0003"]["why"]
+    assert rows["UI-0002"]["file"] == "empty.yaml" and rows["UI-0002"]["last_delivery"] == "never"
+
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is installed by .ci/run (apt-get install chromium)"
+    flags = browser_flags(paths["root"])
     ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "asset-graph.png"
-    flags = [
+    for name, page in (
+        ("applications-overview.png", f"{server.url}/assets/applications_overview"),
+        ("failed-run.png", f"{server.url}/runs/{failed}"),
+    ):
+        (ARTIFACTS / name).unlink(missing_ok=True)
+        taken = subprocess.run(
+            [chromium, *flags, f"--screenshot={ARTIFACTS / name}", page], capture_output=True, timeout=120
+        )
+        assert taken.returncode == 0 and (ARTIFACTS / name).stat().st_size > 10_000, taken.stderr[-2000:]
+    run_page = subprocess.run(
+        [chromium, *flags, "--dump-dom", f"{server.url}/runs/{failed}"], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert "the cohort is empty" in run_page and "DagsterAssetCheckFailedError" not in run_page
+
+
+def browser_flags(root: Path) -> list[str]:
+    return [
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -245,10 +325,19 @@ def test_asset_graph_page_in_headless_chromium(dagster) -> None:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        f"--user-data-dir={paths['root'] / 'chromium'}",
+        f"--user-data-dir={root / 'chromium'}",
         "--window-size=1600,1000",
         "--virtual-time-budget=20000",
     ]
+
+
+def test_asset_graph_page_in_headless_chromium(dagster) -> None:
+    server, paths = dagster
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is installed by .ci/run (apt-get install chromium)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "asset-graph.png"
+    flags = browser_flags(paths["root"])
     group = f"{server.url}/locations/kuhr_pipeline/asset-groups"
     page = f"{group}/delivery"
     # only the group's asset graph draws asset nodes, one per asset of the group; pages that are

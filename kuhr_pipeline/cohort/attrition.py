@@ -9,6 +9,12 @@ import pyarrow as pa
 from kuhr_pipeline.disclosure.masking import SMALL_COUNT_THRESHOLD, mask_count
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 
+ATTRITION_COLUMNS = {
+    "step": "What the cohort selection did, in order",
+    "persons": "Persons left after the step (text: a number, or <N for a small count)",
+    "bills": "Bills dropped for an identity reason",
+}
+
 
 @dataclass(frozen=True)
 class Attrition:
@@ -36,11 +42,3 @@ class Attrition:
                 "bills": pa.array([r[2] for r in rows], pa.string()),
             }
         )
-
-    def markdown(self) -> str:
-        lines = ["| step | persons | bills |", "|---|---:|---:|"]
-        for step, persons, bills in zip(
-            *(self.table().column(c).to_pylist() for c in ("step", "persons", "bills")), strict=True
-        ):
-            lines.append(f"| {step} | {persons or ''} | {bills or ''} |")
-        return "\n".join(lines)

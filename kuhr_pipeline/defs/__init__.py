@@ -6,9 +6,11 @@ import dagster as dg
 
 from kuhr_pipeline.defs import assets, checks
 from kuhr_pipeline.defs.jobs import deliver_application, deliver_application_celery
+from kuhr_pipeline.defs.loggers import pipeline_lines
 from kuhr_pipeline.defs.resources import default_resources
 from kuhr_pipeline.defs.schedules import recurring_deliveries
 from kuhr_pipeline.defs.sensors import (
+    APPLICATIONS_OVERVIEW,
     new_applications,
     release_dead_runs_sensor,
     staging_cleanup_on_cancel,
@@ -21,7 +23,14 @@ force_telemetry_off()
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[assets.application, assets.cohort, assets.extract, assets.statistics, assets.delivery],
+        assets=[
+            assets.application,
+            assets.cohort,
+            assets.extract,
+            assets.statistics,
+            assets.delivery,
+            APPLICATIONS_OVERVIEW,
+        ],
         asset_checks=[
             checks.cohort_is_not_empty,
             checks.extract_passes_validation,
@@ -32,4 +41,8 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
         sensors=[new_applications, staging_cleanup_on_failure, staging_cleanup_on_cancel, release_dead_runs_sensor],
         schedules=[recurring_deliveries],
         resources=resources or default_resources(),
+        # A UI "Materialize" or `dagster asset materialize` runs the same way as `deliver`: one process.
+        executor=dg.in_process_executor,
+        # Dagster's console logger stays the default; `deliver` shows pipeline_lines unless -v.
+        loggers={"console": dg.colored_console_logger, "pipeline_lines": pipeline_lines},
     )

@@ -5,13 +5,24 @@ from pathlib import Path
 import dagster as dg
 
 from kuhr_pipeline.cohort import CohortClaims, select_cohort
+from kuhr_pipeline.cohort.attrition import ATTRITION_COLUMNS
 from kuhr_pipeline.cohort.windows import Progress
+from kuhr_pipeline.defs.failures import plain_failures
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
 from kuhr_pipeline.defs.runs import begin_run, require_run_spec, run_staging
+from kuhr_pipeline.defs.tables import (
+    arrow_table,
+    column_schema,
+    counts_table,
+    described,
+    statistics_descriptions,
+    text_table,
+)
 from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
+from kuhr_pipeline.disclosure.kanon import KANON_COLUMNS
 from kuhr_pipeline.disclosure.masking import mask_count
 from kuhr_pipeline.disclosure.patterns import previous_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
@@ -23,7 +34,7 @@ from kuhr_pipeline.quality.source_quality import (
     check_source_quality_meanwhile,
     save_source_quality,
 )
-from kuhr_pipeline.report import count_chart, preview
+from kuhr_pipeline.report import months_by_year, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
 from kuhr_pipeline.spec.find import find_spec
@@ -59,6 +70,7 @@ def _row_count(rows: int, threshold: int) -> dict[str, object]:
 
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"yaml"})
+@plain_failures
 def application(context: dg.AssetExecutionContext, config: ApplicationConfig, paths: KuhrPaths) -> LoadedSpec:
     """The approved application spec, checked against the contract and the catalogue."""
     application_id = begin_run(context)
@@ -90,6 +102,7 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
 
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"}, pool=SOURCE_SCAN_POOL)
+@plain_failures
 def cohort(
     context: dg.AssetExecutionContext, application: LoadedSpec, paths: KuhrPaths, pseudonym_key: PseudonymKey
 ) -> CohortClaims:
@@ -118,17 +131,18 @@ def cohort(
             "persons": persons,
             "claims": claims,
             **_row_count(result.rows, result.attrition.threshold),
-            "attrition": dg.MetadataValue.md(result.attrition.markdown()),
-            "persons_per_age_group": dg.MetadataValue.md(
-                count_chart(result.profile.persons_per_age_group, "age at first entry claim")
+            "attrition": arrow_table(result.attrition.table(), ATTRITION_COLUMNS),
+            "persons_per_age_group": counts_table(result.profile.persons_per_age_group, "age at first entry claim"),
+            "claims_per_month": text_table(
+                ["year", *(f"{m:02d}" for m in range(1, 13))], months_by_year(result.profile.claims_per_month)
             ),
-            "claims_per_month": dg.MetadataValue.md(count_chart(result.profile.claims_per_month, "month")),
         }
     )
     return result
 
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
+@plain_failures
 def extract(
     context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims, pseudonym_key: PseudonymKey
 ) -> ExtractFiles:
@@ -140,7 +154,9 @@ def extract(
         return ExtractFiles({}, staging.schema(cohort.path))
     claims = cohort.attrition.masked(cohort.rows)
     context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {claims} claims")
-    classes = kanon.EquivalenceClasses([n for n, _ in resolved(spec.requested_variables())])
+    columns = resolved(spec.requested_variables())
+    descriptions = described(columns)
+    classes = kanon.EquivalenceClasses([n for n, _ in columns])
     files = build_extract(spec, cohort.path, staging, staging.sub("extract"), on_table=classes.add)
     report = kanon.write_disclosure_report(classes, staging, DISCLOSURE_REPORT)
     first = next(iter(files.tables()), None)
@@ -148,17 +164,18 @@ def extract(
         {
             **_row_count(files.rows, cohort.attrition.threshold),
             "files": ", ".join(sorted(files.files)),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(f.name, str(f.type)) for f in files.schema]
+            "dagster/column_schema": column_schema(files.schema, descriptions),
+            "disclosure_report": text_table(
+                ["figure", "value"], kanon.shown(report, cohort.attrition.threshold), KANON_COLUMNS
             ),
-            "disclosure_report": dg.MetadataValue.md(kanon.markdown(report, cohort.attrition.threshold)),
-            "preview": dg.MetadataValue.md(preview(first[1], 5, staging) if first else "(empty)"),
+            "preview": text_table(*preview(first[1], 5, staging), descriptions) if first else "(empty)",
         }
     )
     return files
 
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
+@plain_failures
 def statistics(
     context: dg.AssetExecutionContext,
     application: LoadedSpec,
@@ -188,13 +205,14 @@ def statistics(
             "suppressed_primary": result.primary,
             "suppressed_secondary": result.secondary,
             "secondary_method": result.method,
-            "preview": dg.MetadataValue.md(preview(result.path, 12, staging)),
+            "preview": text_table(*preview(result.path, 12, staging), statistics_descriptions(spec)),
         }
     )
     return result
 
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"crypt4gh"})
+@plain_failures
 def delivery(
     context: dg.AssetExecutionContext,
     application: LoadedSpec,

@@ -1,16 +1,21 @@
-"""Blocking asset checks: an empty cohort and an extract that fails validation stop the delivery."""
+"""Blocking asset checks: an empty cohort and an extract that fails validation stop the delivery,
+ending the run with the check's one sentence (see defs/failures.py)."""
 
 import json
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from kuhr_pipeline import settings
 from kuhr_pipeline.cohort import CohortClaims
+from kuhr_pipeline.cohort.attrition import ATTRITION_COLUMNS
 from kuhr_pipeline.defs.assets import cohort, extract, statistics
+from kuhr_pipeline.defs.failures import verdict
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.runs import run_staging
+from kuhr_pipeline.defs.tables import arrow_table
 from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, disclosure_report
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
@@ -27,28 +32,27 @@ from kuhr_pipeline.spec import LoadedSpec
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=Warning)
 
 
-@dg.asset_check(
+@dg.asset_check(  # type: ignore[arg-type]  # a generator check: see defs/failures.verdict
     asset=cohort,
     blocking=True,
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
     description="No delivery of an empty cohort: an empty result is reported, not published.",
 )
-def cohort_is_not_empty(cohort: CohortClaims, application: LoadedSpec) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
+def cohort_is_not_empty(cohort: CohortClaims, application: LoadedSpec) -> Iterator[dg.AssetCheckResult]:
+    result = dg.AssetCheckResult(
         passed=cohort.persons > 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=None
-        if cohort.persons
-        else f"{application.application_id}: the cohort is empty (no person meets the criteria); see the attrition.",
+        description=None if cohort.persons else "the cohort is empty (no person meets the criteria); see the attrition",
         metadata={
             "persons": cohort.attrition.masked(cohort.persons),
-            "attrition": dg.MetadataValue.md(cohort.attrition.markdown()),
+            "attrition": arrow_table(cohort.attrition.table(), ATTRITION_COLUMNS),
         },
     )
+    yield from verdict(result, "cohort_is_not_empty", application.application_id)
 
 
-@dg.asset_check(
+@dg.asset_check(  # type: ignore[arg-type]  # a generator check: see defs/failures.verdict
     asset=extract,
     blocking=True,
     partitions_def=applications_partitions,
@@ -58,15 +62,16 @@ def cohort_is_not_empty(cohort: CohortClaims, application: LoadedSpec) -> dg.Ass
 )
 def extract_passes_validation(
     context: dg.AssetCheckExecutionContext, extract: ExtractFiles, application: LoadedSpec
-) -> dg.AssetCheckResult:
+) -> Iterator[dg.AssetCheckResult]:
     spec = application.spec
     if spec.data_level != "pseudonymised":
-        return dg.AssetCheckResult(passed=True, description="statistics delivery: no person-level extract")
+        yield dg.AssetCheckResult(passed=True, description="statistics delivery: no person-level extract")
+        return
     files = [path for _, path in extract.tables()]
     staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
     report = validate_tables("claims", files, claims_suite(spec, resolved(spec.requested_variables())), staging)
     record_report(staging, report, files)
-    return _result(context, report)
+    yield from verdict(_result(context, report), "extract_passes_validation", application.application_id)
 
 
 def _result(
@@ -84,7 +89,7 @@ def _result(
     )
 
 
-@dg.asset_check(
+@dg.asset_check(  # type: ignore[arg-type]  # a generator check: see defs/failures.verdict
     asset=statistics,
     blocking=True,
     partitions_def=applications_partitions,
@@ -96,9 +101,10 @@ def _result(
 )
 def statistics_passes_validation(
     context: dg.AssetCheckExecutionContext, statistics: StatisticsTable, application: LoadedSpec
-) -> dg.AssetCheckResult:
+) -> Iterator[dg.AssetCheckResult]:
     if statistics.path is None:
-        return dg.AssetCheckResult(passed=True, description="person-level delivery: no statistics table")
+        yield dg.AssetCheckResult(passed=True, description="person-level delivery: no statistics table")
+        return
     staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
     report, proof = validate_statistics(statistics, staging)
     record_report(staging, report, [statistics.path])
@@ -108,7 +114,8 @@ def statistics_passes_validation(
         f"statistics proof: {proof.suppressed:,} of {proof.cells:,} cells suppressed, "
         f"{'holds' if proof.holds else 'FAILS'} ({proof.seconds:.1f} s)"
     )
-    return _result(context, report, {"disclosure_report": dg.MetadataValue.json(figures)})
+    result = _result(context, report, {"disclosure_report": dg.MetadataValue.json(figures)})
+    yield from verdict(result, "statistics_passes_validation", application.application_id)
 
 
 @dg.asset_check(

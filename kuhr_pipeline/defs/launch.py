@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -37,6 +38,32 @@ class RunFailed(KuhrError):
     exit_code = 1
 
 
+LOGGERS: dict[
+    str, dict[str, object]
+] = {  # what a `deliver` shows while it runs: nothing, the pipeline's lines, or Dagster's too
+    "quiet": {"pipeline_lines": {"config": {"log_level": "CRITICAL"}}},
+    "normal": {"pipeline_lines": {"config": {"log_level": "INFO"}}},
+    "verbose": {"console": {"config": {"log_level": "INFO"}}},
+}
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What `deliver` reports: where the delivery is, how to identify it, and its counts as they
+    may be shown (masked below the threshold)."""
+
+    application_id: str
+    delivery_id: str
+    path: Path
+    manifest_sha256: str
+    spec_sha256: str
+    persons: str
+    claims: str
+
+    def as_json(self) -> dict[str, str]:
+        return {**asdict(self), "path": str(self.path)}
+
+
 def deliver_in_process(
     spec_path: Path,
     source: Path | None = None,
@@ -44,9 +71,11 @@ def deliver_in_process(
     echo: Callable[[str], None] = print,
     instance: dg.DagsterInstance | None = None,
     again: bool = False,
-) -> Path:
-    """Check everything a user can get wrong before the run, then run; returns the delivery folder.
-    An unchanged spec already delivered into `deliveries` is refused unless `again`."""
+    verbosity: str = "normal",
+) -> Delivered:
+    """Check everything a user can get wrong before the run, then run; returns the delivery.
+    An unchanged spec already delivered into `deliveries` is refused unless `again`.
+    `verbosity` (quiet, normal, verbose) chooses the run's log lines (see LOGGERS)."""
     loaded = load_spec(spec_path)
     for advisory in loaded.advisories:
         echo(f"advisory: {advisory}")
@@ -64,14 +93,14 @@ def deliver_in_process(
         {**default_resources(), "paths": KuhrPaths(source=str(source_dir), deliveries=str(deliveries_root))}
     )
     if instance is not None:
-        return _run(instance, defs, loaded, spec_path, source_dir, echo)
+        return _run(instance, defs, loaded, spec_path, source_dir, echo, LOGGERS[verbosity])
     # The instance this process opens is entered (which makes it the current one for Dagster's
     # definitions state) and disposed of afterwards (its database connections closed).
     with instance_setup_lock():
         own_instance = dg.DagsterInstance.get()
     with own_instance:
         hold_connections(own_instance)
-        return _run(own_instance, defs, loaded, spec_path, source_dir, echo)
+        return _run(own_instance, defs, loaded, spec_path, source_dir, echo, LOGGERS[verbosity])
 
 
 def hold_connections(instance: dg.DagsterInstance) -> None:
@@ -94,7 +123,8 @@ def _run(
     spec_path: Path,
     source_dir: Path,
     echo: Callable[[str], None],
-) -> Path:
+    loggers: dict[str, object],
+) -> Delivered:
     job = defs.resolve_job_def("deliver_application")
     echo(f"delivering {loaded.application_id} from {source_dir} (Dagster instance {os.environ['DAGSTER_HOME']})")
     run_id = str(uuid.uuid4())  # known before the run starts, so a stop can cancel it
@@ -104,7 +134,7 @@ def _run(
         return job.execute_in_process(
             partition_key=loaded.application_id,
             instance=instance,
-            run_config={**run_config_for(spec_path), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            run_config={**run_config_for(spec_path), "loggers": loggers},
             tags={**run_tags(loaded), PROCESS_TAG: this_process()},
             run_id=run_id,
             raise_on_error=False,
@@ -134,7 +164,16 @@ def _run(
             or [Problem(str(spec_path), "run " + result.run_id[:8], "failed; no delivery")]
         )
     published = result.output_for_node("delivery")
-    return Path(published.path)
+    (cohort,) = result.asset_materializations_for_node("cohort")
+    return Delivered(
+        application_id=loaded.application_id,
+        delivery_id=published.delivery_id,
+        path=Path(published.path),
+        manifest_sha256=published.manifest_sha256,
+        spec_sha256=loaded.sha256,
+        persons=str(cohort.metadata["persons"].value),
+        claims=str(cohort.metadata["claims"].value),
+    )
 
 
 def cancel_run(instance: dg.DagsterInstance, run_id: str, why: str) -> None:
@@ -146,18 +185,18 @@ def cancel_run(instance: dg.DagsterInstance, run_id: str, why: str) -> None:
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
-    """What stopped the run: failed blocking checks (with their descriptions) and failed steps (root cause).
+    """What stopped the run, one sentence each: a step's `dg.Failure` (a refused input or a failed
+    blocking check, see defs/failures.py) as it was written, else the root cause of its error.
     Warnings (the source's data quality) are shown in the UI and do not stop a delivery."""
-    messages = [
-        f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
-        for evaluation in result.get_asset_check_evaluations()
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
-    ]
+    messages = []
     for event in result.get_step_failure_events():
+        failure = event.step_failure_data.user_failure_data
+        if failure is not None and failure.description:
+            messages.append(f"step {event.step_key} failed: {failure.description}")
+            continue
         error = event.step_failure_data.error
         while error is not None and error.cause is not None:
             error = error.cause
         text = error.message.strip().splitlines()[-1] if error and error.message.strip() else "failed"
-        text = text.removeprefix(f"{KuhrError.__module__}.{error.cls_name}: ") if error else text  # a user error
         messages.append(f"step {event.step_key} failed: {text}")
     return messages

@@ -85,9 +85,13 @@ def refuse_overlapping_runs(context: dg.AssetExecutionContext, application_id: s
 
 def require_run_spec(context: dg.AssetExecutionContext, loaded: LoadedSpec) -> None:
     """A run works on the spec it was launched with: when the run carries a spec hash (runs made
-    by `deliver`, the sensor and the schedule), the spec this step holds must have it."""
+    by `deliver`, the sensor and the schedule), the spec this step holds must have it. A run
+    launched without one (a UI "Materialize", `dagster asset materialize`) is tagged now, so every
+    delivery run can be found by its application and spec."""
     launched = context.run.tags.get("kuhr/spec_sha256")
-    if launched and launched != loaded.sha256[: len(launched)]:
+    if launched is None:
+        context.instance.add_run_tags(context.run_id, run_tags(loaded))
+    elif launched != loaded.sha256[: len(launched)]:
         raise dg.Failure(
             f"{loaded.path}: the spec (sha256 {loaded.sha256[:16]}) is not the one this run was launched "
             f"with ({launched}); it changed meanwhile or another run's spec was read. Nothing is delivered; "

@@ -1,13 +1,13 @@
-"""Schedule `recurring_deliveries`: a daily tick that requests each due recurring delivery."""
+"""Schedule `recurring_deliveries`: a daily tick that requests each due recurring delivery, and
+otherwise says why nothing is delivered today."""
 
 import dagster as dg
 
+from kuhr_pipeline.applications import survey
 from kuhr_pipeline.defs.jobs import deliver_application
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.defs.runs import ensure_partition, run_request_for
-from kuhr_pipeline.errors import KuhrError
-from kuhr_pipeline.scheduling import is_due, last_delivery_date, period_label
-from kuhr_pipeline.spec import load_spec, spec_files
+from kuhr_pipeline.scheduling import is_due, last_delivery_date, not_due_reason, period_label
 
 
 @dg.schedule(
@@ -17,30 +17,31 @@ from kuhr_pipeline.spec import load_spec, spec_files
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Daily: one run per application whose delivery.schedule is due and whose approval is valid.",
 )
-def recurring_deliveries(context: dg.ScheduleEvaluationContext, paths: KuhrPaths) -> list[dg.RunRequest]:
+def recurring_deliveries(
+    context: dg.ScheduleEvaluationContext, paths: KuhrPaths
+) -> list[dg.RunRequest] | dg.SkipReason:
     today = context.scheduled_execution_time.date()
-    requests = []
-    for path in spec_files(paths.applications_dir()):
-        try:
-            loaded = load_spec(path, today=today)
-        except KuhrError as refused:
-            fields = {p.field for p in refused.problems}
-            if "approval.valid_until" in fields:
-                context.log.warning(f"{path}: approval expired; not delivered ({refused})")
-            else:
-                context.log.warning(f"{path}: refused, not delivered: {refused}")
+    requests, reasons = [], []
+    for spec_file in survey(paths.applications_dir(), today=today):
+        name = spec_file.application_id or spec_file.path.name
+        if spec_file.loaded is None:
+            if spec_file.status == "expired":
+                context.log.warning(f"{spec_file.path}: approval expired; not delivered ({spec_file.why})")
+            elif spec_file.status != "approved":
+                context.log.warning(f"{spec_file.path}: {spec_file.status}, not delivered: {spec_file.why}")
+            reasons.append(f"{name}: {spec_file.status}: {spec_file.why}")
             continue
-        except Exception as error:  # one bad file never stops the others
-            context.log.error(f"{path}: could not be read ({error.__class__.__name__}); skipped")
-            continue
+        loaded = spec_file.loaded
         schedule = loaded.spec.delivery.schedule
         if schedule is None:
             continue
         last = last_delivery_date(paths.deliveries_dir(), loaded.application_id)
         if not is_due(schedule, today, last):
-            context.log.info(f"{loaded.application_id}: {schedule} delivery not due (last {last})")
+            reasons.append(f"{name}: {not_due_reason(schedule, today, last)}")
+            context.log.info(reasons[-1])
             continue
         ensure_partition(context.instance, loaded.application_id)
-        label = period_label(schedule, today)
-        requests.append(run_request_for(loaded, run_key=f"{loaded.application_id}:{label}"))
-    return requests
+        requests.append(run_request_for(loaded, run_key=f"{loaded.application_id}:{period_label(schedule, today)}"))
+    if requests:
+        return requests
+    return dg.SkipReason("; ".join(reasons) or "no approved application has a delivery.schedule")

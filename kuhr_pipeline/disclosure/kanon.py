@@ -103,7 +103,12 @@ def write_disclosure_report(classes: EquivalenceClasses, staging: Staging, name:
     return report
 
 
-def markdown(report: dict[str, Any], threshold: int) -> str:
-    """The report for people outside the delivery (run metadata): its counts masked."""
-    shown = {k: mask_count(v, threshold) if isinstance(v, int) else v for k, v in report.items()}
-    return "\n".join(f"- **{k.replace('_', ' ')}**: {v}" for k, v in shown.items())
+KANON_COLUMNS = {"figure": "A figure of the disclosure report", "value": "Its value (small counts masked)"}
+
+
+def shown(report: dict[str, Any], threshold: int) -> list[dict[str, str]]:
+    """The report for people outside the delivery (run metadata), one row per figure, counts masked."""
+    return [
+        {"figure": k.replace("_", " "), "value": mask_count(v, threshold) if isinstance(v, int) else str(v)}
+        for k, v in report.items()
+    ]

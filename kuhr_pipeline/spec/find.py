@@ -30,15 +30,21 @@ def require_application_id(value: str, where: str) -> str:
     return value
 
 
-def declared_id(path: Path) -> str | None:
-    """The `application_id` a spec file declares (None if the file cannot be read as a spec)."""
+def declared_field(path: Path, name: str) -> object:
+    """A top-level field as the spec file declares it, unchecked (None if the file cannot be read
+    as a spec): what a refused file still tells about itself."""
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
             return None
         body = parse_yaml(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError):
         return None
-    value = body.get("application_id") if isinstance(body, dict) else None
+    return body.get(name) if isinstance(body, dict) else None
+
+
+def declared_id(path: Path) -> str | None:
+    """The `application_id` a spec file declares (None if the file cannot be read as a spec)."""
+    value = declared_field(path, "application_id")
     return value if isinstance(value, str) else None
 
 
