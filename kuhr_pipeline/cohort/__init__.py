@@ -12,6 +12,7 @@ from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, collect_claims, find_cohort
 from kuhr_pipeline.cohort.windows import Progress, reach
 from kuhr_pipeline.extract.build import needs_practitioner_pseudonym, source_columns
+from kuhr_pipeline.extract.generalise import age_label, month_label
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.spec.model import ApplicationSpec
@@ -51,16 +52,16 @@ def select_cohort(
         persons_per_age_group={
             label: found.attrition.masked(n) for label, n in _age_groups(found.first_claim_ages).items()
         },
-        claims_per_month={f"{k // 100}-{k % 100:02d}": found.attrition.masked(n) for k, n in sorted(months.items())},
+        claims_per_month={month_label(k): found.attrition.masked(n) for k, n in sorted(months.items())},
     )
     return CohortClaims(out, rows, len(found.labels), found.attrition, profile)
 
 
 def _age_groups(ages: np.ndarray) -> dict[str, int]:
-    """Persons per 10-year age group at their first entry claim ("ukjent" where the age is missing)."""
+    """Persons per 10-year age group at their first entry claim (UNKNOWN where the age is missing)."""
     groups: dict[str, int] = {}
     for age in ages.tolist():
-        label = "ukjent" if age < 0 else ("90+" if age >= 90 else f"{age // 10 * 10:02d}-{age // 10 * 10 + 9:02d}")
+        label = age_label(age, 10)
         groups[label] = groups.get(label, 0) + 1
     return dict(sorted(groups.items()))
 

@@ -6,19 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.extract.generalise import GENERALISATIONS
 from kuhr_pipeline.spec.model import ApplicationSpec, Criteria
-
-_GENERALISATION_TEXT = {
-    "exact": "as in the source",
-    "timestamp": "date and time as in the source",
-    "group5": '5-year age groups "00-04" … "85-89", "90+"',
-    "group10": '10-year age groups "00-09" … "80-89", "90+"',
-    "kommune": "kommune number (bydel codes folded into their kommune)",
-    "fylke": "fylke: the first two digits of the kommune number",
-    "month": 'year and month "YYYY-MM"',
-    "year": "year (integer)",
-    "date": "date (no time of day)",
-}
 
 
 def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.Schema | None) -> str:
@@ -37,7 +26,7 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
             f"- Norsk: {variable.no}",
             f"- English: {variable.en}",
             f"- Type: `{arrow_type}`",
-            f"- Generalisation: {how} – {_GENERALISATION_TEXT.get(how, how)}",
+            f"- Generalisation: {how} – {GENERALISATIONS[how].text}",
             f"- Role: {variable.role.replace('_', ' ')}",
         ]
         if variable.pattern and how == "exact":

@@ -16,10 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kuhr_pipeline.extract.generalise import generalise
+from kuhr_pipeline.extract.generalise import UNKNOWN, generalise
 from kuhr_pipeline.staging import Staging
 
-UNKNOWN = "ukjent"
 ROWS_PER_BUCKET = 4_000_000  # claims held in memory at once (a few hundred MB)
 MEASURES = {"persons": pa.int64(), "claims": pa.int64(), "sum_egenandel": pa.float64(), "sum_refusjon": pa.float64()}
 # Each cell's largest single-person share of a sum (never delivered: the dominance rule reads it)

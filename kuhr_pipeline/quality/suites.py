@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.extract.generalise import GENERALISATIONS
 from kuhr_pipeline.spec.model import ApplicationSpec
 
 LEAK_GUARD = "expect_column_values_to_hold_no_fodselsnummer"
@@ -33,18 +33,6 @@ def load_suite_file(name: str) -> list[Expectation]:
     return list(raw["expectations"])
 
 
-def _months(start: date, end: date) -> list[str]:
-    months, y, m = [], start.year, start.month
-    while (y, m) <= (end.year, end.month):
-        months.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return months
-
-
-def _age_labels(width: int) -> list[str]:
-    return [f"{a:02d}-{a + width - 1:02d}" for a in range(0, 90, width)] + ["90+"]
-
-
 def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]) -> list[Expectation]:
     """Expectations for each delivered (name, generalisation), from the catalogue and the spec."""
     catalogue = load_catalogue()
@@ -60,23 +48,10 @@ def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]
         variable = catalogue.variable(name)
         if not variable.nullable:
             add("expect_column_values_to_not_be_null", name)
-        if how == "group5":
-            add("expect_column_values_to_be_in_set", name, value_set=_age_labels(5))
-        elif how == "group10":
-            add("expect_column_values_to_be_in_set", name, value_set=_age_labels(10))
-        elif how == "fylke":
-            add("expect_column_values_to_match_regex", name, regex=r"^[0-9]{2}$")
-        elif how == "month":
-            add("expect_column_values_to_be_in_set", name, value_set=_months(start, end))
-        elif how == "year":
-            add("expect_column_values_to_be_between", name, min_value=start.year, max_value=end.year)
-        elif how in ("date", "timestamp"):
-            add(
-                "expect_column_values_to_be_between",
-                name,
-                min_value=datetime.combine(start, time.min).isoformat(),
-                max_value=datetime.combine(end, time.max).isoformat(),
-            )
+        rule = GENERALISATIONS[how].expectation(start, end)
+        if rule is not None:
+            kind, kwargs = rule
+            add(kind, name, **kwargs)
         elif variable.code_list:
             value_set: list[Any] = list(catalogue.codes(variable))
             if variable.type.startswith("int"):
