@@ -77,78 +77,90 @@ class FoundCohort:
     first_claim_ages: np.ndarray
 
 
+class _FirstPass:
+    """Pass 1's running state, fed batch by batch: each bill's person label (written for pass 2),
+    the bills dropped per identity reason, each person's earliest entry claims, the exclusions."""
+
+    def __init__(self, spec: ApplicationSpec, evidence: IndexDateEvidence, writer: RowLabelsWriter) -> None:
+        self.criteria = spec.cohort
+        self.first_columns = first_claim_columns(spec.cohort)
+        self.columns = sorted(
+            {
+                "pasient_fnr",
+                FINGERPRINT_COLUMN,
+                *self.first_columns,
+                *columns_for(spec.cohort.entry),
+                *columns_for(spec.cohort.exclude),
+            }
+        )
+        self.coded = {"pasient_fnr", *CODE_COLUMNS.intersection(self.columns)}  # read as dictionaries
+        self.persons = PersonLabels()
+        self.excluded = LabelSet()
+        self.evidence = evidence
+        self.firsts = Reducing(reduce_entry)  # per person with an entry claim: the earliest (tied ones too)
+        self.dropped = np.zeros(len(IdReason), dtype=np.int64)
+        self.writer = writer
+        self.row_in_piece, self.last_piece = 0, -1
+
+    def take(self, piece: int, batch: pa.RecordBatch) -> None:
+        if piece != self.last_piece:
+            self.row_in_piece, self.last_piece = 0, piece
+        labels, slots = bill_labels(batch.column("pasient_fnr"), self.persons.label)
+        self.dropped += slots.rows_per_reason()
+        self.writer.write(batch, labels)
+        entries, exclusions = match_each(batch, [self.criteria.entry, self.criteria.exclude])
+        entry = np.flatnonzero(entries & (labels != NO_PERSON))
+        if len(entry):
+            claims = entry_claims(batch, entry, labels[entry], piece, self.row_in_piece, self.first_columns)
+            self.firsts.add(reduce_entry(claims))
+        self.row_in_piece += batch.num_rows
+        if self.criteria.exclude is not None:
+            hit = np.flatnonzero(exclusions & (labels != NO_PERSON))
+            if self.evidence.window is not None:
+                self.evidence.add_exclusions(labels[hit], days_of(batch.column("behandlingstidspunkt").take(hit)))
+            else:
+                self.excluded.add(labels[hit])
+
+
 def find_cohort(
     source: Source,
     spec: ApplicationSpec,
     row_labels_path: Path,
     on_progress: Progress | None = None,
 ) -> FoundCohort:
-    """Pass 1: the cohort, the attrition counts and ages; each bill's person label to `row_labels_path`."""
-    cohort_spec = spec.cohort
+    """Pass 1: the cohort, the attrition counts and ages; each bill's person label to `row_labels_path`.
+    The margins a window reaches beyond the period are scanned alongside, on a thread."""
     period = (spec.period.from_, spec.period.to)
-    first_columns = first_claim_columns(cohort_spec)
-    columns = sorted(
-        {
-            "pasient_fnr",
-            FINGERPRINT_COLUMN,
-            *first_columns,
-            *columns_for(cohort_spec.entry),
-            *columns_for(cohort_spec.exclude),
-        }
-    )
-    persons = PersonLabels()
-    excluded = LabelSet()
     evidence = IndexDateEvidence(spec)
-    firsts = Reducing(reduce_entry)  # per person with an entry claim: the earliest (tied ones too)
-    dropped = np.zeros(len(IdReason), dtype=np.int64)
-    writer = RowLabelsWriter(row_labels_path)
+    state = _FirstPass(spec, evidence, RowLabelsWriter(row_labels_path))
     stop_margins = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-margins") as alongside:
         margins = (
             alongside.submit(evidence.scan_margins, source, stop_margins, on_progress) if evidence.needed else None
         )
         try:
-            row_in_piece, last_piece = 0, -1
-            coded = {"pasient_fnr", *CODE_COLUMNS.intersection(columns)}
-            for piece, batch in scan_pieces(source, columns, period, as_dictionary=coded):
-                if piece != last_piece:
-                    row_in_piece, last_piece = 0, piece
-                labels, slots = bill_labels(batch.column("pasient_fnr"), persons.label)
-                dropped += slots.rows_per_reason()
-                writer.write(batch, labels)
-                entries, exclusions = match_each(batch, [cohort_spec.entry, cohort_spec.exclude])
-                entry = np.flatnonzero(entries & (labels != NO_PERSON))
-                if len(entry):
-                    firsts.add(
-                        reduce_entry(entry_claims(batch, entry, labels[entry], piece, row_in_piece, first_columns))
-                    )
-                row_in_piece += batch.num_rows
-                if cohort_spec.exclude is not None:
-                    hit = np.flatnonzero(exclusions & (labels != NO_PERSON))
-                    if evidence.window is not None:
-                        evidence.add_exclusions(labels[hit], days_of(batch.column("behandlingstidspunkt").take(hit)))
-                    else:
-                        excluded.add(labels[hit])
+            for piece, batch in scan_pieces(source, state.columns, period, as_dictionary=state.coded):
+                state.take(piece, batch)
                 if on_progress:
                     on_progress("pass 1: finding the cohort", batch.num_rows)
         except BaseException:
             stop_margins.set()
-            writer.discard()
+            state.writer.discard()
             raise
-        row_labels = writer.close()
+        row_labels = state.writer.close()
         if margins is not None:
             margins.result()
-            evidence.resolve_margins(persons)
+            evidence.resolve_margins(state.persons)
 
-    first_entry_claims = break_ties(firsts.result(no_entry_claims(first_columns)), source, period)
-    cohort, ages, index_days, steps = _apply_person_criteria(first_entry_claims, excluded, evidence)
-    steps.insert(0, ("persons with a claim in the period", len(persons)))
-    dropped_bills: dict[IdReason, int] = {r: int(dropped[r]) for r in IdReason if r != IdReason.VALID}
+    first_entry_claims = break_ties(state.firsts.result(no_entry_claims(state.first_columns)), source, period)
+    cohort, ages, index_days, steps = _apply_person_criteria(first_entry_claims, state.excluded, evidence)
+    steps.insert(0, ("persons with a claim in the period", len(state.persons)))
+    dropped_bills: dict[IdReason, int] = {r: int(state.dropped[r]) for r in IdReason if r != IdReason.VALID}
     return FoundCohort(
         labels=cohort,
-        numbers=persons.numbers(cohort),
+        numbers=state.persons.numbers(cohort),
         index_days=index_days,
-        persons_in_period=len(persons),
+        persons_in_period=len(state.persons),
         row_labels=row_labels,
         attrition=Attrition(steps, dropped_bills, small_count_threshold(spec), count_rounding(spec)),
         first_claim_ages=ages,

@@ -29,12 +29,23 @@ MIN_CELL_FLOOR = 3
 
 def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
     """Every reason the contract gives for refusing this spec (empty: it may run)."""
-    catalogue = load_catalogue()
     problems: list[Problem] = []
 
     def refuse(field: str, problem: str, fix: str = "") -> None:
         problems.append(Problem(where, field, problem, fix))
 
+    _refuse_approval(spec, today, refuse)
+    _refuse_period(spec, today, refuse)
+    _refuse_application_id(spec, refuse)
+    _refuse_cohort(spec, refuse)
+    if spec.data_level == "pseudonymised":
+        _refuse_person_level(spec, refuse)
+    else:
+        _refuse_statistics(spec, refuse)
+    return problems
+
+
+def _refuse_approval(spec: ApplicationSpec, today: date, refuse: _Refuse) -> None:
     approval = spec.approval
     if approval.status != "approved":
         refuse("approval.status", f"is '{approval.status}'; only an approved application may be delivered")
@@ -49,6 +60,9 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
     if spec.data_level == "pseudonymised" and not approval.rek_reference:
         refuse("approval.rek_reference", "is required for data_level: pseudonymised", "add the REK reference")
 
+
+def _refuse_period(spec: ApplicationSpec, today: date, refuse: _Refuse) -> None:
+    """The period, and the windows that reach beyond it: all within KUHR's data and reason."""
     period = spec.period
     if period.from_ < FIRST_DAY_OF_DATA:
         refuse("period.from", f"{period.from_} is before KUHR's first data ({FIRST_DAY_OF_DATA})")
@@ -76,6 +90,9 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
             f"{period.to} is more than {MAX_YEARS_AHEAD} years ahead",
             "end the period within the approval; recurring deliveries use delivery.schedule",
         )
+
+
+def _refuse_application_id(spec: ApplicationSpec, refuse: _Refuse) -> None:
     if spec.application_id.lower() in RESERVED_IDS or spec.application_id.lower().endswith(RESERVED_SUFFIXES):
         refuse(
             "application_id",
@@ -83,6 +100,8 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
             "use the application's own id (e.g. HDS-2026-0042)",
         )
 
+
+def _refuse_cohort(spec: ApplicationSpec, refuse: _Refuse) -> None:
     _check_criteria(spec.cohort.entry, "cohort.entry", refuse)
     if spec.cohort.exclude is not None:
         _check_criteria(spec.cohort.exclude, "cohort.exclude", refuse)
@@ -92,33 +111,37 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
     if age is not None and age.min > age.max:
         refuse("cohort.age", f"min ({age.min}) is greater than max ({age.max})")
 
-    if spec.data_level == "pseudonymised":
-        if spec.variables is None:
-            refuse("variables", "is required for data_level: pseudonymised", "list the approved variables")
-        if spec.statistics is not None:
-            refuse("statistics", "is only for data_level: statistics", "remove it or change data_level")
-        _check_variables(spec.requested_variables(), "variables", catalogue, refuse, group_by=False)
-    else:
-        if spec.statistics is None:
-            refuse("statistics", "is required for data_level: statistics", "add group_by, measures and min_cell")
-        if spec.variables is not None:
-            refuse("variables", "is only for data_level: pseudonymised", "remove it or change data_level")
-        if spec.statistics is not None:
-            _check_variables(spec.requested_group_by(), "statistics.group_by", catalogue, refuse, group_by=True)
-            for i, measure in enumerate(spec.statistics.measures):
-                if measure not in catalogue.measures:
-                    refuse(
-                        f"statistics.measures[{i}]",
-                        f"'{measure}' is not a known measure",
-                        f"use one of {', '.join(catalogue.measures)}",
-                    )
-            if spec.statistics.min_cell < MIN_CELL_FLOOR:
-                refuse(
-                    "statistics.min_cell",
-                    f"{spec.statistics.min_cell} is below {MIN_CELL_FLOOR}",
-                    f"use {MIN_CELL_FLOOR} or more",
-                )
-    return problems
+
+def _refuse_person_level(spec: ApplicationSpec, refuse: _Refuse) -> None:
+    if spec.variables is None:
+        refuse("variables", "is required for data_level: pseudonymised", "list the approved variables")
+    if spec.statistics is not None:
+        refuse("statistics", "is only for data_level: statistics", "remove it or change data_level")
+    _check_variables(spec.requested_variables(), "variables", load_catalogue(), refuse, group_by=False)
+
+
+def _refuse_statistics(spec: ApplicationSpec, refuse: _Refuse) -> None:
+    if spec.statistics is None:
+        refuse("statistics", "is required for data_level: statistics", "add group_by, measures and min_cell")
+    if spec.variables is not None:
+        refuse("variables", "is only for data_level: pseudonymised", "remove it or change data_level")
+    if spec.statistics is None:
+        return
+    catalogue = load_catalogue()
+    _check_variables(spec.requested_group_by(), "statistics.group_by", catalogue, refuse, group_by=True)
+    for i, measure in enumerate(spec.statistics.measures):
+        if measure not in catalogue.measures:
+            refuse(
+                f"statistics.measures[{i}]",
+                f"'{measure}' is not a known measure",
+                f"use one of {', '.join(catalogue.measures)}",
+            )
+    if spec.statistics.min_cell < MIN_CELL_FLOOR:
+        refuse(
+            "statistics.min_cell",
+            f"{spec.statistics.min_cell} is below {MIN_CELL_FLOOR}",
+            f"use {MIN_CELL_FLOOR} or more",
+        )
 
 
 def _window_before(spec: ApplicationSpec) -> int:

@@ -19,6 +19,7 @@ Choices (sources in docs/synthetic-data.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
@@ -164,24 +165,90 @@ def make_year(
     bad_id_share: float,
     pools: np.ndarray,
 ) -> pa.Table:
-    """All bills of `year` for the persons at index `persons` of the population."""
+    """All bills of `year` for the persons at index `persons` of the population. The steps draw from
+    `rng` in a fixed order, so a seed always gives the same source."""
     birth = population.birth_date[persons]
     birth_year = birth.astype("datetime64[Y]").astype(np.int64) + 1970
+    local, type_idx = _contacts(rng, birth_year, year)
+    when = _when(rng, year, type_idx)
+    keep = when.date >= birth[local]  # no contact before birth
+    local, type_idx, when = local[keep], type_idx[keep], when.kept(keep)
+    n = len(local)
+    person = persons[local]
+    calendar = _Calendar(year)
+    season = _SEASON_OF_MONTH[calendar.month[when.day]]
+    # age at the contact: birthday passed when (month, day) of the contact ≥ (month, day) of birth
+    birth_year_p = birth_year[local]
+    had_birthday = calendar.month_day[when.day] >= _month_day(birth)[local]
+    age = (year - birth_year_p - (~had_birthday)).astype(np.int16)
+    main, second = _diagnoses(rng, type_idx, season)
+    fees = _fees(rng, type_idx, when)
+    amount, fritak, frikort = _copayment(rng, year, fees, age, local, person, when.timestamp)
+    refund, reason = _refund(rng, year, fees, frikort | (age < 16))
+    bosted, practice_idx, numbers = _residence(rng, population, person, year)
+    behandler = _practitioners(rng, population, person, type_idx, pools)
+    sex = population.sex[person].copy()
+    sex[rng.random(n) < UNSPECIFIED_SEX_SHARE] = 9
+    regning = first_regning + np.arange(n, dtype=np.int64)
+    columns = {
+        "regning_id": pc.cast(pa.array(regning), pa.string()),
+        "pasient_fnr": _bad_ids(rng, _id_text(population.fnr[persons]).take(pa.array(local)), bad_id_share),
+        "pasient_kjonn": pa.array(sex, pa.int8()),
+        "pasient_fodselsar": pa.array(birth_year_p.astype(np.int16), pa.int16()),
+        "pasient_alder": pa.array(age, pa.int16()),
+        "pasient_bostedskommune": _labels(numbers, bosted),
+        "behandler_id": pc.cast(pa.array(behandler), pa.string()),
+        "behandler_praksistype": _labels(_TYPE_NAMES, type_idx),
+        "behandler_spesialitet": _labels([t[2] for t in codes.PRACTICE_TYPES], type_idx),
+        "behandler_praksiskommune": _labels(numbers, practice_idx),
+        "behandlingstidspunkt": pa.array(when.timestamp.astype("datetime64[ms]"), pa.timestamp("ms")),
+        "takstkoder": _list_array(fees.fee, fees.supplement, _FEE_ARRAY),
+        "diagnosekodeverk": _labels(_CODE_SYSTEM, np.where(main >= 0, type_idx, -1)),
+        "diagnosekoder": _list_array(main, second, _CODE_ARRAY),
+        "fritaksgrunn": _labels(_FRITAK, fritak),
+        "egenandel": pa.array(amount, pa.float64()),
+        "refusjon": pa.array(np.round(refund, 2), pa.float64()),
+        "regning_status": _labels(["godkjent", "avvist"], (reason >= 0).astype(np.int8)),
+        "avvisningsgrunn": _labels([r for r, _ in codes.REJECTION_REASONS], reason),
+    }
+    return pa.Table.from_pydict(columns, schema=SOURCE_SCHEMA)
+
+
+def _contacts(rng: np.random.Generator, birth_year: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each contact's person (index into the slice) and practice type.
+
+    Contacts per person ~ Poisson(sum of the age band's rates), each contact's practice type drawn
+    in proportion to the rates: the same as one Poisson count per type, with a draw per person."""
     age_now = np.clip(year - birth_year, 0, 120)
     band = np.searchsorted(codes.AGE_BANDS, age_now, side="right") - 1
-    # contacts per person ~ Poisson(sum of the band's rates), each contact's practice type drawn in
-    # proportion to the rates: the same as one Poisson count per type, with a draw per person, not per type
     rates = np.array([t[3] for t in codes.PRACTICE_TYPES]).T  # band x type
     per_person = rng.poisson(rates.sum(axis=1)[band] * (birth_year <= year))
-    local = np.repeat(np.arange(len(persons)), per_person)
-    n = len(local)
-    type_idx = np.empty(n, dtype=np.int64)
+    local = np.repeat(np.arange(len(birth_year)), per_person)
+    type_idx = np.empty(len(local), dtype=np.int64)
     bill_band = band[local]
     for b, band_rates in enumerate(rates):
         rows = np.flatnonzero(bill_band == b)
         type_idx[rows] = _categorical(rng, band_rates, len(rows))
+    return local, type_idx
 
-    # date and time of day
+
+@dataclass(frozen=True)
+class _When:
+    """Each contact's day of the year, date, hour and timestamp; legevakt and its weekend contacts."""
+
+    day: np.ndarray
+    date: np.ndarray
+    hour: np.ndarray
+    timestamp: np.ndarray
+    legevakt: np.ndarray
+    weekend_legevakt: np.ndarray
+
+    def kept(self, keep: np.ndarray) -> _When:
+        return _When(*(getattr(self, f.name)[keep] for f in fields(self)))
+
+
+def _when(rng: np.random.Generator, year: int, type_idx: np.ndarray) -> _When:
+    n = len(type_idx)
     year_start = np.datetime64(f"{year}-01-01")
     days_in_year = int((np.datetime64(f"{year + 1}-01-01") - year_start).astype(int))
     day = rng.integers(0, days_in_year, n)
@@ -192,7 +259,6 @@ def make_year(
     friday = day - (weekday - 4)
     day = np.where(weekend & ~legevakt, np.where(friday >= 0, friday, day + (7 - weekday)), day)
     date = year_start + day.astype("timedelta64[D]")
-    born_before = date >= birth[local]
     hour = np.where(
         legevakt,
         _categorical(rng, _legevakt_hours(), n),
@@ -200,34 +266,38 @@ def make_year(
     )
     seconds = hour * 3600 + rng.integers(0, 3600, n)
     timestamp = date.astype("datetime64[s]") + seconds.astype("timedelta64[s]")
+    return _When(day, date, hour, timestamp, legevakt, weekend & legevakt)
 
-    keep = born_before
-    local, type_idx, timestamp, hour, day = local[keep], type_idx[keep], timestamp[keep], hour[keep], day[keep]
-    legevakt, weekend_kept = legevakt[keep], (weekend & legevakt)[keep]
-    n = len(local)
-    person = persons[local]
-    calendar = _Calendar(year)
-    season = _SEASON_OF_MONTH[calendar.month[day]]
 
-    # age at the contact: birthday passed when (month, day) of the contact ≥ (month, day) of birth
-    birth_year_p = birth_year[local]
-    had_birthday = calendar.month_day[day] >= _month_day(birth)[local]
-    age = (year - birth_year_p - (~had_birthday)).astype(np.int16)
-
-    # diagnoses
+def _diagnoses(rng: np.random.Generator, type_idx: np.ndarray, season: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The main diagnosis (-1: none) and a second one on some bills (-1: none)."""
     main = _draw_codes(rng, type_idx, season)
-    with_second = np.flatnonzero((rng.random(n) < SECOND_DIAGNOSIS_SHARE) & (main >= 0))
-    second = np.full(n, -1, dtype=np.int32)
+    with_second = np.flatnonzero((rng.random(len(type_idx)) < SECOND_DIAGNOSIS_SHARE) & (main >= 0))
+    second = np.full(len(type_idx), -1, dtype=np.int32)
     second[with_second] = _draw_codes(rng, type_idx[with_second], season[with_second])
-    second = np.where(second == main, -1, second)
+    return main, np.where(second == main, -1, second)
 
-    # fee codes
-    evening = (hour >= 16) | (hour < 8) | weekend_kept
+
+@dataclass(frozen=True)
+class _Fees:
+    fee: np.ndarray  # index into the fee table
+    supplement: np.ndarray  # index, or -1
+    gp: np.ndarray
+    gp_kind: np.ndarray  # 0 consultation, 1 e-consultation, 2 simple contact, 3 home visit
+    legevakt: np.ndarray
+    evening: np.ndarray
+    type_idx: np.ndarray
+
+
+def _fees(rng: np.random.Generator, type_idx: np.ndarray, when: _When) -> _Fees:
+    n = len(type_idx)
+    legevakt = when.legevakt
+    evening = (when.hour >= 16) | (when.hour < 8) | when.weekend_legevakt
     gp = np.isin(type_idx, list(_GP))
     fee = np.full(n, -1, dtype=np.int32)
     supplement = np.full(n, -1, dtype=np.int32)
     r = rng.random(n)
-    gp_kind = np.select([r < 0.2, r < 0.3, r < 0.305], [1, 2, 3], 0)  # 0 consult, 1 e, 2 simple, 3 home
+    gp_kind = np.select([r < 0.2, r < 0.3, r < 0.305], [1, 2, 3], 0)
     consult = np.where(evening, _FEE_INDEX["2ak"], _FEE_INDEX["2ad"])
     simple = np.array([_FEE_INDEX[f] for f in codes.GP_SIMPLE])[rng.integers(0, 3, n)]
     home = np.where(evening, _FEE_INDEX["11ak"], _FEE_INDEX["11ad"])
@@ -248,13 +318,27 @@ def make_year(
         fee,
     )
     supplement = np.where((gp | legevakt) & (gp_kind == 0) & (rng.random(n) < 0.25), _FEE_INDEX["2cd"], supplement)
+    return _Fees(fee, supplement, gp, gp_kind, legevakt, evening, type_idx)
 
-    # co-payment
+
+def _copayment(
+    rng: np.random.Generator,
+    year: int,
+    fees: _Fees,
+    age: np.ndarray,
+    local: np.ndarray,
+    person: np.ndarray,
+    timestamp: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each bill's egenandel, fritaksgrunn (index into _FRITAK, -1 none) and whether the person's
+    frikort (the year's ceiling reached) made it free."""
+    n = len(local)
+    gp, legevakt, type_idx = fees.gp, fees.legevakt, fees.type_idx
     day_fee, evening_fee, simple_fee, ceiling = codes.egenandel_for(year)
     amount = np.select(
         [
-            gp & (gp_kind == 2),
-            (gp | legevakt) & evening,
+            gp & (fees.gp_kind == 2),
+            (gp | legevakt) & fees.evening,
             gp | legevakt,
             type_idx == _TYPE_NAMES.index("LARO"),
             type_idx == _TYPE_NAMES.index("FYNO"),
@@ -262,7 +346,7 @@ def make_year(
         [simple_fee, evening_fee, day_fee, simple_fee, round(day_fee * 1.5)],
         round(day_fee * 2.2),
     ).astype(np.float64)
-    fritak = np.full(n, -1, dtype=np.int8)  # index into _FRITAK
+    fritak = np.full(n, -1, dtype=np.int8)
     child = age < 16
     other = (rng.random(n) < OTHER_FRITAK_SHARE) & ~child
     fritak[other] = np.array([0, 3, 4], dtype=np.int8)[rng.integers(0, 3, int(other.sum()))]  # A, G, H
@@ -284,16 +368,30 @@ def make_year(
     frikort = np.zeros(n, dtype=bool)
     frikort[order] = over
     fritak[frikort] = 2  # F
+    return amount, fritak, frikort
 
-    refund = _FEE_REFUND[fee] + np.where(supplement >= 0, _FEE_REFUND[np.maximum(supplement, 0)], 0.0)
-    refund = refund + np.where(frikort | child, np.where(evening, evening_fee, day_fee) * (gp | legevakt), 0.0)
+
+def _refund(rng: np.random.Generator, year: int, fees: _Fees, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each bill's refusjon and its rejection reason (index, -1: approved; a rejected bill refunds nothing).
+    `free`: bills the patient paid nothing for (frikort, children), whose co-payment HELFO pays."""
+    n = len(fees.fee)
+    day_fee, evening_fee, _, _ = codes.egenandel_for(year)
+    refund = _FEE_REFUND[fees.fee] + np.where(fees.supplement >= 0, _FEE_REFUND[np.maximum(fees.supplement, 0)], 0.0)
+    refund = refund + np.where(free, np.where(fees.evening, evening_fee, day_fee) * (fees.gp | fees.legevakt), 0.0)
     avvist = rng.random(n) < AVVIST_SHARE
     reason_p = np.array([p for _, p in codes.REJECTION_REASONS])
     reason = np.full(n, -1, dtype=np.int8)
     reason[avvist] = rng.choice(len(reason_p), int(avvist.sum()), p=reason_p / reason_p.sum())
     refund[avvist] = 0.0
+    return refund, reason
 
-    # residence in this year (after a move from the move year on), practice kommune
+
+def _residence(
+    rng: np.random.Generator, population: Population, person: np.ndarray, year: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Home kommune in this year (after a move from the move year on; some Oslo bills with a bydel
+    code) and practice kommune, as indexes into the returned kommune numbers."""
+    n = len(person)
     numbers = [*kommuner.numbers_in(year), *kommuner.OSLO_BYDELER]
     kommune_idx = np.where(year >= population.move_year[person], population.moved_to[person], population.home[person])
     bosted = kommune_idx.astype(np.int32)
@@ -304,39 +402,20 @@ def make_year(
         _categorical(rng, kommuner.weights(), n),
         kommune_idx,
     )
+    return bosted, practice_idx, numbers
 
-    # practitioners: everyone has a fastlege; other contacts go to someone of that practice type
+
+def _practitioners(
+    rng: np.random.Generator, population: Population, person: np.ndarray, type_idx: np.ndarray, pools: np.ndarray
+) -> np.ndarray:
+    """Everyone has a fastlege; other contacts go to someone of that practice type."""
     pool_start = np.r_[0, np.cumsum(pools)[:-1]]
     behandler_local = np.where(
-        type_idx == 0, population.fastlege[person] % pools[0], rng.integers(0, 1 << 30, n) % pools[type_idx]
+        type_idx == 0,
+        population.fastlege[person] % pools[0],
+        rng.integers(0, 1 << 30, len(person)) % pools[type_idx],
     )
-    behandler = 1_000_000 + pool_start[type_idx] + behandler_local
-
-    sex = population.sex[person].copy()
-    sex[rng.random(n) < UNSPECIFIED_SEX_SHARE] = 9
-    regning = first_regning + np.arange(n, dtype=np.int64)
-    columns = {
-        "regning_id": pc.cast(pa.array(regning), pa.string()),
-        "pasient_fnr": _bad_ids(rng, _id_text(population.fnr[persons]).take(pa.array(local)), bad_id_share),
-        "pasient_kjonn": pa.array(sex, pa.int8()),
-        "pasient_fodselsar": pa.array(birth_year_p.astype(np.int16), pa.int16()),
-        "pasient_alder": pa.array(age, pa.int16()),
-        "pasient_bostedskommune": _labels(numbers, bosted),
-        "behandler_id": pc.cast(pa.array(behandler), pa.string()),
-        "behandler_praksistype": _labels(_TYPE_NAMES, type_idx),
-        "behandler_spesialitet": _labels([t[2] for t in codes.PRACTICE_TYPES], type_idx),
-        "behandler_praksiskommune": _labels(numbers, practice_idx),
-        "behandlingstidspunkt": pa.array(timestamp.astype("datetime64[ms]"), pa.timestamp("ms")),
-        "takstkoder": _list_array(fee, supplement, _FEE_ARRAY),
-        "diagnosekodeverk": _labels(_CODE_SYSTEM, np.where(main >= 0, type_idx, -1)),
-        "diagnosekoder": _list_array(main, second, _CODE_ARRAY),
-        "fritaksgrunn": _labels(_FRITAK, fritak),
-        "egenandel": pa.array(amount, pa.float64()),
-        "refusjon": pa.array(np.round(refund, 2), pa.float64()),
-        "regning_status": _labels(["godkjent", "avvist"], avvist.astype(np.int8)),
-        "avvisningsgrunn": _labels([r for r, _ in codes.REJECTION_REASONS], reason),
-    }
-    return pa.Table.from_pydict(columns, schema=SOURCE_SCHEMA)
+    return 1_000_000 + pool_start[type_idx] + behandler_local
 
 
 def _labels(labels: Sequence[str | None], index: np.ndarray) -> pa.Array:
