@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from kuhr_pipeline.catalogue import load_catalogue
@@ -59,3 +62,42 @@ def test_every_generalisation_the_catalogue_offers_has_one_registry_entry() -> N
     offered = {how for variable in load_catalogue().variables.values() for how in variable.generalisations}
     assert offered <= set(GENERALISATIONS), offered - set(GENERALISATIONS)
     assert all(entry.text for entry in GENERALISATIONS.values())  # the codebook's words
+
+
+def test_a_built_wheel_carries_the_suites_and_the_catalogue(tmp_path: Path) -> None:
+    """`pip wheel .` then installed into an empty folder: the suites and the catalogue load from
+    the installed package alone (no repository checkout beside it)."""
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(tmp_path / "wheel")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheel").glob("kuhr_pipeline-*.whl")
+    target = tmp_path / "installed"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    probe = (
+        "import kuhr_pipeline, sys\n"
+        "from kuhr_pipeline.quality.suites import load_suite_file\n"
+        "from kuhr_pipeline.catalogue import load_catalogue\n"
+        "print(kuhr_pipeline.__file__)\n"
+        "suites = [load_suite_file(name) for name in ('claims', 'source', 'statistics')]\n"
+        "print(*map(len, suites), len(load_catalogue().variables))\n"
+    )
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    env = {"PYTHONPATH": os.pathsep.join([str(target), *site]), "PATH": os.environ["PATH"]}
+    # -S: no site (so no editable install of the checkout); the dependencies come from PYTHONPATH
+    loaded = subprocess.run(
+        [sys.executable, "-S", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    where, counts = loaded.stdout.splitlines()
+    assert where.startswith(str(target))
+    assert all(int(n) > 0 for n in counts.split()), counts

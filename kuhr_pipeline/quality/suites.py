@@ -1,4 +1,4 @@
-"""Building the expectation suites: the JSON files in `expectations/`, extended at run time with
+"""Building the expectation suites: the JSON files in `expectations/` (packaged with the code), extended at run time with
 expectations built from the variable catalogue for exactly the approved variables.
 
 Expectations are plain dicts here (`{"type", "kwargs"}`, the GX 1.x suite format) so building a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,12 @@ LIST_TYPES = ("list<string>",)
 Expectation = dict[str, Any]
 
 
-def expectations_dir() -> Path:
-    configured = os.environ.get("KUHR_EXPECTATIONS")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "expectations"
-
-
 def load_suite_file(name: str) -> list[Expectation]:
-    raw = json.loads((expectations_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    """A suite file: from KUHR_EXPECTATIONS when set, else the one packaged with the code
+    (`kuhr_pipeline/quality/expectations/`, which the repository's `expectations/` links to)."""
+    configured = os.environ.get("KUHR_EXPECTATIONS")
+    suite = Path(configured) / f"{name}.json" if configured else files(__package__) / "expectations" / f"{name}.json"
+    raw = json.loads(suite.read_text(encoding="utf-8"))
     return list(raw["expectations"])
 
 
