@@ -116,13 +116,13 @@ def deliver(
 
 def _signer(signer_pub: Path | None) -> object:
     from kuhr_pipeline.identity.keys import read_signing_key
-    from kuhr_pipeline.keys_init import load_signer_public
+    from kuhr_pipeline.identity.new_keys import load_signer_public
 
     if signer_pub:
         return load_signer_public(signer_pub)
-    if os.environ.get("KUHR_SIGNING_KEY_FILE"):
+    if settings.signing_key_file():
         try:
-            return read_signing_key(os.environ["KUHR_SIGNING_KEY_FILE"]).public_key()
+            return read_signing_key(settings.signing_key_file()).public_key()
         except KeyFileError as error:
             raise SignerKeyError(error.problems) from None
     raise SignerKeyError.single(
@@ -169,10 +169,10 @@ def keys() -> None:
 @click.option("--recipient-dir", default="keys", show_default=True, type=click.Path(path_type=Path))
 def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
     """Write a new pseudonym master key and signing key where the environment points (never overwrites)."""
-    from kuhr_pipeline.keys_init import init_keys
+    from kuhr_pipeline.identity.new_keys import init_keys
 
     paths = []
-    for variable in ("KUHR_PSEUDONYM_KEY_FILE", "KUHR_SIGNING_KEY_FILE"):
+    for variable in (settings.PSEUDONYM_KEY_VARIABLE, settings.SIGNING_KEY_VARIABLE):
         value = os.environ.get(variable)
         if not value:
             raise KeyFileError.single(f"${variable}", variable, "is not set", f"export {variable}=/path/to/key")
@@ -249,16 +249,17 @@ def audit_verify(log_file: Path | None, signer_pub: Path | None) -> None:
 def audit_init(accept_existing: bool, reason: str) -> None:
     """Start a new signed chain after the log was lost or damaged: the old log is kept beside it,
     and the break (with every existing delivery folder) is the new chain's first line."""
-    from kuhr_pipeline.delivery.audit import AUDIT_LOG, break_chain, delivery_folders
+    from kuhr_pipeline.delivery.audit import AUDIT_LOG, break_chain
+    from kuhr_pipeline.delivery.folders import published_deliveries
     from kuhr_pipeline.identity.keys import read_signing_key
 
     root = settings.deliveries_dir()
-    folders = delivery_folders(root)
+    folders = published_deliveries(root)
     if folders and not accept_existing:
         raise KuhrError.single(
             str(root), "--accept-existing", f"{len(folders)} delivery folders exist", "add --accept-existing"
         )
-    key = read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
+    key = read_signing_key(settings.signing_key_file())
     kept = break_chain(root / AUDIT_LOG, root, key, reason)
     click.echo(f"new chain: {root / AUDIT_LOG} ({len(folders)} existing deliveries accepted)")
     if kept:

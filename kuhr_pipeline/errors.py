@@ -58,6 +58,12 @@ class KeyFileError(KuhrError):
     exit_code = 3
 
 
+class KeysExist(KeyFileError):
+    """`keys init` found a key where it would write one: keys are never overwritten (exit 1)."""
+
+    exit_code = 1
+
+
 class SignerKeyError(KeyFileError):
     """The key a delivery or the audit log is checked against is missing or unusable: the check
     cannot say "intact", so it says "not" (exit 1, as verify's contract allows 0 or 1 only)."""

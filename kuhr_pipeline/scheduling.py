@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from kuhr_pipeline.delivery.folders import delivery_day, published_deliveries
+
 
 def period_start(schedule: str, today: date) -> date:
     if schedule == "monthly":
@@ -31,16 +33,9 @@ def period_label(schedule: str, today: date) -> str:
 
 
 def last_delivery_date(deliveries_root: Path, application_id: str) -> date | None:
-    """The UTC date of the newest published delivery (delivery ids start with YYYYMMDD)."""
-    folder = deliveries_root / application_id
-    if not folder.is_dir():
-        return None
-    dates = [
-        date(int(p.name[:4]), int(p.name[4:6]), int(p.name[6:8]))
-        for p in folder.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.name[:8].isdigit() and (p / "manifest.json").exists()
-    ]
-    return max(dates, default=None)
+    """The UTC day of the newest published delivery of the application."""
+    days = [delivery_day(folder) for folder in published_deliveries(deliveries_root, application_id)]
+    return max((day for day in days if day is not None), default=None)
 
 
 def is_due(schedule: str, today: date, last_delivery: date | None) -> bool:

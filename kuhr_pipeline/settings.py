@@ -7,6 +7,16 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_SAMPLE = PROJECT_ROOT / "data" / "sample"
+PSEUDONYM_KEY_VARIABLE = "KUHR_PSEUDONYM_KEY_FILE"
+SIGNING_KEY_VARIABLE = "KUHR_SIGNING_KEY_FILE"
+
+
+def pseudonym_key_file() -> str | None:
+    return os.environ.get(PSEUDONYM_KEY_VARIABLE)
+
+
+def signing_key_file() -> str | None:
+    return os.environ.get(SIGNING_KEY_VARIABLE)
 
 
 def _env_path(name: str, default: Path) -> Path:

@@ -49,7 +49,7 @@ def spec_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def keys_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """A master key, a signing key and a DAGSTER_HOME in tmp, set in the environment."""
-    from kuhr_pipeline.keys_init import init_keys
+    from kuhr_pipeline.identity.new_keys import init_keys
 
     keys = tmp_path / "keys"
     master, signing = keys / "pseudonym.key", keys / "signing.pem"

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline.delivery.audit import append_audit, verify_audit
-from kuhr_pipeline.keys_init import init_keys
+from kuhr_pipeline.identity.new_keys import init_keys
 from tests.helpers import run_cli
 
 

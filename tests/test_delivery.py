@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from kuhr_pipeline.keys_init import init_keys
+from kuhr_pipeline.identity.new_keys import init_keys
 from kuhr_pipeline.synth import generate_source
 from tests.conftest import make_recipient
 from tests.helpers import run_cli, write_source, write_spec

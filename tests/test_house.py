@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,8 +68,12 @@ def test_every_generalisation_the_catalogue_offers_has_one_registry_entry() -> N
 def test_a_built_wheel_carries_the_suites_and_the_catalogue(tmp_path: Path) -> None:
     """`pip wheel .` then installed into an empty folder: the suites and the catalogue load from
     the installed package alone (no repository checkout beside it)."""
+    source = tmp_path / "source"  # built from a copy: setuptools writes build/ beside the sources
+    shutil.copytree(PACKAGE, source / "kuhr_pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(tmp_path / "wheel")],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(tmp_path / "wheel")],
         capture_output=True,
         text=True,
         timeout=600,

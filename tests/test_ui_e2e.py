@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kuhr_pipeline.keys_init import init_keys
+from kuhr_pipeline.identity.new_keys import init_keys
 from kuhr_pipeline.synth import generate_source
 from tests.conftest import REPO, PostgresDatabase, make_recipient
 from tests.helpers import run_cli, write_spec

@@ -79,8 +79,8 @@ def deliver_in_process(
     loaded = load_spec(spec_path)
     for advisory in loaded.advisories:
         echo(f"advisory: {advisory}")
-    read_master_key(os.environ.get("KUHR_PSEUDONYM_KEY_FILE"))
-    signing_key = read_signing_key(os.environ.get("KUHR_SIGNING_KEY_FILE"))
+    read_master_key(settings.pseudonym_key_file())
+    signing_key = read_signing_key(settings.signing_key_file())
     source_dir = settings.source_dir(str(source) if source else None)
     open_source(source_dir).require_sound_period(*reach(loaded.spec))
     deliveries_root = settings.deliveries_dir(str(deliveries) if deliveries else None)

@@ -49,6 +49,6 @@ def default_resources() -> dict[str, object]:
     return {
         "io_manager": RunScopedIOManager(),
         "paths": KuhrPaths(),
-        "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("KUHR_PSEUDONYM_KEY_FILE")),
-        "signing_key": SigningKey(key_file=dg.EnvVar("KUHR_SIGNING_KEY_FILE")),
+        "pseudonym_key": PseudonymKey(key_file=dg.EnvVar(settings.PSEUDONYM_KEY_VARIABLE)),
+        "signing_key": SigningKey(key_file=dg.EnvVar(settings.SIGNING_KEY_VARIABLE)),
     }

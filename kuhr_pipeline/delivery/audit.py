@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from kuhr_pipeline.delivery.folders import published_deliveries
 from kuhr_pipeline.delivery.manifest import MANIFEST, public_fingerprint
 from kuhr_pipeline.errors import Problem
 
@@ -67,13 +68,6 @@ def append_audit(path: Path, record: dict[str, Any], key: Ed25519PrivateKey) -> 
 class AuditLine:
     number: int
     record: dict[str, Any]
-
-
-def delivery_folders(root: Path) -> list[Path]:
-    """Published delivery folders under a deliveries root (`<application_id>/<delivery_id>/`)."""
-    if not root.exists():
-        return []
-    return sorted(m.parent for m in root.glob(f"*/*/{MANIFEST}") if not m.parent.name.startswith("."))
 
 
 def read_audit(path: Path, signer: Ed25519PublicKey) -> tuple[list[AuditLine], list[Problem]]:
@@ -131,7 +125,7 @@ def accounted_for(lines: list[AuditLine]) -> tuple[dict[tuple[str, str], AuditLi
 
 def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) -> list[Problem]:
     """Everything wrong with the log and its ties to the delivery folders (empty: intact)."""
-    folders = delivery_folders(deliveries_root)
+    folders = published_deliveries(deliveries_root)
     if not path.exists():
         if not folders:
             return []
@@ -170,7 +164,7 @@ def break_chain(path: Path, deliveries_root: Path, key: Ed25519PrivateKey, reaso
         old_sha = hashlib.sha256(data).hexdigest()
         kept = path.with_name(f"{path.name}.broken-{old_sha[:16]}")
         path.replace(kept)
-    accepted = [[f.parent.name, f.name] for f in delivery_folders(deliveries_root)]
+    accepted = [[f.parent.name, f.name] for f in published_deliveries(deliveries_root)]
     append_audit(
         path, {"event": CHAIN_BREAK, "reason": reason, "previous_log_sha256": old_sha, "accepted": accepted}, key
     )

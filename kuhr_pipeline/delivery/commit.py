@@ -29,10 +29,10 @@ from kuhr_pipeline.delivery.audit import (
     AUDIT_LOG,
     accounted_for,
     append_audit,
-    delivery_folders,
     read_audit,
     verify_audit,
 )
+from kuhr_pipeline.delivery.folders import published_deliveries
 from kuhr_pipeline.delivery.manifest import MANIFEST
 from kuhr_pipeline.delivery.verify import verify_delivery
 from kuhr_pipeline.errors import KuhrError
@@ -101,7 +101,7 @@ def make_ready(root: Path, key: Ed25519PrivateKey) -> list[str]:
     """Reconcile the deliveries root with its audit log before publishing; returns what was done.
     Raises AuditLogError when the log cannot be trusted or lines and folders disagree."""
     log, signer = root / AUDIT_LOG, key.public_key()
-    folders = delivery_folders(root)
+    folders = published_deliveries(root)
     if not log.exists() and folders:
         raise AuditLogError.single(str(log), "(file)", f"is missing while {len(folders)} delivery folders exist", FIX)
     lines, problems = read_audit(log, signer)
@@ -113,7 +113,7 @@ def make_ready(root: Path, key: Ed25519PrivateKey) -> list[str]:
     for app in _applications(root):
         remove_stale_staging(app)
     known = set(delivered) | accepted
-    for folder in delivery_folders(root):
+    for folder in published_deliveries(root):
         if (folder.parent.name, folder.name) not in known:
             done.append(_adopt_or_remove(folder, log, key))
     remaining = verify_audit(log, root, signer)

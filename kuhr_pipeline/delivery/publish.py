@@ -12,11 +12,9 @@ import getpass
 import hashlib
 import io
 import os
-import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
 from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
 from kuhr_pipeline.delivery.documents import approval_of, codebook, readme
+from kuhr_pipeline.delivery.folders import new_delivery_id
 from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
 from kuhr_pipeline.errors import DeliveryError
@@ -66,12 +65,6 @@ class PublishedDelivery:
     delivery_id: str
     manifest_sha256: str
     files: int
-
-
-def new_delivery_id(now: datetime | None = None) -> str:
-    """Sorts by creation time; the random suffix keeps two runs in the same second apart."""
-    now = now or clock.now()
-    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
 def _fsync(path: Path) -> None:

@@ -18,33 +18,39 @@ from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, public_fingerpr
 from kuhr_pipeline.errors import DeliveryError, Problem
 
 
-def verify_delivery(folder: Path, signer: Ed25519PublicKey) -> list[str]:
+def verify_delivery(folder: Path, signer: Ed25519PublicKey) -> list[Problem]:
     """Every problem found (empty: the delivery is intact and signed by `signer`)."""
     manifest_path, signature_path = folder / MANIFEST, folder / SIGNATURE
     if not manifest_path.is_file() or not signature_path.is_file():
-        return [f"{folder}: not a delivery (no {MANIFEST} and {SIGNATURE})"]
+        return [Problem(str(folder), "(folder)", f"not a delivery (no {MANIFEST} and {SIGNATURE})")]
     data = manifest_path.read_bytes()
     problems = []
     if not signature_valid(data, signature_path.read_bytes(), signer):
         problems.append(
-            f"{signature_path}: signature does not match the manifest for signer {public_fingerprint(signer)}"
+            Problem(
+                str(signature_path),
+                "(signature)",
+                f"does not match the manifest for signer {public_fingerprint(signer)}",
+            )
         )
     try:
         manifest = json.loads(data)
         listed = {f["path"]: f for f in manifest["files"]}
     except (ValueError, KeyError, TypeError):
-        return [*problems, f"{manifest_path}: not a valid manifest"]
+        return [*problems, Problem(str(manifest_path), "(file)", "not a valid manifest")]
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MANIFEST, SIGNATURE}
     for missing in sorted(set(listed) - present):
-        problems.append(f"{folder / missing}: listed in the manifest but missing")
+        problems.append(Problem(str(folder / missing), "(file)", "listed in the manifest but missing"))
     for extra in sorted(present - set(listed)):
-        problems.append(f"{folder / extra}: not listed in the manifest")
+        problems.append(Problem(str(folder / extra), "(file)", "not listed in the manifest"))
     for rel in sorted(set(listed) & present):
         path, entry = folder / rel, listed[rel]
         if path.stat().st_size != entry.get("bytes"):
-            problems.append(f"{path}: {path.stat().st_size} bytes, manifest says {entry.get('bytes')}")
+            problems.append(
+                Problem(str(path), "bytes", f"{path.stat().st_size}, the manifest says {entry.get('bytes')}")
+            )
         elif sha256_file(path) != entry.get("sha256"):
-            problems.append(f"{path}: SHA-256 differs from the manifest")
+            problems.append(Problem(str(path), "sha256", "differs from the manifest"))
     return problems
 
 
@@ -66,7 +72,7 @@ def decrypt_delivery(folder: Path, signer: Ed25519PublicKey, secret_key_file: Pa
     """Verify, then decrypt every data file into `out` and check it against `plaintext_sha256`."""
     problems = verify_delivery(folder, signer)
     if problems:
-        raise DeliveryError([Problem(str(folder), "(delivery)", p) for p in problems])
+        raise DeliveryError(problems)
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the library prints a warning of its own
             secret = get_private_key(str(secret_key_file), lambda: "")

@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kuhr_pipeline import settings
 from kuhr_pipeline.errors import KeyFileError
 
 MIN_MASTER_KEY_BYTES = 32
@@ -70,7 +71,7 @@ def _warn_open_to_others(path: str, variable: str, mode: int) -> None:
     )
 
 
-def read_master_key(path: str | Path | None, variable: str = "KUHR_PSEUDONYM_KEY_FILE") -> bytes:
+def read_master_key(path: str | Path | None, variable: str = settings.PSEUDONYM_KEY_VARIABLE) -> bytes:
     """The pseudonym master key: ≥ 32 random bytes written as hex, whitespace ignored."""
     key_path = _key_path(path, variable)
     raw = read_key_bytes(key_path, variable)
@@ -91,7 +92,7 @@ def read_master_key(path: str | Path | None, variable: str = "KUHR_PSEUDONYM_KEY
     return key
 
 
-def read_signing_key(path: str | Path | None, variable: str = "KUHR_SIGNING_KEY_FILE") -> Ed25519PrivateKey:
+def read_signing_key(path: str | Path | None, variable: str = settings.SIGNING_KEY_VARIABLE) -> Ed25519PrivateKey:
     """The Ed25519 signing key, PEM (PKCS8), unencrypted."""
     key_path = _key_path(path, variable)
     raw = read_key_bytes(key_path, variable)

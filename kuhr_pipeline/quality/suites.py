@@ -1,5 +1,6 @@
-"""Building the expectation suites: the JSON files in `expectations/` (packaged with the code), extended at run time with
-expectations built from the variable catalogue for exactly the approved variables.
+"""Building the expectation suites: the JSON files in `expectations/` (packaged with the code),
+extended at run time with expectations built from the variable catalogue for exactly the
+approved variables.
 
 Expectations are plain dicts here (`{"type", "kwargs"}`, the GX 1.x suite format) so building a
 suite costs no GX import; `validate.py` turns them into GX objects.

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kuhr_pipeline.delivery import crypt as _quiet_crypt4gh  # noqa: F401  (its logger: set there, once)
-from kuhr_pipeline.errors import KeyFileError, SignerKeyError
+from kuhr_pipeline.errors import KeyFileError, KeysExist, SignerKeyError
 from kuhr_pipeline.identity.keys import read_key_bytes, write_secret_file
 
 MASTER_KEY_BYTES = 32
@@ -25,20 +25,18 @@ def signing_public_path(signing_key: Path) -> Path:
 
 
 def init_keys(master: Path, signing: Path, demo_recipient: str | None, recipient_dir: Path) -> list[Path]:
-    """Write the keys that do not exist yet; refuses (KeyFileError, exit 1) if any already exists."""
+    """Write the keys that do not exist yet; refuses (KeysExist, exit 1) if any already exists."""
     targets = [master, signing, signing_public_path(signing)]
     if demo_recipient:
         targets += [recipient_dir / f"{demo_recipient}.sec", recipient_dir / f"{demo_recipient}.pub"]
     existing = [t for t in targets if t.exists()]
     if existing:
-        error = KeyFileError.single(
+        raise KeysExist.single(
             str(existing[0]),
             "keys init",
             "exists already; keys are never overwritten",
             "move it away first if you really mean to replace it",
         )
-        error.exit_code = 1
-        raise error
     write_secret_file(master, (secrets.token_bytes(MASTER_KEY_BYTES).hex() + "\n").encode("ascii"))
     private = Ed25519PrivateKey.generate()
     write_secret_file(
