@@ -93,8 +93,8 @@ def deliver(
     gx_process.start()  # Great Expectations loads in its own process while Dagster loads in this one
     if "kuhr_pipeline.defs.launch" not in sys.modules:
         # Importing Dagster makes some 270 000 objects and no garbage: collecting while importing,
-        # and walking those objects again in every full collection of the run, cost 0.3 s of each
-        # delivery. (Only when this call imports: freezing later would keep garbage for good.)
+        # and walking those objects again in every full collection of the run, is time lost
+        # (bench/README.md). Only when this call imports: freezing later would keep garbage for good.
         gc.disable()
         try:
             import kuhr_pipeline.defs.launch  # noqa: F401
@@ -269,7 +269,7 @@ def audit_init(accept_existing: bool, reason: str) -> None:
 def console() -> None:
     """The installed `kuhr-pipeline` command: `main`, then an exit without Python's last garbage
     collections. The process ends with the command, so the OS frees what is left; the final
-    collections walked every object Dagster had made and cost 0.3–0.7 s of each command."""
+    collections walked every object Dagster had made (their cost: bench/README.md)."""
     try:
         main()
     finally:

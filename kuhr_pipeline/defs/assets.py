@@ -19,7 +19,7 @@ from kuhr_pipeline.defs.tables import (
     statistics_descriptions,
     text_table,
 )
-from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT, assemble_and_publish
+from kuhr_pipeline.delivery.package import assemble_and_publish
 from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.kanon import KANON_COLUMNS
@@ -28,12 +28,9 @@ from kuhr_pipeline.disclosure.patterns import previous_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.disclosure.suppression import Key
 from kuhr_pipeline.errors import SpecRefused
-from kuhr_pipeline.extract.build import ExtractFiles, build_extract, resolved
+from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report, resolved
 from kuhr_pipeline.quality import gx_process
-from kuhr_pipeline.quality.source_quality import (
-    check_source_quality_meanwhile,
-    save_source_quality,
-)
+from kuhr_pipeline.quality.source_quality import check_source_quality_meanwhile, keep_source_quality
 from kuhr_pipeline.report import months_by_year, preview
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.spec import LoadedSpec, load_spec
@@ -120,10 +117,9 @@ def cohort(
     total = source.rows_in_years(period.from_.year, period.to.year)
     context.log.info(f"cohort: scanning {source.path}: {total:,} bills in {period.from_.year}–{period.to.year}")
     result = select_cohort(source, application.spec, master_key, staging, _progress(context, total))
-    try:
-        save_source_quality(staging, context.run_id, *quality.result())
-    except Exception as error:  # the check samples the source itself, and reports what fails there
-        context.log.warning(f"source quality: the sample taken while scanning failed ({type(error).__name__})")
+    warning = keep_source_quality(quality, staging, context.run_id)
+    if warning:
+        context.log.warning(warning)
     persons, claims = result.attrition.masked(result.persons), result.attrition.masked(result.rows)
     context.log.info(f"cohort: {persons} persons, {claims} claims")
     context.add_output_metadata(
@@ -154,11 +150,8 @@ def extract(
         return ExtractFiles({}, staging.schema(cohort.path))
     claims = cohort.attrition.masked(cohort.rows)
     context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {claims} claims")
-    columns = resolved(spec.requested_variables())
-    descriptions = described(columns)
-    classes = kanon.EquivalenceClasses([n for n, _ in columns])
-    files = build_extract(spec, cohort.path, staging, staging.sub("extract"), on_table=classes.add)
-    report = kanon.write_disclosure_report(classes, staging, DISCLOSURE_REPORT)
+    descriptions = described(resolved(spec.requested_variables()))
+    files, report = build_extract_with_report(spec, cohort.path, staging)
     first = next(iter(files.tables()), None)
     context.add_output_metadata(
         {

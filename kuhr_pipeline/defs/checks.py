@@ -1,7 +1,6 @@
 """Blocking asset checks: an empty cohort and an extract that fails validation stop the delivery,
 ending the run with the check's one sentence (see defs/failures.py)."""
 
-import json
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +15,7 @@ from kuhr_pipeline.defs.failures import verdict
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.runs import run_staging
 from kuhr_pipeline.defs.tables import arrow_table
-from kuhr_pipeline.delivery.package import DISCLOSURE_REPORT
-from kuhr_pipeline.disclosure.statistics import StatisticsTable, disclosure_report
+from kuhr_pipeline.disclosure.statistics import StatisticsTable, keep_disclosure_report
 from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import record_report
 from kuhr_pipeline.quality.source_quality import SOURCE_QUALITY_FILE, check_source_quality, load_source_quality
@@ -108,8 +106,7 @@ def statistics_passes_validation(
     staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
     report, proof = validate_statistics(statistics, staging)
     record_report(staging, report, [statistics.path])
-    figures = disclosure_report(statistics, proof)
-    staging.write_small(DISCLOSURE_REPORT, json.dumps(figures, indent=2).encode("utf-8"))
+    figures = keep_disclosure_report(statistics, proof, staging)
     context.log.info(
         f"statistics proof: {proof.suppressed:,} of {proof.cells:,} cells suppressed, "
         f"{'holds' if proof.holds else 'FAILS'} ({proof.seconds:.1f} s)"

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.delivery.publish import DataTable, DeliveryContents, PublishedDelivery, publish_delivery
+from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.patterns import keep_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.errors import DeliveryError
@@ -17,8 +18,6 @@ from kuhr_pipeline.extract.build import ExtractFiles, resolved
 from kuhr_pipeline.quality.gate import passed_report
 from kuhr_pipeline.spec import LoadedSpec
 from kuhr_pipeline.staging import Staging
-
-DISCLOSURE_REPORT = "disclosure_report.json"
 
 
 def assemble_and_publish(

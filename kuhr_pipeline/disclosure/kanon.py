@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.masking import mask_count
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.staging import Staging
@@ -96,10 +97,10 @@ class EquivalenceClasses:
         return table.group_by(self._columns).aggregate([])
 
 
-def write_disclosure_report(classes: EquivalenceClasses, staging: Staging, name: str) -> dict[str, Any]:
+def write_disclosure_report(classes: EquivalenceClasses, staging: Staging) -> dict[str, Any]:
     """Compute the report and keep it beside the staged extract (the delivery encrypts it)."""
     report = classes.report()
-    staging.write_small(name, json.dumps(report, indent=2).encode("utf-8"))
+    staging.write_small(DISCLOSURE_REPORT, json.dumps(report, indent=2).encode("utf-8"))
     return report
 
 

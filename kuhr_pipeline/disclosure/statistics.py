@@ -3,6 +3,7 @@ with what the blocking check needs to prove it (the cube's true values, the hype
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.proof import Proof
 from kuhr_pipeline.disclosure.suppression import Key, suppress
@@ -101,3 +103,10 @@ def disclosure_report(statistics: StatisticsTable, proof: Proof) -> dict[str, An
         **proof.figures(),
         "proof_holds": proof.holds,
     }
+
+
+def keep_disclosure_report(statistics: StatisticsTable, proof: Proof, staging: Staging) -> dict[str, Any]:
+    """The report (`disclosure_report`), kept in staging for the delivery."""
+    figures = disclosure_report(statistics, proof)
+    staging.write_small(DISCLOSURE_REPORT, json.dumps(figures, indent=2).encode("utf-8"))
+    return figures

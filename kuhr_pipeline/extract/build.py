@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.extract.generalise import generalise
 from kuhr_pipeline.spec.model import ApplicationSpec, VariableRequest
 from kuhr_pipeline.staging import SealedParquetWriter, Staging
@@ -133,3 +135,13 @@ def _write(
         counts[name] = 0
     writers[name].write_table(table)
     counts[name] += table.num_rows
+
+
+def build_extract_with_report(
+    spec: ApplicationSpec, cohort_claims: Path, staging: Staging
+) -> tuple[ExtractFiles, dict[str, Any]]:
+    """The extract (into `staging`'s `extract/`), and its k-anonymity report gathered from the same
+    write (kept in staging for the delivery)."""
+    classes = kanon.EquivalenceClasses([name for name, _ in resolved(spec.requested_variables())])
+    files = build_extract(spec, cohort_claims, staging, staging.sub("extract"), on_table=classes.add)
+    return files, kanon.write_disclosure_report(classes, staging)

@@ -65,6 +65,17 @@ def check_source_quality_meanwhile(source: Source, spec: ApplicationSpec) -> Fut
         pool.shutdown(wait=False)
 
 
+def keep_source_quality(checking: Future[tuple[ValidationReport, int]], staging: Staging, run_id: str) -> str | None:
+    """Wait for the check started by `check_source_quality_meanwhile` and keep its report for the
+    run's check. A failure here stops nothing: the check samples the source again itself and
+    reports what fails there; returned is a warning for the log (None when kept)."""
+    try:
+        save_source_quality(staging, run_id, *checking.result())
+    except Exception as error:  # any failure of the sample: the check's own run reports it
+        return f"source quality: the sample taken while scanning failed ({type(error).__name__})"
+    return None
+
+
 def save_source_quality(staging: Staging, run_id: str, report: ValidationReport, rows: int) -> None:
     """Keep a run's report for that run's check (counts only; written whole or not at all)."""
     body = {"run_id": run_id, "sample_rows": rows, "report": report.to_json()}

@@ -7,9 +7,13 @@ module stays a faithful picture of the contract's YAML.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+if TYPE_CHECKING:
+    from kuhr_pipeline.spec.plan import Plan
 
 APPLICATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MAX_MIN_CELL = 1000  # a threshold above this suppresses every national table: surely a typo
@@ -195,6 +199,13 @@ class ApplicationSpec(_Strict):
     def domain(self) -> str:
         """The linkage domain: pseudonyms agree across deliveries of the same domain."""
         return self.linkage_domain or self.application_id
+
+    @cached_property
+    def plan(self) -> Plan:
+        """The spec resolved against the catalogue, once (spec/plan.py)."""
+        from kuhr_pipeline.spec.plan import make_plan
+
+        return make_plan(self)
 
     def requested_variables(self) -> list[VariableRequest]:
         return [_as_request(v) for v in self.variables or []]
