@@ -11,7 +11,6 @@ import numpy as np
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, collect_claims, find_cohort
 from kuhr_pipeline.cohort.windows import Progress, reach
-from kuhr_pipeline.extract.build import needs_practitioner_pseudonym, source_columns
 from kuhr_pipeline.extract.generalise import age_label, month_label
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
@@ -41,10 +40,10 @@ def select_cohort(
         found = find_cohort(source, spec, row_labels, on_progress)
         patients = Pseudonymiser(master_key, patient_domain(spec.domain))
         practitioners = (
-            Pseudonymiser(master_key, practitioner_domain(spec.domain)) if needs_practitioner_pseudonym(spec) else None
+            Pseudonymiser(master_key, practitioner_domain(spec.domain)) if spec.plan.practitioner_pseudonyms else None
         )
         rows, months = collect_claims(
-            source, spec, found, source_columns(spec), patients, practitioners, staging, out, on_progress
+            source, spec, found, list(spec.plan.source_columns), patients, practitioners, staging, out, on_progress
         )
     finally:
         row_labels.unlink(missing_ok=True)

@@ -28,7 +28,7 @@ from kuhr_pipeline.disclosure.patterns import previous_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.disclosure.suppression import Key
 from kuhr_pipeline.errors import SpecRefused
-from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report, resolved
+from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import check_source_quality_meanwhile, keep_source_quality
 from kuhr_pipeline.report import months_by_year, preview
@@ -149,8 +149,8 @@ def extract(
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
         return ExtractFiles({}, staging.schema(cohort.path))
     claims = cohort.attrition.masked(cohort.rows)
-    context.log.info(f"extract: selecting {len(spec.requested_variables())} variables of {claims} claims")
-    descriptions = described(resolved(spec.requested_variables()))
+    context.log.info(f"extract: selecting {len(spec.plan.columns)} variables of {claims} claims")
+    descriptions = described(spec.plan.pairs)
     files, report = build_extract_with_report(spec, cohort.path, staging)
     first = next(iter(files.tables()), None)
     context.add_output_metadata(
@@ -182,7 +182,7 @@ def statistics(
     staging = run_staging(context.run_id, application.application_id, pseudonym_key)
     previous: set[Key] = set()
     if spec.statistics is not None:
-        dimensions = [name for name, _ in resolved(spec.requested_group_by())]
+        dimensions = spec.plan.names
         previous = previous_pattern(paths.deliveries_dir(), application.application_id, dimensions)
         context.log.info(
             f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of "

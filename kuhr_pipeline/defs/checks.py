@@ -16,7 +16,7 @@ from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.runs import run_staging
 from kuhr_pipeline.defs.tables import arrow_table
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, keep_disclosure_report
-from kuhr_pipeline.extract.build import ExtractFiles, resolved
+from kuhr_pipeline.extract.build import ExtractFiles
 from kuhr_pipeline.quality.gate import record_report
 from kuhr_pipeline.quality.source_quality import SOURCE_QUALITY_FILE, check_source_quality, load_source_quality
 from kuhr_pipeline.quality.statistics_rules import validate_statistics
@@ -67,7 +67,7 @@ def extract_passes_validation(
         return
     files = [path for _, path in extract.tables()]
     staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
-    report = validate_tables("claims", files, claims_suite(spec, resolved(spec.requested_variables())), staging)
+    report = validate_tables("claims", files, claims_suite(spec, spec.plan.pairs), staging)
     record_report(staging, report, files)
     yield from verdict(_result(context, report), "extract_passes_validation", application.application_id)
 

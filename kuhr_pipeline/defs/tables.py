@@ -7,7 +7,6 @@ import dagster as dg
 import pyarrow as pa
 
 from kuhr_pipeline.catalogue import load_catalogue
-from kuhr_pipeline.extract.build import resolved
 from kuhr_pipeline.spec import ApplicationSpec
 
 
@@ -22,7 +21,7 @@ def statistics_descriptions(spec: ApplicationSpec) -> dict[str, str]:
     catalogue = load_catalogue()
     measures = spec.statistics.measures if spec.statistics else []
     return {
-        **described(resolved(spec.requested_group_by())),
+        **described(spec.plan.pairs),
         **{m: catalogue.measures[m].en for m in measures},
         "suppressed": "true where the row's measures are hidden (see the codebook)",
     }

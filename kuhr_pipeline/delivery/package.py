@@ -14,7 +14,7 @@ from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.patterns import keep_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.errors import DeliveryError
-from kuhr_pipeline.extract.build import ExtractFiles, resolved
+from kuhr_pipeline.extract.build import ExtractFiles
 from kuhr_pipeline.quality.gate import passed_report
 from kuhr_pipeline.spec import LoadedSpec
 from kuhr_pipeline.staging import Staging
@@ -38,14 +38,14 @@ def assemble_and_publish(
         files = [path for _, path in extract.tables()]
         report = passed_report(staging.folder, "claims", files)
         tables += [DataTable(name, path, extract.files[name][1]) for name, path in extract.tables()]
-        columns = resolved(spec.requested_variables())
+        columns = spec.plan.pairs
         schema = extract.schema
     else:
         if statistics.path is None:
             raise DeliveryError.single(str(staging.folder), "statistics", "no statistics table was made")
         report = passed_report(staging.folder, "statistics", [statistics.path])
         tables.append(DataTable("statistics", statistics.path, statistics.rows))
-        columns = resolved(spec.requested_group_by())
+        columns = spec.plan.pairs
         schema = staging.parquet_schema(statistics.path)
     disclosure = staging.folder / DISCLOSURE_REPORT
     if disclosure.exists():

@@ -15,7 +15,6 @@ from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.proof import Proof
 from kuhr_pipeline.disclosure.suppression import Key, suppress
-from kuhr_pipeline.extract.build import resolved
 from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging
 
@@ -44,7 +43,7 @@ def build_statistics(
     in `out` with the proof's inputs."""
     if spec.statistics is None:
         return StatisticsTable(None)
-    group_by = resolved(spec.requested_group_by())
+    group_by = spec.plan.pairs
     cube = build_cube(staging, cohort_claims, group_by)
     result = suppress(cube, list(spec.statistics.measures), spec.statistics.min_cell, previous)
     cube_path, certificates_path = out.path(CUBE_FILE), out.path(CERTIFICATES_FILE)

@@ -16,33 +16,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.extract.generalise import generalise
-from kuhr_pipeline.spec.model import ApplicationSpec, VariableRequest
+from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.spec.plan import YEAR_COLUMN
 from kuhr_pipeline.staging import SealedParquetWriter, Staging
-
-YEAR_COLUMN = "ar"
-
-
-def resolved(requests: list[VariableRequest]) -> list[tuple[str, str]]:
-    """(name, generalisation) for each request, with the catalogue's default where `as` is absent."""
-    catalogue = load_catalogue()
-    return [(r.name, r.as_ or catalogue.variable(r.name).generalisations[0]) for r in requests]
-
-
-def source_columns(spec: ApplicationSpec) -> list[str]:
-    """The source columns pass 2 must keep for this spec (pseudonyms come separately)."""
-    names = [name for name, _ in resolved(spec.requested_variables() or spec.requested_group_by())]
-    wanted = [n for n in names if n not in ("pasient_pseudonym", "behandler_pseudonym")]
-    extra = [YEAR_COLUMN]
-    if spec.data_level == "statistics":
-        extra += ["egenandel", "refusjon"]
-    return list(dict.fromkeys([*wanted, *extra]))
-
-
-def needs_practitioner_pseudonym(spec: ApplicationSpec) -> bool:
-    return any(r.name == "behandler_pseudonym" for r in spec.requested_variables())
 
 
 def select_variables(batch: pa.RecordBatch | pa.Table, variables: list[tuple[str, str]]) -> pa.Table:
@@ -76,7 +54,7 @@ def build_extract(
 
     Parquet's encoding (most of the time here, and free of the GIL) runs on a thread of its own
     while the next batch is generalised and `on_table` works; at most two batches wait for it."""
-    variables = resolved(spec.requested_variables())
+    variables = spec.plan.pairs
     split = spec.delivery.split_by == "year"
     out_dir = out.make()
     writers: dict[str, SealedParquetWriter] = {}
@@ -142,6 +120,6 @@ def build_extract_with_report(
 ) -> tuple[ExtractFiles, dict[str, Any]]:
     """The extract (into `staging`'s `extract/`), and its k-anonymity report gathered from the same
     write (kept in staging for the delivery)."""
-    classes = kanon.EquivalenceClasses([name for name, _ in resolved(spec.requested_variables())])
+    classes = kanon.EquivalenceClasses(spec.plan.names)
     files = build_extract(spec, cohort_claims, staging, staging.sub("extract"), on_table=classes.add)
     return files, kanon.write_disclosure_report(classes, staging)

@@ -17,9 +17,9 @@ from typing import Any
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.extract.generalise import GENERALISATIONS
 from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.spec.plan import PSEUDONYMS
 
 LEAK_GUARD = "expect_column_values_to_hold_no_fodselsnummer"
-PSEUDONYMS = ("pasient_pseudonym", "behandler_pseudonym")
 LIST_TYPES = ("list<string>",)
 
 Expectation = dict[str, Any]
