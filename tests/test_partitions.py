@@ -126,3 +126,19 @@ def test_each_run_keeps_its_outputs_apart(tmp_path, keys_env) -> None:
         )
     assert not alone.success
     assert any("was not made by this run" in m for m in failure_messages(alone)), failure_messages(alone)
+
+
+def test_a_run_launched_with_another_spec_hash_stops_with_one_sentence(tmp_path, keys_env) -> None:
+    """The sensor tagged the run with the spec it saw; the file changed before the run read it."""
+    source, spec = small_application(tmp_path, "HOLD-4")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("applications", ["HOLD-4"])
+        result = _job(spec.parent, source, keys_env["deliveries"]).execute_in_process(
+            partition_key="HOLD-4", instance=instance, raise_on_error=False, tags={"kuhr/spec_sha256": "0" * 16}
+        )
+    (message,) = failure_messages(result)
+    assert message.startswith(f"step application failed: {spec}: (spec): sha256 ")
+    assert "is not the spec this run was launched with (0000000000000000)" in message
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_failure_data.error is not None and failure.step_failure_data.error.cls_name == "Failure"
+    assert not (keys_env["deliveries"] / "HOLD-4").exists()

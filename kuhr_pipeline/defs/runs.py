@@ -92,8 +92,10 @@ def require_run_spec(context: dg.AssetExecutionContext, loaded: LoadedSpec) -> N
     if launched is None:
         context.instance.add_run_tags(context.run_id, run_tags(loaded))
     elif launched != loaded.sha256[: len(launched)]:
-        raise dg.Failure(
-            f"{loaded.path}: the spec (sha256 {loaded.sha256[:16]}) is not the one this run was launched "
-            f"with ({launched}); it changed meanwhile or another run's spec was read. Nothing is delivered; "
-            "launch the run again."
+        raise RunConflict.single(
+            str(loaded.path),
+            "(spec)",
+            f"sha256 {loaded.sha256[:16]} is not the spec this run was launched with ({launched}); it changed "
+            "meanwhile or another run's spec was read. Nothing is delivered",
+            "launch the run again",
         )
