@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from kuhr_pipeline.application import load_spec
 from kuhr_pipeline.cohort.select import find_cohort
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import load_spec
 
 BENCH = Path(__file__).resolve().parent
 

@@ -14,11 +14,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from kuhr_pipeline.application import LoadedSpec, load_spec, spec_files
+from kuhr_pipeline.application.find import declared_field, declared_id
 from kuhr_pipeline.delivery.history import deliveries_of
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.scheduling import next_delivery
-from kuhr_pipeline.spec import LoadedSpec, load_spec, spec_files
-from kuhr_pipeline.spec.find import declared_field, declared_id
 
 NOT_APPROVED = ("draft", "rejected", "withdrawn")
 

@@ -61,7 +61,7 @@ def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int) -> N
 @click.argument("spec", type=click.Path(path_type=Path))
 def check(spec: Path) -> None:
     """Check a spec against the contract and the catalogue (exit 0 valid, 2 refused)."""
-    from kuhr_pipeline.spec import load_spec
+    from kuhr_pipeline.application import load_spec
 
     loaded = load_spec(spec)
     click.echo(f"ok: {loaded.application_id} ({loaded.spec.data_level})")
@@ -188,8 +188,8 @@ def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
 def history(application_id: str | None, out: Path | None, as_json: bool) -> None:
     """The deliveries made (of APPLICATION_ID, or of every application), oldest first, from the
     audit log: when, which spec, to whom, how many files, who ran it. `audit verify` checks the log."""
+    from kuhr_pipeline.application.find import require_application_id
     from kuhr_pipeline.delivery.history import deliveries_of
-    from kuhr_pipeline.spec.find import require_application_id
 
     if application_id is not None:
         require_application_id(application_id, "APPLICATION_ID")
@@ -210,8 +210,8 @@ def clean(application_id: str | None) -> None:
 
     Skips an application while a `deliver` of it runs. Runs launched from the UI do not take that
     lock: clean while none of them is running."""
+    from kuhr_pipeline.application.find import require_application_id
     from kuhr_pipeline.locks import application_lock_if_free
-    from kuhr_pipeline.spec.find import require_application_id
     from kuhr_pipeline.staging import clean_staging
 
     if application_id is not None:

@@ -8,13 +8,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from kuhr_pipeline.application import load_spec
 from kuhr_pipeline.cohort import select_cohort
 from kuhr_pipeline.cohort.criteria import codes_match
 from kuhr_pipeline.cohort.select import find_cohort
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import load_spec
 from tests.helpers import fnr, person_id, pseudonym, read_staged, staging_in, write_source, write_spec
 
 MASTER = bytes(range(32))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kuhr_pipeline.spec import load_spec
+from kuhr_pipeline.application import load_spec
 from tests.helpers import run_cli, small_application, write_spec
 
 CLI = Path(sys.executable).with_name("kuhr-pipeline")

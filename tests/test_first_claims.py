@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from kuhr_pipeline.application import load_spec
 from kuhr_pipeline.cohort.first_claims import break_ties, reduce_entry
 from kuhr_pipeline.cohort.select import find_cohort
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import load_spec
 from tests.helpers import person_id, write_source, write_spec
 
 A, B, C = person_id(1), person_id(2), person_id(3)

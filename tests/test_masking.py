@@ -81,9 +81,9 @@ def test_a_three_person_cohort_shows_no_small_count(tmp_path, keys_env, capsys) 
 def test_statistics_attrition_is_rounded_to_5_so_steps_cannot_be_differenced(tmp_path, spec_dir) -> None:
     """1000 persons with an entry claim, 998 after sex: a statistics delivery shows 1000 and 1000
     (the 2 cannot be found by subtraction); a person-level one keeps the exact 998."""
+    from kuhr_pipeline.application import load_spec
     from kuhr_pipeline.cohort import select_cohort
     from kuhr_pipeline.source import open_source
-    from kuhr_pipeline.spec import load_spec
     from tests.helpers import staging_in
 
     rows = [

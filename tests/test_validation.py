@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.disclosure.cube import Cube
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, certificates_table
 from kuhr_pipeline.disclosure.suppression import suppress
 from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite
 from kuhr_pipeline.quality.validate import validate_tables
-from kuhr_pipeline.spec.model import ApplicationSpec
 from tests.helpers import BASE_SPEC, person_id, staging_in, write_sealed_parquet
 
 COLUMNS = [

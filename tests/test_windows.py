@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kuhr_pipeline.application import load_spec
 from kuhr_pipeline.cohort import select_cohort
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import load_spec
 from tests import cohort_oracle
 from tests.helpers import person_id, pseudonym, read_staged, run_cli, staging_in, write_source, write_spec
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, collect_claims, find_cohort
 from kuhr_pipeline.cohort.windows import Progress, reach
 from kuhr_pipeline.extract.generalise import age_label, month_label
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
-from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging
 
 COHORT_CLAIMS_FILE = "cohort_claims.arrow"

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kuhr_pipeline.spec.model import Criteria
+from kuhr_pipeline.application.model import Criteria
 
 COLUMN_OF = {
     "diagnoses": "diagnosekoder",

@@ -14,8 +14,8 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
+from kuhr_pipeline.application.model import CohortSpec
 from kuhr_pipeline.source.scan import Source, changed_while_read, decoded, scan_pieces
-from kuhr_pipeline.spec.model import CohortSpec
 
 _SCHEMA = pa.schema(
     [

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match, match_each
 from kuhr_pipeline.cohort.first_claims import (
@@ -40,7 +41,6 @@ from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
-from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import StagedWriter, Staging
 
 

@@ -21,13 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort.criteria import columns_for, match_each
 from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels
 from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, scan
 from kuhr_pipeline.source.schema import CODE_COLUMNS
-from kuhr_pipeline.spec.model import ApplicationSpec
 
 MS_PER_DAY = 86_400_000
 NEVER = np.iinfo(np.int32).min // 2  # "no prior entry claim": farther back than any window

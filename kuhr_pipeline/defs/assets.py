@@ -4,6 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from kuhr_pipeline.application import LoadedSpec, load_spec
+from kuhr_pipeline.application.find import find_spec
 from kuhr_pipeline.cohort import CohortClaims, select_cohort
 from kuhr_pipeline.cohort.attrition import ATTRITION_COLUMNS
 from kuhr_pipeline.cohort.windows import Progress
@@ -33,8 +35,6 @@ from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import check_source_quality_meanwhile, keep_source_quality
 from kuhr_pipeline.report import months_by_year, preview
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import LoadedSpec, load_spec
-from kuhr_pipeline.spec.find import find_spec
 from kuhr_pipeline.staging import remove_staging, remove_stale_staging
 
 LOG_STEPS = 10  # progress lines per pass, whatever the size of the source

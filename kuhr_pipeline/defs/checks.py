@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from kuhr_pipeline import settings
+from kuhr_pipeline.application import LoadedSpec
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.cohort.attrition import ATTRITION_COLUMNS
 from kuhr_pipeline.defs.assets import cohort, extract, statistics
@@ -23,7 +24,6 @@ from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite
 from kuhr_pipeline.quality.validate import ValidationReport, validate_tables
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import LoadedSpec
 
 # Partitioned checks are a Dagster 1.13 preview, and the only way a check gets exactly its own
 # partition's inputs (an unpartitioned check loads every partition). Known and chosen: keep quiet.

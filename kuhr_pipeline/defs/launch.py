@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from kuhr_pipeline import settings
+from kuhr_pipeline.application import LoadedSpec, load_spec
 from kuhr_pipeline.cohort.windows import reach
 from kuhr_pipeline.defs import build_definitions
 from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
@@ -27,7 +28,6 @@ from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 from kuhr_pipeline.locks import application_lock, instance_setup_lock
 from kuhr_pipeline.processes import this_process
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.spec import LoadedSpec, load_spec
 from kuhr_pipeline.staging import remove_staging
 from kuhr_pipeline.stopping import run_stoppably
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import dagster as dg
 
 from kuhr_pipeline import settings
+from kuhr_pipeline.application import LoadedSpec
+from kuhr_pipeline.application.find import require_application_id
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import PseudonymKey
 from kuhr_pipeline.defs.stale_runs import IN_PROGRESS, PROCESS_TAG, release_dead_runs, wait_for_pool
 from kuhr_pipeline.errors import RunConflict
 from kuhr_pipeline.processes import this_process
-from kuhr_pipeline.spec import LoadedSpec
-from kuhr_pipeline.spec.find import require_application_id
 from kuhr_pipeline.staging import Staging
 
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from kuhr_pipeline import clock, settings
+from kuhr_pipeline.application.model import APPLICATION_ID_PATTERN
 from kuhr_pipeline.applications import OVERVIEW_COLUMNS, SpecFile, overview, survey
 from kuhr_pipeline.defs.jobs import deliver_application
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.defs.runs import run_request_for
 from kuhr_pipeline.defs.stale_runs import release_dead_runs
-from kuhr_pipeline.spec.model import APPLICATION_ID_PATTERN
 from kuhr_pipeline.staging import remove_staging
 
 APPLICATIONS_OVERVIEW = dg.AssetSpec(

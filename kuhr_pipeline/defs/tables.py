@@ -6,8 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
+from kuhr_pipeline.application import ApplicationSpec
 from kuhr_pipeline.catalogue import load_catalogue
-from kuhr_pipeline.spec import ApplicationSpec
 
 
 def described(columns: list[tuple[str, str]]) -> dict[str, str]:

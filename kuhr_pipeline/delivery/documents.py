@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from kuhr_pipeline.application.model import ApplicationSpec, Criteria
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.extract.generalise import GENERALISATIONS
-from kuhr_pipeline.spec.model import ApplicationSpec, Criteria
 
 
 def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.Schema | None) -> str:

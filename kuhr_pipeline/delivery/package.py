@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kuhr_pipeline.application import LoadedSpec
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.delivery.publish import DataTable, DeliveryContents, PublishedDelivery, publish_delivery
 from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
@@ -16,7 +17,6 @@ from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.extract.build import ExtractFiles
 from kuhr_pipeline.quality.gate import passed_report
-from kuhr_pipeline.spec import LoadedSpec
 from kuhr_pipeline.staging import Staging
 
 

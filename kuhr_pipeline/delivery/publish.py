@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kuhr_pipeline import __version__, clock
+from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
 from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
@@ -34,7 +35,6 @@ from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes,
 from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.sealed import SealedWriter
-from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging, remove_staging
 from kuhr_pipeline.stopping import COMMIT
 

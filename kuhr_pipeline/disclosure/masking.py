@@ -8,7 +8,7 @@ the claims of so few, can single someone out; 0 cannot, and is shown.
 
 from __future__ import annotations
 
-from kuhr_pipeline.spec.model import ApplicationSpec
+from kuhr_pipeline.application.model import ApplicationSpec
 
 SMALL_COUNT_THRESHOLD = 5
 

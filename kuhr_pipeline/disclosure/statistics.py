@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.proof import Proof
 from kuhr_pipeline.disclosure.suppression import Key, suppress
-from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging
 
 TABLE_FILE = "statistics.parquet"

@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kuhr_pipeline.application.model import ApplicationSpec
+from kuhr_pipeline.application.plan import YEAR_COLUMN
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.extract.generalise import generalise
-from kuhr_pipeline.spec.model import ApplicationSpec
-from kuhr_pipeline.spec.plan import YEAR_COLUMN
 from kuhr_pipeline.staging import SealedParquetWriter, Staging
 
 

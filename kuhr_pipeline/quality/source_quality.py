@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.quality.suites import load_suite_file
 from kuhr_pipeline.quality.validate import ValidationReport, validate_table
 from kuhr_pipeline.source.scan import Source, head
 from kuhr_pipeline.source.schema import FILE_COLUMNS
-from kuhr_pipeline.spec.model import ApplicationSpec
 from kuhr_pipeline.staging import Staging
 
 SAMPLE_ROWS_PER_YEAR = 20_000

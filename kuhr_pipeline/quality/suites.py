@@ -14,10 +14,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from kuhr_pipeline.application.model import ApplicationSpec
+from kuhr_pipeline.application.plan import PSEUDONYMS
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.extract.generalise import GENERALISATIONS
-from kuhr_pipeline.spec.model import ApplicationSpec
-from kuhr_pipeline.spec.plan import PSEUDONYMS
 
 LEAK_GUARD = "expect_column_values_to_hold_no_fodselsnummer"
 LIST_TYPES = ("list<string>",)

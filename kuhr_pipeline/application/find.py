@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from kuhr_pipeline.application.load import spec_files
+from kuhr_pipeline.application.model import APPLICATION_ID_PATTERN
+from kuhr_pipeline.application.yaml_safe import MAX_SPEC_BYTES, parse_yaml
 from kuhr_pipeline.errors import SpecRefused
-from kuhr_pipeline.spec.load import spec_files
-from kuhr_pipeline.spec.model import APPLICATION_ID_PATTERN
-from kuhr_pipeline.spec.yaml_safe import MAX_SPEC_BYTES, parse_yaml
 
 
 def require_application_id(value: str, where: str) -> str:

@@ -8,10 +8,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from kuhr_pipeline.application.model import ApplicationSpec, Criteria, VariableRequest
 from kuhr_pipeline.catalogue import Catalogue, load_catalogue
 from kuhr_pipeline.delivery.audit import AUDIT_LOG
 from kuhr_pipeline.errors import Problem
-from kuhr_pipeline.spec.model import ApplicationSpec, Criteria, VariableRequest
 
 
 class _Refuse(Protocol):

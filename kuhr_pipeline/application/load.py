@@ -12,10 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from kuhr_pipeline import clock
+from kuhr_pipeline.application.model import ApplicationSpec
+from kuhr_pipeline.application.rules import advisories, recipient_keys, refusals
+from kuhr_pipeline.application.yaml_safe import MAX_SPEC_BYTES, parse_yaml
 from kuhr_pipeline.errors import Problem, SpecRefused
-from kuhr_pipeline.spec.model import ApplicationSpec
-from kuhr_pipeline.spec.rules import advisories, recipient_keys, refusals
-from kuhr_pipeline.spec.yaml_safe import MAX_SPEC_BYTES, parse_yaml
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from kuhr_pipeline.catalogue import Variable, load_catalogue
 
 if TYPE_CHECKING:
-    from kuhr_pipeline.spec.model import ApplicationSpec
+    from kuhr_pipeline.application.model import ApplicationSpec
 
 YEAR_COLUMN = "ar"  # the source's year partition, kept with every claim for per-year files
 PSEUDONYMS = ("pasient_pseudonym", "behandler_pseudonym")  # made by the pipeline, not read from the source

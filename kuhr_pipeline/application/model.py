@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 if TYPE_CHECKING:
-    from kuhr_pipeline.spec.plan import Plan
+    from kuhr_pipeline.application.plan import Plan
 
 APPLICATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MAX_MIN_CELL = 1000  # a threshold above this suppresses every national table: surely a typo
@@ -202,8 +202,8 @@ class ApplicationSpec(_Strict):
 
     @cached_property
     def plan(self) -> Plan:
-        """The spec resolved against the catalogue, once (spec/plan.py)."""
-        from kuhr_pipeline.spec.plan import make_plan
+        """The spec resolved against the catalogue, once (application/plan.py)."""
+        from kuhr_pipeline.application.plan import make_plan
 
         return make_plan(self)
 
