@@ -243,7 +243,14 @@ def test_failed_validation_stops_the_delivery(setup, capsys, tmp_path) -> None:
     )
     spec = write_spec(
         setup["spec"].parent,
-        {**SPEC, "variables": ["pasient_pseudonym", "pasient_kjonn", "avvisningsgrunn"]},
+        {
+            **SPEC,
+            "variables": [
+                "pasient_pseudonym",
+                "pasient_kjonn",
+                {"name": "avvisningsgrunn", "free_text": "approved"},
+            ],
+        },
         name="E2E-0001.yaml",
     )
     code, out, err = run_cli(["deliver", spec, "--source", source], capsys)

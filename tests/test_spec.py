@@ -289,3 +289,24 @@ def test_impossible_yaml_date_is_a_refusal(spec_dir, capsys):
     path.write_text("approval:\n  decided: 2026-13-45\n")
     code, _, err = run_cli(["check", path], capsys)
     assert code == 2 and "YAML does not parse" in err and "internal error" not in err
+
+
+def test_free_text_is_delivered_only_when_approved_as_such(spec_dir, capsys):
+    base = ["pasient_pseudonym", "pasient_kjonn"]
+    refused(
+        spec_dir,
+        capsys,
+        {"variables": [*base, "avvisningsgrunn"]},
+        "variables[2]",
+        text="'avvisningsgrunn' is free text typed by hand",
+    )
+    refused(
+        spec_dir,
+        capsys,
+        {"variables": [*base, {"name": "pasient_alder", "free_text": "approved"}]},
+        "variables[2].free_text",
+        text="'pasient_alder' is not a free-text variable",
+    )
+    path = write_spec(spec_dir, {"variables": [*base, {"name": "avvisningsgrunn", "free_text": "approved"}]})
+    code, out, _ = run_cli(["check", path], capsys)
+    assert code == 0 and "advisory: variables: avvisningsgrunn is free text typed by hand" in out

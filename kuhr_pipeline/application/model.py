@@ -132,6 +132,9 @@ class CohortSpec(_Strict):
 class VariableRequest(_Strict):
     name: Code
     as_: Code | None = Field(default=None, alias="as")
+    # A free-text variable (catalogue role free_text) is delivered only when approved as such. Left
+    # out of the dump when absent, so that the specs' canonical hashes stay what they were.
+    free_text: Literal["approved"] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 VariableItem = Code | VariableRequest

@@ -187,6 +187,14 @@ def _check_variables(
                 "use pasient_pseudonym or behandler_pseudonym",
             )
             continue
+        if variable.role == "free_text" and request.free_text != "approved" and not group_by:
+            refuse(
+                field,
+                f"'{request.name}' is free text typed by hand (it may hold names or ids) and needs its own approval",
+                f"list it as {{name: {request.name}, free_text: approved}} if the approval covers free text",
+            )
+        if request.free_text is not None and variable.role != "free_text":
+            refuse(f"{field}.free_text", f"'{request.name}' is not a free-text variable", "remove free_text")
         if group_by and not variable.group_by:
             refuse(field, f"'{request.name}' cannot be grouped by", "group by a code list, age, kommune, time or ar")
         if request.as_ is not None and request.as_ not in variable.generalisations:
