@@ -191,6 +191,24 @@ def test_a_file_outside_its_year_folder_is_refused(apps, keys_env, tmp_path, cap
     assert code == 3 and f"error: {stray}: (file): lies outside an ar=YYYY folder" in err, err
 
 
+@pytest.mark.parametrize("claims", ["all", "entry"])
+def test_a_year_exported_twice_is_refused_naming_both_files(apps, keys_env, tmp_path, capsys, claims) -> None:
+    """The same bills twice (a second copy of 2020's file beside the first): with min_entry_claims 2
+    they would let a person with one entry claim in, and double the delivered claims."""
+    source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
+    again = source / "ar=2020" / "part-1.parquet"
+    shutil.copy(source / "ar=2020" / "part-0.parquet", again)
+    code, out, err = _deliver(apps, source, capsys, {"claims": claims, "cohort.min_entry_claims": 2})
+    assert code == 1, err
+    (line,) = err.strip().splitlines()[-1:]
+    assert f"{source / 'ar=2020' / 'part-0.parquet'}, {again}: regning_id: 12 ids are used by more than one bill" in line
+    assert "fix: re-export the source; nothing was delivered" in line and "Traceback" not in err
+    assert _no_delivery(keys_env)
+    again.unlink()  # the source repaired: delivered
+    code, out, err = _deliver(apps, source, capsys, {"claims": claims, "cohort.min_entry_claims": 2})
+    assert code == 0, err
+
+
 # --- specs that check must refuse -------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from kuhr_pipeline.disclosure.masking import count_rounding, small_count_thresho
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
+from kuhr_pipeline.source.integrity import BILL_ID, DuplicateBills
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.staging import StagedWriter, Staging
@@ -228,8 +229,16 @@ def collect_claims(
     months: dict[int, int] = {}
     criteria = columns_for(spec.cohort.entry) if entry_only else set()
     read = sorted(
-        {FINGERPRINT_COLUMN, "behandlingstidspunkt", *wanted, *(["behandler_id"] if practitioners else []), *criteria}
+        {
+            FINGERPRINT_COLUMN,
+            "behandlingstidspunkt",
+            BILL_ID,
+            *wanted,
+            *(["behandler_id"] if practitioners else []),
+            *criteria,
+        }
     )
+    duplicates = DuplicateBills()
     codes = CODE_COLUMNS.intersection(read)  # matched on their dictionaries, decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
     writer: StagedWriter | None = None
@@ -240,6 +249,7 @@ def collect_claims(
         for batch, labels in cohort.row_labels.along(batches, source.path):
             position = position_of_label[labels]
             keep = position >= 0
+            duplicates.add(batch.column(BILL_ID).filter(pa.array(keep)))
             if entry_only:
                 keep &= match(batch, spec.cohort.entry)
             if spec.claims_window is not None:
@@ -266,6 +276,7 @@ def collect_claims(
                 months[int(key)] = months.get(int(key), 0) + int(count)
             if on_progress:
                 on_progress("pass 2: collecting claims", batch.num_rows)
+        duplicates.refuse(source.dataset)
         if writer is None:
             writer = staging.arrow_writer(tmp, _empty_schema(source, wanted, practitioners is not None))
         writer.close()

@@ -112,3 +112,41 @@ def _as_datetime(value: object) -> datetime | None:
 
 def _count(mask: pa.ChunkedArray) -> int:
     return int(pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0)
+
+
+BILL_ID = "regning_id"
+
+
+class DuplicateBills:
+    """Pass 2's check that no bill is there twice (a repeated file, a year exported twice): every
+    `regning_id` of the cohort's bills in the period — the bills that can change a delivery, as
+    claims or as entry claims that admit a person — must be unique. Fed batch by batch; held as
+    the ids only (the size of the cohort's claims, which pass 2 stages anyway)."""
+
+    def __init__(self) -> None:
+        self._ids: list[pa.Array] = []
+
+    def add(self, ids: pa.Array) -> None:
+        self._ids.append(ids)
+
+    def refuse(self, dataset: ds.Dataset) -> None:
+        """Raise SourceError naming the files and the number of repeated ids, if there are any."""
+        if not self._ids:
+            return
+        counts = pc.value_counts(pa.chunked_array(self._ids).combine_chunks())
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+        if len(repeated) == 0:
+            return
+        wanted = ds.field(BILL_ID).isin(repeated.slice(0, 1000))  # the files of the first thousand
+        files = sorted(
+            fragment.path
+            for fragment in dataset.get_fragments()
+            if fragment.count_rows(filter=wanted)  # only on this failure: a read of one column
+        )
+        raise SourceError.single(
+            ", ".join(files),
+            BILL_ID,
+            f"{len(repeated):,} ids are used by more than one bill (e.g. {repeated[0].as_py()!r}); "
+            "a file or a year may have been exported twice",
+            FIX,
+        )
