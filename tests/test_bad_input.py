@@ -201,7 +201,9 @@ def test_a_year_exported_twice_is_refused_naming_both_files(apps, keys_env, tmp_
     code, out, err = _deliver(apps, source, capsys, {"claims": claims, "cohort.min_entry_claims": 2})
     assert code == 1, err
     (line,) = err.strip().splitlines()[-1:]
-    assert f"{source / 'ar=2020' / 'part-0.parquet'}, {again}: regning_id: 12 ids are used by more than one bill" in line
+    assert (
+        f"{source / 'ar=2020' / 'part-0.parquet'}, {again}: regning_id: 12 ids are used by more than one bill" in line
+    )
     assert "fix: re-export the source; nothing was delivered" in line and "Traceback" not in err
     assert _no_delivery(keys_env)
     again.unlink()  # the source repaired: delivered
