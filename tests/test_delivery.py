@@ -507,3 +507,53 @@ def test_version(capsys) -> None:
 
     code, out, _ = run_cli(["--version"], capsys)
     assert code == 0 and out.strip() == f"kuhr-pipeline, version {__version__}"
+
+
+def test_estimate_shows_the_attrition_the_delivery_would_and_delivers_nothing(setup, capsys, tmp_path) -> None:
+    """`estimate` before approval: pass 1 only, the masked attrition a delivery of the same spec
+    carries; no delivery, no staging; the audit log records who estimated which spec."""
+    spec, source = setup["spec"], setup["source"]
+    code, out, err = run_cli(["estimate", spec, "--source", source, "--json"], capsys)
+    assert code == 0, err
+    estimated = json.loads(out)
+    assert estimated["application_id"] == "E2E-0001"
+    assert not (setup["deliveries"] / "E2E-0001").exists()
+    staged = setup["home"] / "staging"
+    assert not staged.exists() or not [p for p in staged.rglob("*") if p.is_file()]
+    log = [json.loads(line) for line in (setup["deliveries"] / "audit.jsonl").read_text().splitlines()]
+    assert [(r["event"], r["application_id"], r["spec_sha256"][:8]) for r in log] == [
+        ("estimate", "E2E-0001", log[0]["spec_sha256"][:8])
+    ]
+
+    code, out, err = deliver(setup, capsys)
+    assert code == 0, err
+    plain = tmp_path / "plain"
+    code, _, err = run_cli(
+        ["decrypt", out.strip(), "--sk", setup["alice"], "--out", plain, "--signer-pub", setup["signing_pub"]], capsys
+    )
+    assert code == 0, err
+    delivered = [
+        {k: v for k, v in row.items() if v is not None}
+        for row in pq.read_table(plain / "attrition.parquet").to_pylist()
+    ]
+    assert estimated["attrition"] == delivered
+    code, _, err = run_cli(
+        ["audit", "verify", "--log", setup["deliveries"] / "audit.jsonl", "--signer-pub", setup["signing_pub"]], capsys
+    )
+    assert code == 0, err  # the estimate line is signed and chained, and names no delivery
+    code, out, _ = run_cli(["history", "E2E-0001"], capsys)
+    assert len(out.splitlines()) == 1  # estimates are not deliveries
+
+
+def test_estimate_takes_a_draft_and_refuses_the_rest(setup, capsys) -> None:
+    draft = write_spec(setup["spec"].parent, {**SPEC, "approval.status": "draft"}, name="D.yaml")
+    code, out, err = run_cli(["estimate", draft, "--source", setup["source"]], capsys)
+    assert code == 0 and "a draft: estimated only" in err, err
+    assert "E2E-0001: estimated cohort" in out and "persons with a claim in the period: persons" in out
+    code, _, err = run_cli(["deliver", draft, "--source", setup["source"]], capsys)
+    assert code == 2 and "approval.status" in err  # a draft is never delivered
+    national_id = write_spec(
+        setup["spec"].parent, {**SPEC, "variables": ["pasient_pseudonym", "pasient_fnr"]}, name="F.yaml"
+    )
+    code, _, err = run_cli(["estimate", national_id, "--source", setup["source"]], capsys)
+    assert code == 2 and "'pasient_fnr' is a direct identifier" in err

@@ -99,8 +99,9 @@ def spec_files(folder: Path) -> list[Path]:
     return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
 
 
-def load_spec(path: str | Path, *, today: date | None = None) -> LoadedSpec:
-    """Load and check a spec; raises SpecRefused listing every problem found."""
+def load_spec(path: str | Path, *, today: date | None = None, draft: bool = False) -> LoadedSpec:
+    """Load and check a spec; raises SpecRefused listing every problem found. `draft`: a spec not
+    approved yet (`approval.status: draft`) passes, for a feasibility estimate, never a delivery."""
     path = Path(path)
     where = str(path)
     today = today or clock.today()
@@ -116,7 +117,7 @@ def load_spec(path: str | Path, *, today: date | None = None) -> LoadedSpec:
         spec = ApplicationSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecRefused(_pydantic_problems(where, exc)) from None
-    problems = refusals(spec, where, today)
+    problems = refusals(spec, where, today, draft=draft)
     keys, key_problems = recipient_keys(spec, path)
     problems += key_problems
     if problems:

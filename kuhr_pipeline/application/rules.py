@@ -27,14 +27,15 @@ KPR_FROM_YEAR = 2016
 MIN_CELL_FLOOR = 3
 
 
-def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
-    """Every reason the contract gives for refusing this spec (empty: it may run)."""
+def refusals(spec: ApplicationSpec, where: str, today: date, *, draft: bool = False) -> list[Problem]:
+    """Every reason the contract gives for refusing this spec (empty: it may run). `draft`: a draft
+    approval is no reason (for an estimate before approval)."""
     problems: list[Problem] = []
 
     def refuse(field: str, problem: str, fix: str = "") -> None:
         problems.append(Problem(where, field, problem, fix))
 
-    _refuse_approval(spec, today, refuse)
+    _refuse_approval(spec, today, refuse, draft)
     _refuse_period(spec, today, refuse)
     _refuse_application_id(spec, refuse)
     _refuse_cohort(spec, refuse)
@@ -45,9 +46,9 @@ def refusals(spec: ApplicationSpec, where: str, today: date) -> list[Problem]:
     return problems
 
 
-def _refuse_approval(spec: ApplicationSpec, today: date, refuse: _Refuse) -> None:
+def _refuse_approval(spec: ApplicationSpec, today: date, refuse: _Refuse, draft: bool) -> None:
     approval = spec.approval
-    if approval.status != "approved":
+    if approval.status != "approved" and not (draft and approval.status == "draft"):
         refuse("approval.status", f"is '{approval.status}'; only an approved application may be delivered")
     if approval.valid_until < today:
         refuse(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import getpass
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from kuhr_pipeline.errors import Problem
 GENESIS = "0" * 64
 AUDIT_LOG = "audit.jsonl"
 CHAIN_BREAK = "chain_break"
+ESTIMATE = "estimate"  # a feasibility estimate read the register; nothing was delivered
 
 
 def _canonical(record: dict[str, Any]) -> bytes:
@@ -62,6 +64,24 @@ def append_audit(path: Path, record: dict[str, Any], key: Ed25519PrivateKey) -> 
             os.fsync(f.fileno())
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ran_by() -> str:
+    """Who runs a delivery or estimate: KUHR_RAN_BY when the deployment names the person (the UI
+    user, say), else the operating-system user."""
+    named = os.environ.get("KUHR_RAN_BY", "").strip()
+    if named:
+        return named[:200]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def record_estimate(root: Path, key: Ed25519PrivateKey, application_id: str, spec_sha256: str, time: str) -> None:
+    """An estimate reads the register: the log says who estimated which spec, and when."""
+    record = {"application_id": application_id, "spec_sha256": spec_sha256, "time": time, "ran_by": ran_by()}
+    append_audit(root / AUDIT_LOG, {"event": ESTIMATE, **record}, key)
 
 
 @dataclass(frozen=True)
@@ -118,7 +138,7 @@ def accounted_for(lines: list[AuditLine]) -> tuple[dict[tuple[str, str], AuditLi
     for line in lines:
         if line.record.get("event") == CHAIN_BREAK:
             accepted.update((str(a), str(d)) for a, d in line.record.get("accepted", []))
-        else:
+        elif line.record.get("event") != ESTIMATE:  # an estimate delivers nothing
             delivered[(str(line.record.get("application_id")), str(line.record.get("delivery_id")))] = line
     return delivered, accepted
 

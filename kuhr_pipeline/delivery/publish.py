@@ -8,7 +8,6 @@ row is ever written to disk.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import io
 import os
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kuhr_pipeline import __version__, clock
 from kuhr_pipeline.application.model import ApplicationSpec
-from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit
+from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit, ran_by
 from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
 from kuhr_pipeline.delivery.documents import approval_of, codebook, readme
@@ -243,7 +242,7 @@ def audit_record(contents: DeliveryContents, manifest: dict[str, Any], manifest_
         "spec_sha256": contents.spec_sha256,
         "manifest_sha256": manifest_sha,
         "recipients": [r["key_fingerprint"] for r in manifest["recipients"]],
-        "ran_by": _who(),
+        "ran_by": ran_by(),
     }
 
 
@@ -265,15 +264,3 @@ def _commit(
             _fsync(target.parent)
         finally:
             release_lock(stage, lock)
-
-
-def _who() -> str:
-    """Who ran the delivery: KUHR_RAN_BY when the deployment names the person (the UI user, say),
-    else the operating-system user."""
-    named = os.environ.get("KUHR_RAN_BY", "").strip()
-    if named:
-        return named[:200]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
