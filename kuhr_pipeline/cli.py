@@ -120,45 +120,38 @@ def deliver(
 @click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder whose audit log records it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the application id and attrition.")
 def estimate(spec: Path, source: Path | None, out: Path | None, as_json: bool) -> None:
-    """How many persons the cohort would hold: the masked attrition of pass 1, before approval.
+    """How many persons the cohort would hold, before approval: the masked attrition (for a
+    statistics spec also the table's cells and those primary suppression would hide).
 
     Accepts a draft spec (and says so); refuses whatever else the contract refuses. Nothing is
-    pseudonymised, staged or delivered; the audit log records the estimate (it reads the register)."""
+    delivered; the audit log records the estimate (it reads the register)."""
     from tqdm import tqdm
 
-    from kuhr_pipeline import clock
-    from kuhr_pipeline.application import load_spec
-    from kuhr_pipeline.cohort.estimate import attrition_rows, estimate_cohort
-    from kuhr_pipeline.delivery.audit import record_estimate
+    from kuhr_pipeline.estimate import estimate as estimate_spec
     from kuhr_pipeline.identity.keys import read_signing_key
     from kuhr_pipeline.source import open_source
 
-    loaded = load_spec(spec, draft=True)
-    if loaded.spec.approval.status == "draft":
-        click.echo(f"note: {spec}: a draft: estimated only; it is delivered once approved", err=True)
     key = read_signing_key(settings.signing_key_file())
     scanned = open_source(settings.source_dir(str(source) if source else None))
-    period = loaded.spec.period
-    total = scanned.rows_in_years(period.from_.year, period.to.year)
-    with tqdm(total=total, unit=" bills", unit_scale=True, desc="estimate", file=sys.stderr, disable=as_json) as bar:
-        attrition = estimate_cohort(
-            scanned, loaded.spec, lambda stage, rows: bar.update(rows) if stage.startswith("pass 1") else None
+    with tqdm(unit=" bills", unit_scale=True, desc="estimate", file=sys.stderr, disable=as_json) as bar:
+        result = estimate_spec(
+            spec,
+            scanned,
+            settings.deliveries_dir(str(out) if out else None),
+            key,
+            lambda stage, rows: bar.update(rows) if stage.startswith("pass") else None,
         )
-    record_estimate(
-        settings.deliveries_dir(str(out) if out else None),
-        key,
-        loaded.application_id,
-        loaded.sha256,
-        clock.now().isoformat(),
-    )
-    rows = attrition_rows(attrition)
+    if result.draft:
+        click.echo(f"note: {spec}: a draft: estimated only; it is delivered once approved", err=True)
     if as_json:
-        click.echo(json.dumps({"application_id": loaded.application_id, "attrition": rows}, ensure_ascii=False))
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False))
         return
-    click.echo(f"{loaded.application_id}: estimated cohort (counts masked as in a delivery)")
-    for row in rows:
+    click.echo(f"{result.application_id}: estimated cohort (counts masked as in a delivery)")
+    for row in result.attrition:
         counts = ", ".join(f"{k} {v}" for k, v in row.items() if k != "step")
         click.echo(f"  {row['step']}: {counts}")
+    if result.cells is not None:
+        click.echo(f"  statistics: {result.cells:,} cells, {result.primary:,} of them hidden by primary suppression")
 
 
 def _signer(signer_pub: Path | None) -> object:

@@ -346,6 +346,9 @@ def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
         "delivery": {**SPEC["delivery"], "format": "csv", "split_by": "none"},
     }
     spec = write_spec(setup["spec"].parent, stats_spec, name="E2E-0001.yaml", remove=["variables"])
+    code, out, err = run_cli(["estimate", spec, "--source", setup["source"], "--json"], capsys)
+    assert code == 0, err
+    estimated = json.loads(out)
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
     assert code == 0, err
     plain = tmp_path / "plain"
@@ -356,6 +359,12 @@ def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
     import pyarrow.csv as pacsv
 
     table = pacsv.read_csv(plain / "statistics.csv", convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    # the estimate before approval told the table's size and its primary cells, and the attrition
+    report = json.loads((plain / "disclosure_report.json").read_text())
+    assert (estimated["cells"], estimated["primary"]) == (table.num_rows, report["primary"])
+    attrition = pacsv.read_csv(plain / "attrition.csv", convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    rows = [{k: str(v) for k, v in row.items() if v is not None} for row in attrition.to_pylist()]
+    assert estimated["attrition"] == rows
     assert table.column_names == [
         "ar",
         "pasient_kjonn",

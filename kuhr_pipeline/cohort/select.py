@@ -228,16 +228,8 @@ def collect_claims(
     wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
     months: dict[int, int] = {}
     criteria = columns_for(spec.cohort.entry) if entry_only else set()
-    read = sorted(
-        {
-            FINGERPRINT_COLUMN,
-            "behandlingstidspunkt",
-            BILL_ID,
-            *wanted,
-            *(["behandler_id"] if practitioners else []),
-            *criteria,
-        }
-    )
+    extra = ["behandler_id"] if practitioners else []
+    read = sorted({FINGERPRINT_COLUMN, "behandlingstidspunkt", BILL_ID, *wanted, *extra, *criteria})
     duplicates = DuplicateBills()
     codes = CODE_COLUMNS.intersection(read)  # matched on their dictionaries, decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
@@ -270,10 +262,7 @@ def collect_claims(
                 writer = staging.arrow_writer(tmp, part.schema)
             writer.write(part)
             rows += part.num_rows
-            stamps = kept.column("behandlingstidspunkt")
-            month_keys = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps)).to_numpy()
-            for key, count in zip(*np.unique(month_keys, return_counts=True), strict=True):
-                months[int(key)] = months.get(int(key), 0) + int(count)
+            _count_months(months, kept.column("behandlingstidspunkt"))
             if on_progress:
                 on_progress("pass 2: collecting claims", batch.num_rows)
         duplicates.refuse(source.dataset)
@@ -287,6 +276,13 @@ def collect_claims(
             writer.close()
         tmp.unlink(missing_ok=True)
     return rows, months
+
+
+def _count_months(months: dict[int, int], stamps: pa.Array) -> None:
+    """Add the claims per month (YYYYMM → count) of these timestamps."""
+    month_keys = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps)).to_numpy()
+    for key, count in zip(*np.unique(month_keys, return_counts=True), strict=True):
+        months[int(key)] = months.get(int(key), 0) + int(count)
 
 
 def _inside_claims_window(

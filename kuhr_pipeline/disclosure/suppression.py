@@ -52,12 +52,9 @@ def suppress(
     Hypercubes always; for a table of up to `exact_cells` cells also by solving the system, and
     the pattern that hides fewer persons (then claims) is delivered."""
     table = cube.table
-    dims = [table.column(d).to_pylist() for d in cube.dimensions]
-    keys: list[Key] = list(zip(*dims, strict=True)) if dims else [() for _ in range(table.num_rows)]
+    keys = _keys(cube)
     persons = table.column("persons").to_numpy()
-    dominated = {key for m in measures if m in TOP_OF for key in _dominated(keys, table, m)}
-    also = dominated | (previous or set())
-    primary = ((persons > 0) & (persons < min_cell)) | np.array([k in also for k in keys], dtype=bool)
+    primary = primary_cells(cube, measures, min_cell, previous)
     sums = [m for m in measures if m in SUMS]
     protection = protect(grid_of(table, keys, sums), primary)
     hidden, certificates, method = protection.hidden, protection.certificates, "hypercubes"
@@ -82,6 +79,21 @@ def suppress(
     columns["suppressed"] = pa.array(hidden, pa.bool_())
     count = int(primary.sum())
     return Suppressed(pa.table(columns), count, int(hidden.sum()) - count, certificates, method)
+
+
+def _keys(cube: Cube) -> list[Key]:
+    dims = [cube.table.column(d).to_pylist() for d in cube.dimensions]
+    return list(zip(*dims, strict=True)) if dims else [() for _ in range(cube.table.num_rows)]
+
+
+def primary_cells(cube: Cube, measures: list[str], min_cell: int, previous: set[Key] | None = None) -> np.ndarray:
+    """Which cells primary suppression hides: fewer than `min_cell` persons (but not none), one
+    person's dominance of a delivered sum, and the cells the last release hid."""
+    keys, table = _keys(cube), cube.table
+    persons = table.column("persons").to_numpy()
+    dominated = {key for m in measures if m in TOP_OF for key in _dominated(keys, table, m)}
+    also = dominated | (previous or set())
+    return np.asarray(((persons > 0) & (persons < min_cell)) | np.array([k in also for k in keys], dtype=bool))
 
 
 def _loss(table: pa.Table, hidden: np.ndarray) -> tuple[int, int]:

@@ -1,0 +1,90 @@
+"""A feasibility estimate for an applicant: how many persons a cohort would hold, before approval.
+
+Person-level specs: pass 1 only — no pseudonyms, no claims; pass 1's row labels (run-local
+numbers, no ids) go to a temporary file removed at once. Statistics specs: both passes and the
+cube, to count its cells and those primary suppression would hide, in a temporary folder sealed
+with a key made for the estimate alone (never the master key) and removed at once. What is shown
+is the masked attrition, as a delivery shows it, and counts of cells; the audit log records the
+estimate, since it reads the register.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kuhr_pipeline import clock
+from kuhr_pipeline.application import LoadedSpec, load_spec
+from kuhr_pipeline.application.model import ApplicationSpec
+from kuhr_pipeline.cohort import select_cohort
+from kuhr_pipeline.cohort.attrition import Attrition
+from kuhr_pipeline.cohort.select import find_cohort
+from kuhr_pipeline.cohort.windows import Progress, reach
+from kuhr_pipeline.delivery.audit import record_estimate
+from kuhr_pipeline.disclosure.cube import build_cube
+from kuhr_pipeline.disclosure.suppression import primary_cells
+from kuhr_pipeline.source.scan import Source
+from kuhr_pipeline.staging import Staging
+
+
+@dataclass(frozen=True)
+class Estimate:
+    application_id: str
+    draft: bool
+    attrition: list[dict[str, str]]
+    cells: int | None = None  # statistics: cells of the table, margins included
+    primary: int | None = None  # statistics: cells primary suppression would hide
+
+    def as_json(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def estimate(
+    spec_path: Path,
+    source: Source,
+    deliveries_root: Path,
+    signing_key: Ed25519PrivateKey,
+    on_progress: Progress | None = None,
+) -> Estimate:
+    """Check the spec (a draft passes), estimate, and record the estimate in the audit log."""
+    loaded: LoadedSpec = load_spec(spec_path, draft=True)
+    spec = loaded.spec
+    source.require_sound_period(*reach(spec))
+    if spec.statistics is None:
+        attrition = _pass_one(source, spec, on_progress)
+        result = Estimate(loaded.application_id, spec.approval.status == "draft", shown(attrition))
+    else:
+        result = _statistics(source, spec, on_progress)
+    record_estimate(deliveries_root, signing_key, loaded.application_id, loaded.sha256, clock.now().isoformat())
+    return result
+
+
+def _pass_one(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Attrition:
+    with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
+        return find_cohort(source, spec, Path(folder) / "row_labels", on_progress).attrition
+
+
+def _statistics(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Estimate:
+    assert spec.statistics is not None
+    key = secrets.token_bytes(32)  # the estimate's own: its pseudonyms match nothing, anywhere
+    with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
+        staging = Staging.for_run(Path(folder), key, "estimate")
+        claims = select_cohort(source, spec, key, staging, on_progress)
+        cube = build_cube(staging, claims.path, spec.plan.pairs)
+        primary = primary_cells(cube, list(spec.statistics.measures), spec.statistics.min_cell)
+    return Estimate(
+        spec.application_id,
+        spec.approval.status == "draft",
+        shown(claims.attrition),
+        cells=cube.table.num_rows,
+        primary=int(primary.sum()),
+    )
+
+
+def shown(attrition: Attrition) -> list[dict[str, str]]:
+    """The attrition as a delivery shows it: every count masked (and rounded for statistics)."""
+    return [{k: v for k, v in row.items() if v is not None} for row in attrition.table().to_pylist()]
