@@ -43,3 +43,19 @@ def months_by_year(counts: dict[str, str]) -> list[dict[str, str]]:
         year, month = key.split("-")
         years.setdefault(year, {"year": year, **{f"{m:02d}": "" for m in range(1, 13)}})[month] = count
     return [years[y] for y in sorted(years)]
+
+
+_PROGRESS = re.compile(r"(?P<stage>.+): (?P<seen>[0-9,]+) of (?P<total>[0-9,]+) bills read")
+
+
+def progress_line(stage: str, seen: int, total: int) -> str:
+    """A pass's progress as a log line (the command line draws it as a bar: `progress_of`)."""
+    return f"{stage}: {seen:,} of {total:,} bills read"
+
+
+def progress_of(line: str) -> tuple[str, int, int] | None:
+    """(stage, seen, total) of a `progress_line`, else None."""
+    found = _PROGRESS.fullmatch(line)
+    if found is None:
+        return None
+    return found["stage"], int(found["seen"].replace(",", "")), int(found["total"].replace(",", ""))

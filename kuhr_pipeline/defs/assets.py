@@ -33,7 +33,7 @@ from kuhr_pipeline.errors import SpecRefused
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import check_source_quality_meanwhile, keep_source_quality
-from kuhr_pipeline.report import months_by_year, preview
+from kuhr_pipeline.report import months_by_year, preview, progress_line
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.staging import remove_staging, remove_stale_staging
 
@@ -55,7 +55,7 @@ def _progress(context: dg.AssetExecutionContext, total: int) -> Progress:
         before = seen.get(stage, 0)
         seen[stage] = before + rows
         if before // step != seen[stage] // step:
-            context.log.info(f"{stage}: {seen[stage]:,} of {total:,} bills read")
+            context.log.info(progress_line(stage, seen[stage], total))
 
     return report
 

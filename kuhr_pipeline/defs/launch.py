@@ -38,13 +38,14 @@ class RunFailed(KuhrError):
     exit_code = 1
 
 
-LOGGERS: dict[
-    str, dict[str, object]
-] = {  # what a `deliver` shows while it runs: nothing, the pipeline's lines, or Dagster's too
-    "quiet": {"pipeline_lines": {"config": {"log_level": "CRITICAL"}}},
-    "normal": {"pipeline_lines": {"config": {"log_level": "INFO"}}},
-    "verbose": {"console": {"config": {"log_level": "INFO"}}},
-}
+def loggers_for(verbosity: str) -> dict[str, object]:
+    """What a `deliver` shows while it runs: nothing (quiet), the pipeline's lines with bars on a
+    terminal (normal), or Dagster's own lines too (verbose)."""
+    if verbosity == "quiet":
+        return {"pipeline_lines": {"config": {"log_level": "CRITICAL"}}}
+    if verbosity == "verbose":
+        return {"console": {"config": {"log_level": "INFO"}}}
+    return {"pipeline_lines": {"config": {"log_level": "INFO", "bars": sys.stderr.isatty()}}}
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,8 @@ def deliver_in_process(
 ) -> Delivered:
     """Check everything a user can get wrong before the run, then run; returns the delivery.
     An unchanged spec already delivered into `deliveries` is refused unless `again`.
-    `verbosity` (quiet, normal, verbose) chooses the run's log lines (see LOGGERS)."""
+    `verbosity` (quiet, normal, verbose) chooses the run's log lines (see loggers_for)."""
     loaded = load_spec(spec_path)
-    for advisory in loaded.advisories:
-        echo(f"advisory: {advisory}")
     read_master_key(settings.pseudonym_key_file())
     signing_key = read_signing_key(settings.signing_key_file())
     source_dir = settings.source_dir(str(source) if source else None)
@@ -93,14 +92,14 @@ def deliver_in_process(
         {**default_resources(), "paths": KuhrPaths(source=str(source_dir), deliveries=str(deliveries_root))}
     )
     if instance is not None:
-        return _run(instance, defs, loaded, spec_path, source_dir, echo, LOGGERS[verbosity])
+        return _run(instance, defs, loaded, spec_path, source_dir, echo, loggers_for(verbosity))
     # The instance this process opens is entered (which makes it the current one for Dagster's
     # definitions state) and disposed of afterwards (its database connections closed).
     with instance_setup_lock():
         own_instance = dg.DagsterInstance.get()
     with own_instance:
         hold_connections(own_instance)
-        return _run(own_instance, defs, loaded, spec_path, source_dir, echo, LOGGERS[verbosity])
+        return _run(own_instance, defs, loaded, spec_path, source_dir, echo, loggers_for(verbosity))
 
 
 def hold_connections(instance: dg.DagsterInstance) -> None:
