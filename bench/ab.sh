@@ -10,11 +10,7 @@ rounds=${3:-3}
 work=$(mktemp -d)
 git worktree add -q --detach "$work/base" "$base"
 trap 'git worktree remove --force "$work/base"; rm -rf "$work"' EXIT
-export DAGSTER_HOME=$work/home KUHR_DELIVERIES=$work/deliveries
-export KUHR_PSEUDONYM_KEY_FILE=$work/keys/pseudonym.key KUHR_SIGNING_KEY_FILE=$work/keys/signing.pem
-mkdir -p "$DAGSTER_HOME" && cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
-.venv/bin/kuhr-pipeline keys init --recipient-dir "$work/keys" >/dev/null 2>&1
-source=/tmp/kuhr-bench/20000000/source
+. bench/instance.sh
 for round in $(seq "$rounds"); do
   for version in base now; do
     path=$([ "$version" = base ] && echo "$work/base" || pwd)

@@ -5,11 +5,7 @@
 set -euo pipefail
 rounds=${1:-3}
 work=$(mktemp -d)
-export DAGSTER_HOME=$work/home KUHR_DELIVERIES=$work/deliveries
-export KUHR_PSEUDONYM_KEY_FILE=$work/keys/pseudonym.key KUHR_SIGNING_KEY_FILE=$work/keys/signing.pem
-mkdir -p "$DAGSTER_HOME" && cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
-.venv/bin/kuhr-pipeline keys init --recipient-dir "$work/keys" >/dev/null 2>&1
-source=/tmp/kuhr-bench/20000000/source
+. bench/instance.sh
 for round in $(seq "$rounds"); do
   for spec in no-windows windows; do
     start=$(date +%s.%N)
