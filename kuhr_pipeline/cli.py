@@ -146,12 +146,8 @@ def estimate(spec: Path, source: Path | None, out: Path | None, as_json: bool) -
     if as_json:
         click.echo(json.dumps(result.as_json(), ensure_ascii=False))
         return
-    click.echo(f"{result.application_id}: estimated cohort (counts masked as in a delivery)")
-    for row in result.attrition:
-        counts = ", ".join(f"{k} {v}" for k, v in row.items() if k != "step")
-        click.echo(f"  {row['step']}: {counts}")
-    if result.cells is not None:
-        click.echo(f"  statistics: {result.cells:,} cells, {result.primary:,} of them hidden by primary suppression")
+    for line in result.lines():
+        click.echo(line)
 
 
 def _signer(signer_pub: Path | None) -> object:

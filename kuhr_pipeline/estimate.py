@@ -42,6 +42,15 @@ class Estimate:
     def as_json(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def lines(self) -> list[str]:
+        """The estimate in words, a line per attrition step (and the table's size)."""
+        out = [f"{self.application_id}: estimated cohort{' of a draft' if self.draft else ''} (counts masked)"]
+        for row in self.attrition:
+            out.append(f"  {row['step']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "step"))
+        if self.cells is not None:
+            out.append(f"  statistics: {self.cells:,} cells, {self.primary:,} of them hidden by primary suppression")
+        return out
+
 
 def estimate(
     spec_path: Path,

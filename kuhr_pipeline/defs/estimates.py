@@ -31,10 +31,8 @@ def estimate_cohort(
     result = estimate(
         Path(config.spec_path), open_source(paths.source_dir()), paths.deliveries_dir(), signing_key.private_key()
     )
-    context.log.info(f"estimate: {result.application_id}{' (a draft)' if result.draft else ''}")
-    for row in result.attrition:
-        counts = ", ".join(f"{k} {v}" for k, v in row.items() if k != "step")
-        context.log.info(f"  {row['step']}: {counts}")
+    for line in result.lines():
+        context.log.info(line)
     return dg.Output(
         None,
         metadata={
