@@ -83,6 +83,30 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "            pass\n        except BlockingIOError:\n            on_wait()",
         ["tests/test_delivery_commit.py"],
     ),
+    "repeated bills not refused": (
+        "kuhr_pipeline/source/integrity.py",
+        "        if len(repeated) == 0:",
+        "        if True:",
+        ["tests/test_bad_input.py"],
+    ),
+    "free text delivered without its approval": (
+        "kuhr_pipeline/application/rules.py",
+        'if variable.role == "free_text" and request.free_text != "approved" and not group_by:',
+        "if False:",
+        ["tests/test_spec.py"],
+    ),
+    "a refused file named on every tick": (
+        "kuhr_pipeline/defs/sensors.py",
+        "cursor.refused.get(str(f.path)) != f.version",
+        "True",
+        ["tests/test_sensor_schedule.py"],
+    ),
+    "a failed check ends without its sentence": (
+        "kuhr_pipeline/defs/failures.py",
+        "    yield result\n    if not result.passed:",
+        "    yield result\n    if False:",
+        ["tests/test_delivery.py"],
+    ),
     "audit lines not signed-checked": (
         "kuhr_pipeline/delivery/audit.py",
         "        if not _signed_by(record, signer):",
