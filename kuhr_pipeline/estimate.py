@@ -62,7 +62,6 @@ def estimate(
     """Check the spec (a draft passes), estimate, and record the estimate in the audit log."""
     loaded: LoadedSpec = load_spec(spec_path, draft=True)
     spec = loaded.spec
-    source.require_sound_period(*reach(spec))
     if spec.statistics is None:
         attrition = _pass_one(source, spec, on_progress)
         result = Estimate(loaded.application_id, spec.approval.status == "draft", shown(attrition))
@@ -73,6 +72,7 @@ def estimate(
 
 
 def _pass_one(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Attrition:
+    source.require_sound_period(*reach(spec))  # select_cohort checks it itself for statistics
     with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
         return find_cohort(source, spec, Path(folder) / "row_labels", on_progress).attrition
 
