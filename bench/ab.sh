@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of two versions of the code on the bench source: `deliver SPEC` with the commit BASE (a git
 # worktree, imported through PYTHONPATH) and with the working tree, alternated for ROUNDS rounds;
-# prints each wall time. Run from the repository root after the 20 M-bill source exists
+# prints each wall time. Run from the repository root after the 20 M-claim source exists
 # (bench/README.md). Usage: bash bench/ab.sh BASE [SPEC] [ROUNDS]
 set -euo pipefail
 base=$1

@@ -1,7 +1,7 @@
 """One command for the register-scale benchmark (see bench/README.md).
 
-    .venv/bin/python bench/run.py            # ~20 million bills
-    .venv/bin/python bench/run.py --small    # ~2 million bills
+    .venv/bin/python bench/run.py            # ~20 million claims
+    .venv/bin/python bench/run.py --small    # ~2 million claims
 
 Generates a synthetic source, then times as whole processes (GNU time -v: wall time, peak RSS)
 the synthetic generator, `kuhr-pipeline deliver` of bench/benchmark-application.yaml, the floor
@@ -25,7 +25,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BIN = Path(sys.executable).parent
-BILLS_PER_PERSON = 5.2 * 6  # bills per person over the six years 2019–2024 (measured on the generator)
+CLAIMS_PER_PERSON = 5.2 * 6  # claims per person over the six years 2019–2024 (measured on the generator)
 
 
 def timed(name: str, command: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
@@ -106,8 +106,8 @@ def commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="about 2 million bills")
-    parser.add_argument("--bills", type=int, default=20_000_000)
+    parser.add_argument("--small", action="store_true", help="about 2 million claims")
+    parser.add_argument("--claims", type=int, default=20_000_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/kuhr-bench"))
     parser.add_argument("--no-naive", action="store_true", help="skip the naive script")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
@@ -117,9 +117,9 @@ def main() -> None:
                         help="Dagster instance storage: production's PostgreSQL (deploy/dagster.yaml; a new "
                              "database kuhr_bench on DAGSTER_PG_HOST, default 127.0.0.1) or SQLite in DAGSTER_HOME")
     args = parser.parse_args()
-    bills = 2_000_000 if args.small else args.bills
-    persons = int(bills / BILLS_PER_PERSON)
-    work = args.work / f"{bills}"
+    claims = 2_000_000 if args.small else args.claims
+    persons = int(claims / CLAIMS_PER_PERSON)
+    work = args.work / f"{claims}"
     source = work / "source"
     env = {**os.environ, "DAGSTER_HOME": str(work / "dagster_home"), "KUHR_DELIVERIES": str(work / "deliveries"),
            "KUHR_PSEUDONYM_KEY_FILE": str(work / "keys" / "pseudonym.key"),
@@ -205,10 +205,10 @@ def new_postgres_database(work: Path) -> dict[str, str]:
 
 
 def report(
-    results: dict[str, dict[str, float]], paired: list[float], bills: int, command: str, no_record: bool, steps: str,
+    results: dict[str, dict[str, float]], paired: list[float], claims: int, command: str, no_record: bool, steps: str,
     instance: str,
 ) -> None:
-    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {bills:,} bills", "",
+    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {claims:,} claims", "",
              f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}  ",
              f"Dagster instance: {'PostgreSQL' if instance == 'postgres' else 'SQLite'}", "",
              "| step | wall time (s) | peak RSS (GB) | all processes (GB) | CPU stolen |", "|---|---:|---:|---:|---:|"]
@@ -218,7 +218,7 @@ def report(
                      f"| {r['steal']:.0f} % |")
     lines.append("")
     if "synth" in results:
-        lines.append(f"- synth: {bills / results['synth']['seconds'] / 1e6:.2f} million bills/s")
+        lines.append(f"- synth: {claims / results['synth']['seconds'] / 1e6:.2f} million claims/s")
     deliver, floor = results["deliver"]["seconds"], results["floor"]["seconds"]
     if len(paired) > 1:
         lines.append(f"- deliver / floor of the same round: {paired[0]:.2f}–{paired[-1]:.2f}×")
@@ -227,7 +227,7 @@ def report(
     if "naive" in results:
         lines.append(f"- naive / deliver: {results['naive']['seconds'] / deliver:.1f}× (goal ≥ 10×)")
     lines.append(f"- deliver peak RSS: {results['deliver']['rss_gb']:.2f} GB, all its processes together "
-                 f"{results['deliver']['tree_rss_gb']:.2f} GB (goal ≤ 1.5 GB at 20 M bills)")
+                 f"{results['deliver']['tree_rss_gb']:.2f} GB (goal ≤ 1.5 GB at 20 M claims)")
     lines += ["", "Inside deliver (the last run's steps in the Dagster instance):", "",
               "| step | seconds |", "|---|---:|", *steps.splitlines()]
     text = "\n".join(lines) + "\n"

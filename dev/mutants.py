@@ -83,7 +83,7 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "            pass\n        except BlockingIOError:\n            on_wait()",
         ["tests/test_delivery_commit.py"],
     ),
-    "repeated bills not refused": (
+    "repeated claims not refused": (
         "kuhr_pipeline/source/integrity.py",
         "        if len(repeated) == 0:",
         "        if True:",

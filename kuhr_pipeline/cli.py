@@ -40,11 +40,11 @@ def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int) -> N
     """Write a synthetic KUHR source in the source contract."""
     from tqdm import tqdm
 
-    from kuhr_pipeline.synth.generate import expected_bills, generate_source
+    from kuhr_pipeline.synth.generate import expected_claims, generate_source
 
     with tqdm(
-        total=expected_bills(persons, to_year - from_year + 1),
-        unit=" bills",
+        total=expected_claims(persons, to_year - from_year + 1),
+        unit=" claims",
         unit_scale=True,
         desc="synth",
         file=sys.stderr,
@@ -53,7 +53,7 @@ def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int) -> N
         bar.total = bar.n
         bar.refresh()
     click.echo(
-        f"{report.path}: {report.bills:,} bills for {report.persons:,} persons, {report.years[0]}–{report.years[-1]}"
+        f"{report.path}: {report.claims:,} claims for {report.persons:,} persons, {report.years[0]}–{report.years[-1]}"
     )
 
 
@@ -133,7 +133,7 @@ def estimate(spec: Path, source: Path | None, out: Path | None, as_json: bool) -
 
     key = read_signing_key(settings.signing_key_file())
     scanned = open_source(settings.source_dir(str(source) if source else None))
-    with tqdm(unit=" bills", unit_scale=True, desc="estimate", file=sys.stderr, disable=as_json) as bar:
+    with tqdm(unit=" claims", unit_scale=True, desc="estimate", file=sys.stderr, disable=as_json) as bar:
         result = estimate_spec(
             spec,
             scanned,

@@ -45,12 +45,12 @@ def months_by_year(counts: dict[str, str]) -> list[dict[str, str]]:
     return [years[y] for y in sorted(years)]
 
 
-_PROGRESS = re.compile(r"(?P<stage>.+): (?P<seen>[0-9,]+) of (?P<total>[0-9,]+) bills read")
+_PROGRESS = re.compile(r"(?P<stage>.+): (?P<seen>[0-9,]+) of (?P<total>[0-9,]+) claims read")
 
 
 def progress_line(stage: str, seen: int, total: int) -> str:
     """A pass's progress as a log line (the command line draws it as a bar: `progress_of`)."""
-    return f"{stage}: {seen:,} of {total:,} bills read"
+    return f"{stage}: {seen:,} of {total:,} claims read"
 
 
 def progress_of(line: str) -> tuple[str, int, int] | None:

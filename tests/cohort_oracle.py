@@ -1,7 +1,7 @@
 """A reference cohort, written from the application contract's text over plain rows, without the
 package's code: which persons are in the cohort, and which of their claims are delivered.
 
-Rows are dicts with `person` (an int; None for a bill without a usable id), `day` (a date),
+Rows are dicts with `person` (an int; None for a claim without a usable id), `day` (a date),
 `seconds` (time of day), `regning_id`, `codes`, `system`, `status`, `age`. A spec is a dict with
 `from`, `to`, `entry` (codes: a list, or a {system: codes} mapping), `entry_status`, `min_entry`,
 `washout`, `exclude`, `exclude_window` (before, after) and `claims_window` (before, after).
@@ -18,7 +18,7 @@ def _code_matches(code: str, patterns: list[str]) -> bool:
 
 
 def _diagnoses_match(row: dict[str, Any], diagnoses: list[str] | dict[str, list[str]]) -> bool:
-    if isinstance(diagnoses, dict):  # tied to the bill's own code system
+    if isinstance(diagnoses, dict):  # tied to the claim's own code system
         patterns = diagnoses.get(row["system"])
         return patterns is not None and any(_code_matches(c, patterns) for c in row["codes"])
     return any(_code_matches(c, diagnoses) for c in row["codes"])

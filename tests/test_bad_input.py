@@ -83,7 +83,7 @@ def test_an_id_written_with_separators_is_not_delivered(apps, keys_env, tmp_path
 
 def test_the_leak_guard_sees_no_id_in_ordinary_values(tmp_path) -> None:
     """False positives on the synthetic source: none in its free text, specialties, practitioner
-    ids, nor in amounts, dates, times and kommune numbers written into text. Bill ids
+    ids, nor in amounts, dates, times and kommune numbers written into text. Claim ids
     (`regning_id`) are exempt by their catalogue role: the synthetic ones are 14 digits, whose
     windows can pass both check digits."""
     source = generate_source(tmp_path / "source", persons=2000, from_year=2019, to_year=2020, seed=4).path
@@ -137,8 +137,8 @@ def _file(folder: Path, rows: list[dict], name: str = "part-1.parquet") -> Path:
 @pytest.mark.parametrize(
     "defect, expected",
     [
-        ("null", "behandlingstidspunkt: is null in 2 bills"),
-        ("other year", "behandlingstidspunkt: lies outside 2020 (the file's ar= folder) in 3 bills"),
+        ("null", "behandlingstidspunkt: is null in 2 claims"),
+        ("other year", "behandlingstidspunkt: lies outside 2020 (the file's ar= folder) in 3 claims"),
     ],
 )
 def test_damaged_timestamps_are_refused_naming_the_file(apps, keys_env, tmp_path, capsys, defect, expected) -> None:
@@ -164,7 +164,7 @@ def test_a_bill_dated_after_now_is_refused(apps, keys_env, tmp_path, capsys, set
     assert code == 0, err  # 2021 is not read for a period that ends in 2020
     code, out, err = _deliver(apps, source, capsys, {"period": {"from": "2019-01-01", "to": "2021-05-31"}})
     assert code == 3, err
-    assert err == f"error: {bad}: behandlingstidspunkt: lies in the future in 1 bills (fix: {FIX})\n"
+    assert err == f"error: {bad}: behandlingstidspunkt: lies in the future in 1 claims (fix: {FIX})\n"
 
 
 def test_a_year_missing_between_others_is_refused(apps, keys_env, tmp_path, capsys) -> None:
@@ -193,7 +193,7 @@ def test_a_file_outside_its_year_folder_is_refused(apps, keys_env, tmp_path, cap
 
 @pytest.mark.parametrize("claims", ["all", "entry"])
 def test_a_year_exported_twice_is_refused_naming_both_files(apps, keys_env, tmp_path, capsys, claims) -> None:
-    """The same bills twice (a second copy of 2020's file beside the first): with min_entry_claims 2
+    """The same claims twice (a second copy of 2020's file beside the first): with min_entry_claims 2
     they would let a person with one entry claim in, and double the delivered claims."""
     source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
     again = source / "ar=2020" / "part-1.parquet"
@@ -202,7 +202,7 @@ def test_a_year_exported_twice_is_refused_naming_both_files(apps, keys_env, tmp_
     assert code == 1, err
     (line,) = err.strip().splitlines()[-1:]
     assert (
-        f"{source / 'ar=2020' / 'part-0.parquet'}, {again}: regning_id: 12 ids are used by more than one bill" in line
+        f"{source / 'ar=2020' / 'part-0.parquet'}, {again}: regning_id: 12 ids are used by more than one claim" in line
     )
     assert "fix: re-export the source; nothing was delivered" in line and "Traceback" not in err
     assert _no_delivery(keys_env)

@@ -1,4 +1,4 @@
-"""Diagnoses tied to their code system: a bill matches only through the list of its own
+"""Diagnoses tied to their code system: a claim matches only through the list of its own
 `diagnosekodeverk` (application contract, "Code systems")."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ ROWS = [
     claim(6, "2019-03-01T10:00:00", ["R74"], GP),
     claim(6, "2019-06-01T10:00:00", ["P76"], SPECIALIST),  # ICD-10 P76 (perinatal): not an ICPC-2 exclusion
 ]
-for n in range(1, 7):  # a bill in 2020 too: the source has both years of the period
+for n in range(1, 7):  # a claim in 2020 too: the source has both years of the period
     ROWS.append(claim(n, "2020-01-10T10:00:00", ["A04"], GP))
 
 

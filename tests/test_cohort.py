@@ -69,7 +69,7 @@ ROWS = [
     claim(17, "2019-03-03T10:00:00", ["R74"]),  # H-number
     claim(18, "2019-03-03T10:00:00", ["R74"], pasient_kjonn=1),  # wrong sex
     claim(19, "2019-03-03T10:00:00", ["R74"], behandler_praksistype="SPES"),  # wrong practice type
-    # bills without a usable id
+    # claims without a usable id
     claim(None, "2019-03-03T10:00:00", ["R74"]),
     claim("", "2019-03-03T10:00:00", ["R74"]),
     claim("123", "2019-03-03T10:00:00", ["R74"]),
@@ -122,7 +122,7 @@ def test_attrition_in_contract_order(source, spec_dir: Path, tmp_path: Path) -> 
         ("after kommune", 11),
         ("after exclusion (the cohort)", 10),
     ]
-    assert attrition.dropped_bills == {
+    assert attrition.dropped_claims == {
         IdReason.MISSING: 2,
         IdReason.MALFORMED: 2,
         IdReason.BAD_CHECK_DIGITS: 1,
@@ -206,7 +206,7 @@ def test_code_columns_are_staged_as_plain_text(source, spec_dir: Path, tmp_path:
 def test_a_source_rewritten_between_the_passes_is_refused(
     source, spec_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pass 2 takes each bill's person from pass 1's labels, row for row: if the export changes in
+    """Pass 2 takes each claim's person from pass 1's labels, row for row: if the export changes in
     between (here one claim moves by a second), the run stops and nothing is left in staging."""
     import kuhr_pipeline.cohort as cohort_package
 
@@ -228,12 +228,12 @@ def test_a_source_rewritten_between_the_passes_is_refused(
 
 def test_only_bills_inside_the_period_count(source, spec_dir: Path, tmp_path: Path) -> None:
     """A period starting mid-year filters rows inside a file's row group: persons and refused ids
-    of the bills before it are not counted (ids are read dictionary-encoded, and a row group's
+    of the claims before it are not counted (ids are read dictionary-encoded, and a row group's
     dictionary also holds the ids of rows the filter drops)."""
     spec = _spec(spec_dir, period={"from": "2019-06-01", "to": "2020-12-31"})
     found = find_cohort(source, spec, tmp_path / "row-labels")
     assert found.attrition.steps[0] == ("persons with a claim in the period", 9)  # P1 5 8 9 10 11 12 14 15
-    assert set(found.attrition.dropped_bills.values()) == {0}  # the refused ids are all from March 2019
+    assert set(found.attrition.dropped_claims.values()) == {0}  # the refused ids are all from March 2019
 
 
 def test_codes_match_plain_and_dictionary_encoded_alike() -> None:

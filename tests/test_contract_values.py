@@ -1,9 +1,9 @@
 """Every delivered value against the contract's definition, computed here without the package.
 
-A hand-built source whose bills sit on the edges of each generalisation (ages 4/5, 89/90, bydel
+A hand-built source whose claims sit on the edges of each generalisation (ages 4/5, 89/90, bydel
 codes at both ends of their ranges, the first and last second of a month and a year, 29 February)
 is delivered person-level with each generalisation and as statistics; the decrypted tables must
-equal what the contract (docs/contracts/, kuhr-facts for the bydel ranges) says for each bill.
+equal what the contract (docs/contracts/, kuhr-facts for the bydel ranges) says for each claim.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ BEHANDLERE = ["1000001", "1000002", "9876543", "0123456"]
 PERSONS = 90
 
 
-def bills() -> list[dict[str, Any]]:
-    """Person n has (n % 3) + 1 bills, each on a different age, kommune and time."""
+def claims() -> list[dict[str, Any]]:
+    """Person n has (n % 3) + 1 claims, each on a different age, kommune and time."""
     out = []
     for n in range(PERSONS):
         for j in range(n % 3 + 1):
@@ -106,19 +106,19 @@ CONTRACT = {
 }
 
 
-def expected_value(bill: dict[str, Any], name: str, how: str, master: bytes) -> Any:
+def expected_value(claim: dict[str, Any], name: str, how: str, master: bytes) -> Any:
     if name == "pasient_pseudonym":
-        return pseudonym(master, APP, bill["pasient_fnr"])
+        return pseudonym(master, APP, claim["pasient_fnr"])
     if name == "behandler_pseudonym":
-        return pseudonym(master, f"{APP}/behandler", bill["behandler_id"])
-    value = datetime.fromisoformat(bill["when"]) if name == "behandlingstidspunkt" else bill[name]
+        return pseudonym(master, f"{APP}/behandler", claim["behandler_id"])
+    value = datetime.fromisoformat(claim["when"]) if name == "behandlingstidspunkt" else claim[name]
     return CONTRACT[how](value)
 
 
 # --- the pipeline, end to end -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_source(tmp_path_factory.mktemp("values") / "source", bills())
+    return write_source(tmp_path_factory.mktemp("values") / "source", claims())
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def test_each_delivered_claim_is_the_contracts_value_of_its_bill(deliver, genera
     assert delivered.column_names == [name for name, _ in columns]
     rows = sorted((tuple(r.values()) for r in delivered.to_pylist()), key=repr)
     expected = sorted(
-        (tuple(expected_value(bill, name, how, result["master"]) for name, how in columns) for bill in bills()),
+        (tuple(expected_value(claim, name, how, result["master"]) for name, how in columns) for claim in claims()),
         key=repr,
     )
     assert rows == expected
@@ -192,20 +192,20 @@ def expected_cube(group_by: list[dict[str, str]]) -> dict[tuple, dict[str, float
     """Every cell and margin (GROUPING SETS over the cube) of the contract's generalised values."""
     labelled = [
         (
-            tuple(expected_value(bill, d["name"], d["as"], b"") for d in group_by),
-            bill,
+            tuple(expected_value(claim, d["name"], d["as"], b"") for d in group_by),
+            claim,
         )
-        for bill in bills()
+        for claim in claims()
     ]
     cells: dict[tuple, dict[str, Any]] = {}
     for shown in itertools.product([True, False], repeat=len(group_by)):
-        for labels, bill in labelled:
+        for labels, claim in labelled:
             key = tuple(label if keep else None for label, keep in zip(labels, shown, strict=True))
             cell = cells.setdefault(key, {"persons": set(), "claims": 0, "sum_egenandel": 0.0, "sum_refusjon": 0.0})
-            cell["persons"].add(bill["pasient_fnr"])
+            cell["persons"].add(claim["pasient_fnr"])
             cell["claims"] += 1
-            cell["sum_egenandel"] += bill["egenandel"]
-            cell["sum_refusjon"] += bill["refusjon"]
+            cell["sum_egenandel"] += claim["egenandel"]
+            cell["sum_refusjon"] += claim["refusjon"]
     return {key: {**cell, "persons": len(cell["persons"])} for key, cell in cells.items()}
 
 
@@ -250,11 +250,11 @@ def test_each_statistics_cell_is_the_contracts_aggregate(deliver, case: str) -> 
 
 def test_the_sources_edges_are_really_there() -> None:
     """The source reaches every edge the generalisations have (else a test above proves less)."""
-    ages = {bill["pasient_alder"] for bill in bills()}
-    kommuner = {bill["pasient_bostedskommune"] for bill in bills()} | {
-        bill["behandler_praksiskommune"] for bill in bills()
+    ages = {claim["pasient_alder"] for claim in claims()}
+    kommuner = {claim["pasient_bostedskommune"] for claim in claims()} | {
+        claim["behandler_praksiskommune"] for claim in claims()
     }
-    times = {bill["when"] for bill in bills()}
+    times = {claim["when"] for claim in claims()}
     assert ages == set(AGES) and kommuner == set(KOMMUNER) and times == set(TIMES)
 
 

@@ -426,7 +426,7 @@ def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> Non
     source = write_source(tmp_path / "odd", rows)
     code, out, err = run_cli(["deliver", setup["spec"], "--source", source], capsys)
     assert code == 0, err
-    assert "source quality: 1 of 10 expectations failed on a sample of 8 bills" in err
+    assert "source quality: 1 of 10 expectations failed on a sample of 8 claims" in err
     import dagster as dg
 
     with dg.DagsterInstance.get() as instance:
@@ -435,7 +435,7 @@ def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> Non
         )
     assert records and records[0].evaluation is not None and not records[0].evaluation.passed
     evaluation = records[0].evaluation
-    assert evaluation.metadata["sample_bills"].value == 8
+    assert evaluation.metadata["sample_claims"].value == 8
     assert "expect_column_values_to_be_between on pasient_alder (1 of 8)" in (evaluation.description or "")
 
 

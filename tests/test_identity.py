@@ -85,7 +85,7 @@ def test_non_ascii_digits_are_malformed() -> None:
 
 
 def test_batch_slots_count_rows_like_the_row_check() -> None:
-    """Pass 1 checks each distinct id once and counts refused bills per slot; it must agree with
+    """Pass 1 checks each distinct id once and counts refused claims per slot; it must agree with
     checking every row."""
     good, other = person_id(5), person_id(6, d_number=True)
     values = [good, good, None, "", "123", good[:10] + str((int(good[10]) + 1) % 10), other, None, fnr("018190123")]

@@ -1,4 +1,4 @@
-"""Pass 1's person labels and the per-bill label file pass 2 reads instead of national ids."""
+"""Pass 1's person labels and the per-claim label file pass 2 reads instead of national ids."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_row_labels_read_back_batch_by_batch(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "second_scan",
     [[[1, 2, 3], [5]], [[1, 2, 3]], [[1, 2, 3], [4], [5]], [[1, 2], [3, 4]]],
-    ids=["other bills", "fewer batches", "more batches", "other batches"],
+    ids=["other claims", "fewer batches", "more batches", "other batches"],
 )
 def test_a_source_changed_between_the_passes_is_refused(tmp_path: Path, second_scan: list[list[int]]) -> None:
     writer = RowLabelsWriter(tmp_path / "labels")

@@ -64,13 +64,13 @@ def test_a_pass_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(capsys) -> N
         _PipelineLines(bars=False).emit(record)
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
-        "pass 1: 1,000 of 3,000 bills read",
-        "pass 1: 2,000 of 3,000 bills read",
-        "pass 1: 3,000 of 3,000 bills read",
+        "pass 1: 1,000 of 3,000 claims read",
+        "pass 1: 2,000 of 3,000 claims read",
+        "pass 1: 3,000 of 3,000 claims read",
         "cohort: 9 persons",
     ]
     handler = _PipelineLines(bars=True)
     for record in records():
         handler.emit(record)
     drawn = capsys.readouterr().err
-    assert "bills read" not in drawn and "100%" in drawn and drawn.rstrip().endswith("cohort: 9 persons")
+    assert "claims read" not in drawn and "100%" in drawn and drawn.rstrip().endswith("cohort: 9 persons")

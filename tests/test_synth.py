@@ -38,7 +38,7 @@ def test_schema_is_the_contract(tmp_path: Path) -> None:
 
 def test_codes_are_stored_with_a_dictionary_as_an_export_would(tmp_path: Path) -> None:
     """Columns with few distinct values (lists of codes too) get a Parquet dictionary, as a
-    writer's defaults would give them; those with about one value per bill are stored plain."""
+    writer's defaults would give them; those with about one value per claim are stored plain."""
     import pyarrow.parquet as pq
 
     generate_source(tmp_path / "s", persons=200, from_year=2024, to_year=2024, seed=1)
@@ -82,7 +82,7 @@ def test_children_pay_no_egenandel(synthetic: pa.Table) -> None:
 
 
 def test_frikort_only_after_the_ceiling(tmp_path: Path) -> None:
-    # no bad ids here, so every bill of a person can be found by their id
+    # no bad ids here, so every claim of a person can be found by their id
     generate_source(tmp_path / "s", persons=1500, from_year=2023, to_year=2024, seed=3, bad_id_share=0.0)
     synthetic = ds.dataset(tmp_path / "s", format="parquet", partitioning="hive").to_table()
     ids = check_ids(synthetic.column("pasient_fnr"))

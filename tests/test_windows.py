@@ -159,7 +159,7 @@ def _rows_strategy() -> st.SearchStrategy[list[dict]]:
                 lambda d: START + timedelta(days=d)
             ),
             "seconds": st.integers(0, 86_399),
-            "codes": st.lists(st.sampled_from(CODES), min_size=1, max_size=2),  # R74 often: most bills enter
+            "codes": st.lists(st.sampled_from(CODES), min_size=1, max_size=2),  # R74 often: most claims enter
             "system": st.sampled_from(SYSTEMS),
             "status": st.sampled_from(["godkjent", "avvist"]),
             "age": st.one_of(st.integers(0, 90), st.none()),
@@ -222,7 +222,7 @@ def _as_spec_changes(spec: dict) -> dict:
 def test_the_pipeline_agrees_with_the_reference(tmp_path_factory, spec_dir, rows, spec) -> None:
     for i, row in enumerate(rows):
         row["regning_id"] = f"B{i:05d}"
-    anchors = [  # a bill in every year, so the source has no gap
+    anchors = [  # a claim in every year, so the source has no gap
         {
             "person": 99,
             "day": date(y, 6, 1),
@@ -268,8 +268,8 @@ def test_the_recipient_reads_the_cohort_in_plain_words(spec_dir) -> None:
         write_spec(spec_dir, {**SPEC, "cohort.entry.diagnoses": {"ICPC-2": ["R74"], "ICD-10": ["J0*"]}})
     ).spec
     for text in (readme(spec, "D1", []), codebook(spec, [], None)):
-        assert "an ICPC-2 diagnosis among R74 (on bills coded in ICPC-2)" in text
-        assert "an ICD-10 diagnosis among J0* (on bills coded in ICD-10)" in text
+        assert "an ICPC-2 diagnosis among R74 (on claims coded in ICPC-2)" in text
+        assert "an ICD-10 diagnosis among J0* (on claims coded in ICD-10)" in text
         assert "New cases only: no entry claim in the 30 days before the index date" in text
         assert "dated from 10 days before to 5 days after the index date (inside or outside the period)" in text
         assert "dated from 3 days before to 7 days after the person's index date." in text

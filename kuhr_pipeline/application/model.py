@@ -50,7 +50,7 @@ CODE_SYSTEMS = ("ICPC-2", "ICD-10")  # the values of `diagnosekodeverk`
 
 
 class DiagnosesBySystem(_Strict):
-    """Diagnosis codes tied to their code system: a bill matches only through the list of its own
+    """Diagnosis codes tied to their code system: a claim matches only through the list of its own
     `diagnosekodeverk` (R74 is a respiratory infection in ICPC-2, abnormal serum enzymes in ICD-10)."""
 
     icpc2: list[Code] | None = Field(default=None, alias="ICPC-2", min_length=1)

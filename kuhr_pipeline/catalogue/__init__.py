@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-Role = Literal["direct_identifier", "quasi_identifier", "sensitive", "bill_identifier", "free_text", "other"]
+Role = Literal["direct_identifier", "quasi_identifier", "sensitive", "claim_identifier", "free_text", "other"]
 
 
 @dataclass(frozen=True)

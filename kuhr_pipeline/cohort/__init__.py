@@ -30,7 +30,7 @@ def select_cohort(
     """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`."""
     source.require_sound_period(*reach(spec))
     out = staging.path(COHORT_CLAIMS_FILE)
-    # pass 1 → pass 2 only: 4 bytes a bill, labels meaningless outside the run (mkstemp: owner-only)
+    # pass 1 → pass 2 only: 4 bytes a claim, labels meaningless outside the run (mkstemp: owner-only)
     descriptor, name = tempfile.mkstemp(
         prefix=".row_labels-", suffix=".tmp", dir=staging.folder
     )  # pass 1 → pass 2 only

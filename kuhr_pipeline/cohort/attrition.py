@@ -21,7 +21,7 @@ class Attrition:
     """Counts as computed (in memory only); `table()` is what is persisted and shown."""
 
     steps: list[tuple[str, int]]
-    dropped_bills: dict[IdReason, int] = field(default_factory=dict)
+    dropped_claims: dict[IdReason, int] = field(default_factory=dict)
     threshold: int = SMALL_COUNT_THRESHOLD
     rounding: int = 1  # 5 in statistics deliveries (disclosure/masking.py)
 
@@ -31,7 +31,7 @@ class Attrition:
     def table(self) -> pa.Table:
         rows: list[tuple[str, str | None, str | None]] = [(step, self.masked(n), None) for step, n in self.steps]
         rows += [
-            (f"bills dropped: {reason.label}", None, self.masked(self.dropped_bills.get(reason, 0)))
+            (f"bills dropped: {reason.label}", None, self.masked(self.dropped_claims.get(reason, 0)))
             for reason in IdReason
             if reason != IdReason.VALID
         ]

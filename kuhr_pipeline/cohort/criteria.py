@@ -3,7 +3,7 @@
 A claim matches when every given field matches; a field matches when any of the claim's codes
 equals a listed code or starts with a listed prefix (`J0*`). List columns (diagnoses, fee codes)
 match when any element does. Diagnoses given per code system match through the list of the
-bill's own `diagnosekodeverk`.
+claim's own `diagnosekodeverk`.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _match(hits: _ColumnHits, criteria: Criteria | None) -> np.ndarray:
 
 
 def _diagnoses_in_their_system(hits: _ColumnHits, by_system: dict[str, list[str]]) -> np.ndarray:
-    """A bill's diagnoses match through the list of the bill's own code system only."""
+    """A claim's diagnoses match through the list of the claim's own code system only."""
     hit = np.zeros(hits.batch.num_rows, dtype=bool)
     for system, patterns in by_system.items():
         in_system = hits.rows(SYSTEM_COLUMN, [system])

@@ -1,7 +1,7 @@
 """Each person's first entry claim and count of entry claims, gathered batch by batch in pass 1.
 
 The contract's first entry claim is the earliest, ties broken by the smallest `regning_id`.
-Decoding `regning_id` for every bill, only for the rare ties, cost a sixth of pass 1; so pass 1
+Decoding `regning_id` for every claim, only for the rare ties, cost a sixth of pass 1; so pass 1
 keeps every entry claim at a person's earliest time with its place in the scan (a locator:
 piece and row), and `break_ties` reads `regning_id` back for the tied claims only, from the
 pieces that hold them.

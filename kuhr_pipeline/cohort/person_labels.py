@@ -88,8 +88,8 @@ class LabelSet:
         return found
 
 
-def bill_labels(ids: pa.Array, label: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, IdSlots]:
-    """Each bill's person label by `label` (PersonLabels.label gives new ids one, .find does not),
+def claim_labels(ids: pa.Array, label: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, IdSlots]:
+    """Each claim's person label by `label` (PersonLabels.label gives new ids one, .find does not),
     NO_PERSON where the id is refused; with the ids' check. Ids of rows a filter dropped can sit
     in a batch's dictionary: they get no label."""
     slots = id_slots(ids)

@@ -3,7 +3,7 @@
 Pass 1 reads only the columns the criteria need and finds the cohort: each person's entry
 claims (count, and the first one: earliest `behandlingstidspunkt`, ties by smallest `regning_id`
 as text), their exclusion claims, and everyone with a valid id in the period. It gives each
-person a label (person_labels.py) and writes each bill's label to a file (row_labels.py). Pass 2
+person a label (person_labels.py) and writes each claim's label to a file (row_labels.py). Pass 2
 reads the columns the delivery needs, with those labels in place of the national ids, and keeps
 the cohort's claims with their pseudonyms.
 
@@ -32,14 +32,14 @@ from kuhr_pipeline.cohort.first_claims import (
     no_entry_claims,
     reduce_entry,
 )
-from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels, bill_labels
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels, claim_labels
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
 from kuhr_pipeline.cohort.windows import IndexDateEvidence, Progress, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
-from kuhr_pipeline.source.integrity import BILL_ID, DuplicateBills
+from kuhr_pipeline.source.integrity import CLAIM_ID, DuplicateClaims
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.staging import StagedWriter, Staging
@@ -79,8 +79,8 @@ class FoundCohort:
 
 
 class _FirstPass:
-    """Pass 1's running state, fed batch by batch: each bill's person label (written for pass 2),
-    the bills dropped per identity reason, each person's earliest entry claims, the exclusions."""
+    """Pass 1's running state, fed batch by batch: each claim's person label (written for pass 2),
+    the claims dropped per identity reason, each person's earliest entry claims, the exclusions."""
 
     def __init__(self, spec: ApplicationSpec, evidence: IndexDateEvidence, writer: RowLabelsWriter) -> None:
         self.criteria = spec.cohort
@@ -106,7 +106,7 @@ class _FirstPass:
     def take(self, piece: int, batch: pa.RecordBatch) -> None:
         if piece != self.last_piece:
             self.row_in_piece, self.last_piece = 0, piece
-        labels, slots = bill_labels(batch.column("pasient_fnr"), self.persons.label)
+        labels, slots = claim_labels(batch.column("pasient_fnr"), self.persons.label)
         self.dropped += slots.rows_per_reason()
         self.writer.write(batch, labels)
         entries, exclusions = match_each(batch, [self.criteria.entry, self.criteria.exclude])
@@ -129,7 +129,7 @@ def find_cohort(
     row_labels_path: Path,
     on_progress: Progress | None = None,
 ) -> FoundCohort:
-    """Pass 1: the cohort, the attrition counts and ages; each bill's person label to `row_labels_path`.
+    """Pass 1: the cohort, the attrition counts and ages; each claim's person label to `row_labels_path`.
     The margins a window reaches beyond the period are scanned alongside, on a thread."""
     period = (spec.period.from_, spec.period.to)
     evidence = IndexDateEvidence(spec)
@@ -156,14 +156,14 @@ def find_cohort(
     first_entry_claims = break_ties(state.firsts.result(no_entry_claims(state.first_columns)), source, period)
     cohort, ages, index_days, steps = _apply_person_criteria(first_entry_claims, state.excluded, evidence)
     steps.insert(0, ("persons with a claim in the period", len(state.persons)))
-    dropped_bills: dict[IdReason, int] = {r: int(state.dropped[r]) for r in IdReason if r != IdReason.VALID}
+    dropped_claims: dict[IdReason, int] = {r: int(state.dropped[r]) for r in IdReason if r != IdReason.VALID}
     return FoundCohort(
         labels=cohort,
         numbers=state.persons.numbers(cohort),
         index_days=index_days,
         persons_in_period=len(state.persons),
         row_labels=row_labels,
-        attrition=Attrition(steps, dropped_bills, small_count_threshold(spec), count_rounding(spec)),
+        attrition=Attrition(steps, dropped_claims, small_count_threshold(spec), count_rounding(spec)),
         first_claim_ages=ages,
     )
 
@@ -218,7 +218,7 @@ def collect_claims(
 
     Returns the rows written and the claims per month (YYYYMM → count).
 
-    Bills are matched to the cohort by pass 1's person labels; `pasient_fnr` is never read and
+    Claims are matched to the cohort by pass 1's person labels; `pasient_fnr` is never read and
     `behandler_id` never written (it becomes `behandler_pseudonym` when asked for).
     """
     cohort_pseudonyms = patients.fnr_numbers(cohort.numbers)
@@ -229,8 +229,8 @@ def collect_claims(
     months: dict[int, int] = {}
     criteria = columns_for(spec.cohort.entry) if entry_only else set()
     extra = ["behandler_id"] if practitioners else []
-    read = sorted({FINGERPRINT_COLUMN, "behandlingstidspunkt", BILL_ID, *wanted, *extra, *criteria})
-    duplicates = DuplicateBills()
+    read = sorted({FINGERPRINT_COLUMN, "behandlingstidspunkt", CLAIM_ID, *wanted, *extra, *criteria})
+    duplicates = DuplicateClaims()
     codes = CODE_COLUMNS.intersection(read)  # matched on their dictionaries, decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
     writer: StagedWriter | None = None
@@ -241,7 +241,7 @@ def collect_claims(
         for batch, labels in cohort.row_labels.along(batches, source.path):
             position = position_of_label[labels]
             keep = position >= 0
-            duplicates.add(batch.column(BILL_ID).filter(pa.array(keep)))
+            duplicates.add(batch.column(CLAIM_ID).filter(pa.array(keep)))
             if entry_only:
                 keep &= match(batch, spec.cohort.entry)
             if spec.claims_window is not None:

@@ -6,7 +6,7 @@ only when pass 1 has read the whole period. So pass 1 keeps the evidence, not th
 - alongside pass 1 (a thread of its own), a scan of the margins outside the period, only as far
   as the windows reach (year partitions outside them are never opened): entry claims in the
   `washout_days` before `period.from` (each person's latest), and exclusion claims in the
-  window's reach before `period.from` and after `period.to`. Margin bills count only for persons pass 1 labelled (a
+  window's reach before `period.from` and after `period.to`. Margin claims count only for persons pass 1 labelled (a
   person with no claim in the period cannot be in the cohort) and only with a valid id.
 Days are whole calendar days of `behandlingstidspunkt` (the register's local time).
 """
@@ -33,7 +33,7 @@ MS_PER_DAY = 86_400_000
 NEVER = np.iinfo(np.int32).min // 2  # "no prior entry claim": farther back than any window
 _PAIRS = pa.schema([("person", pa.int32()), ("day", pa.int32())])
 _NUMBERED = pa.schema([("number", pa.int64()), ("day", pa.int32())])  # ids as numbers: margin scan only
-Progress = Callable[[str, int], None]  # (stage, bills read): the passes' progress callback
+Progress = Callable[[str, int], None]  # (stage, claims read): the passes' progress callback
 
 
 def margins(spec: ApplicationSpec) -> tuple[int, int]:
@@ -99,7 +99,7 @@ class IndexDateEvidence:
         """Read the days before and after the period that the windows reach, until `stop` is set.
 
         Runs alongside pass 1 (on a thread of its own), so it cannot label persons yet: it keeps
-        the ids of the few bills that matter, as numbers, in memory only, reduced as they pile up
+        the ids of the few claims that matter, as numbers, in memory only, reduced as they pile up
         (each person's latest prior entry claim; distinct exclusion days), until `resolve_margins`."""
         period = self.spec.period
         before, after = margins(self.spec)
@@ -128,7 +128,7 @@ class IndexDateEvidence:
             if on_progress:
                 on_progress("around the period: windows", int(inside.sum()))
             entries, exclusions = (hit & inside for hit in match_each(batch, [entry, exclude]))
-            rows = np.flatnonzero(entries | exclusions)  # the few bills that matter: only their ids are read
+            rows = np.flatnonzero(entries | exclusions)  # the few claims that matter: only their ids are read
             if not len(rows):
                 continue
             slots = id_slots(pc.dictionary_decode(batch.column("pasient_fnr").take(pa.array(rows))))

@@ -47,7 +47,7 @@ class ApplicationConfig(dg.Config):
 
 
 def _progress(context: dg.AssetExecutionContext, total: int) -> Progress:
-    """Log each pass at every tenth of the bills in the period's years (one event each in the log)."""
+    """Log each pass at every tenth of the claims in the period's years (one event each in the log)."""
     seen: dict[str, int] = {}
     step = max(1, -(-total // LOG_STEPS))
 
@@ -106,7 +106,7 @@ def cohort(
     """The cohort (two streaming passes over the source) and its claims, pseudonymised, in staging.
 
     Meanwhile GX checks a sample of the source for the source_data_quality check."""
-    staging = run_staging(context.run_id, application.application_id, pseudonym_key)  # a bad key fails here
+    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)  # a bad key fails here
     master_key = pseudonym_key.master_key()
     gx_process.start()  # Great Expectations loads in its own process while the source is scanned
     source = open_source(paths.source_dir())
@@ -115,7 +115,7 @@ def cohort(
     quality = check_source_quality_meanwhile(source, application.spec)
     period = application.spec.period
     total = source.rows_in_years(period.from_.year, period.to.year)
-    context.log.info(f"cohort: scanning {source.path}: {total:,} bills in {period.from_.year}–{period.to.year}")
+    context.log.info(f"cohort: scanning {source.path}: {total:,} claims in {period.from_.year}–{period.to.year}")
     result = select_cohort(source, application.spec, master_key, staging, _progress(context, total))
     warning = keep_source_quality(quality, staging, context.run_id)
     if warning:
@@ -140,11 +140,15 @@ def cohort(
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
 @plain_failures
 def extract(
-    context: dg.AssetExecutionContext, application: LoadedSpec, cohort: CohortClaims, pseudonym_key: PseudonymKey
+    context: dg.AssetExecutionContext,
+    application: LoadedSpec,
+    cohort: CohortClaims,
+    paths: KuhrPaths,
+    pseudonym_key: PseudonymKey,
 ) -> ExtractFiles:
     """Exactly the approved variables, generalised as approved, in the spec's order."""
     spec = application.spec
-    staging = run_staging(context.run_id, application.application_id, pseudonym_key)
+    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
     if spec.data_level != "pseudonymised":
         context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
         return ExtractFiles({}, staging.schema(cohort.path))
@@ -179,7 +183,7 @@ def statistics(
     """For data_level statistics: every cell and margin, with primary and secondary suppression
     (cells the application's last release hid stay hidden)."""
     spec = application.spec
-    staging = run_staging(context.run_id, application.application_id, pseudonym_key)
+    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
     previous: set[Key] = set()
     if spec.statistics is not None:
         dimensions = spec.plan.names
@@ -218,7 +222,7 @@ def delivery(
 ) -> PublishedDelivery:
     """The encrypted, signed delivery package, published atomically under KUHR_DELIVERIES."""
     require_run_spec(context, application)
-    staging = run_staging(context.run_id, application.application_id, pseudonym_key)
+    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
     context.log.info(f"delivery: publishing under {paths.deliveries_dir()}")
     published = assemble_and_publish(
         application,

@@ -7,7 +7,6 @@ from typing import Any
 
 import dagster as dg
 
-from kuhr_pipeline import settings
 from kuhr_pipeline.application import LoadedSpec
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.cohort.attrition import ATTRITION_COLUMNS
@@ -24,10 +23,16 @@ from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite
 from kuhr_pipeline.quality.validate import ValidationReport, validate_tables
 from kuhr_pipeline.source import open_source
+from kuhr_pipeline.staging import Staging
 
 # Partitioned checks are a Dagster 1.13 preview, and the only way a check gets exactly its own
 # partition's inputs (an unpartitioned check loads every partition). Known and chosen: keep quiet.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=Warning)
+
+
+def _staging_of(context: dg.AssetCheckExecutionContext, application_id: str) -> Staging:
+    resources = context.resources
+    return run_staging(context.run.run_id, application_id, resources.paths, resources.pseudonym_key)
 
 
 @dg.asset_check(  # type: ignore[arg-type]  # a generator check: see defs/failures.verdict
@@ -55,7 +60,7 @@ def cohort_is_not_empty(cohort: CohortClaims, application: LoadedSpec) -> Iterat
     blocking=True,
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
-    required_resource_keys={"pseudonym_key"},
+    required_resource_keys={"paths", "pseudonym_key"},
     description="Great Expectations suite for the delivered claims, with the fødselsnummer leak guard.",
 )
 def extract_passes_validation(
@@ -66,7 +71,7 @@ def extract_passes_validation(
         yield dg.AssetCheckResult(passed=True, description="statistics delivery: no person-level extract")
         return
     files = [path for _, path in extract.tables()]
-    staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
+    staging = _staging_of(context, application.application_id)
     report = validate_tables("claims", files, claims_suite(spec, spec.plan.pairs), staging)
     record_report(staging, report, files)
     yield from verdict(_result(context, report), "extract_passes_validation", application.application_id)
@@ -92,7 +97,7 @@ def _result(
     blocking=True,
     partitions_def=applications_partitions,
     additional_ins={"application": dg.AssetIn("application")},
-    required_resource_keys={"pseudonym_key"},
+    required_resource_keys={"paths", "pseudonym_key"},
     description="Statistics suite: measures, primary suppression, and the proof that no suppressed value is fixed "
     "by the whole table, nor for the single person of a suppressed cell (hypercubes checked; small tables also "
     "by linear programming).",
@@ -103,7 +108,7 @@ def statistics_passes_validation(
     if statistics.path is None:
         yield dg.AssetCheckResult(passed=True, description="person-level delivery: no statistics table")
         return
-    staging = run_staging(context.run.run_id, application.application_id, context.resources.pseudonym_key)
+    staging = _staging_of(context, application.application_id)
     report, proof = validate_statistics(statistics, staging)
     record_report(staging, report, [statistics.path])
     figures = keep_disclosure_report(statistics, proof, staging)
@@ -125,12 +130,12 @@ def statistics_passes_validation(
     "The sample is checked while the cohort step scans the source.",
 )
 def source_data_quality(context: dg.AssetCheckExecutionContext, application: LoadedSpec) -> dg.AssetCheckResult:
-    staging = settings.staging_dir(application.application_id, context.run.run_id)
+    staging = context.resources.paths.staging_dir(application.application_id, context.run.run_id)
     kept = load_source_quality(staging / SOURCE_QUALITY_FILE, context.run.run_id)
     report, rows = kept or check_source_quality(open_source(context.resources.paths.source_dir()), application.spec)
     context.log.info(
         f"source quality: {len(report.failed)} of {len(report.outcomes)} expectations failed "
-        f"on a sample of {rows:,} bills"
+        f"on a sample of {rows:,} claims"
     )
     return dg.AssetCheckResult(
         passed=report.success,
@@ -139,5 +144,5 @@ def source_data_quality(context: dg.AssetCheckExecutionContext, application: Loa
         if report.success
         else "source data quality: "
         + "; ".join(f"{o.type} on {o.column} ({o.unexpected_count} of {o.element_count})" for o in report.failed),
-        metadata={"results": dg.MetadataValue.md(report.markdown()), "sample_bills": rows},
+        metadata={"results": dg.MetadataValue.md(report.markdown()), "sample_claims": rows},
     )

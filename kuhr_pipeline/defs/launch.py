@@ -80,26 +80,24 @@ def deliver_in_process(
     loaded = load_spec(spec_path)
     read_master_key(settings.pseudonym_key_file())
     signing_key = read_signing_key(settings.signing_key_file())
-    source_dir = settings.source_dir(str(source) if source else None)
-    open_source(source_dir).require_sound_period(*reach(loaded.spec))
-    deliveries_root = settings.deliveries_dir(str(deliveries) if deliveries else None)
+    paths = KuhrPaths(source=str(source or ""), deliveries=str(deliveries or ""))
+    open_source(paths.source_dir()).require_sound_period(*reach(loaded.spec))
+    deliveries_root = paths.deliveries_dir()
     for done in make_ready(deliveries_root, signing_key):  # the log and the folders agree before the run
         echo(done)
     if not again:  # after make_ready: a delivery a killed run had committed counts, completed
         refuse_repeat(deliveries_root, loaded.application_id, loaded.sha256, spec_path)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home().resolve()))
-    defs = build_definitions(
-        {**default_resources(), "paths": KuhrPaths(source=str(source_dir), deliveries=str(deliveries_root))}
-    )
+    defs = build_definitions({**default_resources(), "paths": paths})
     if instance is not None:
-        return _run(instance, defs, loaded, spec_path, source_dir, echo, loggers_for(verbosity))
+        return _run(instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity))
     # The instance this process opens is entered (which makes it the current one for Dagster's
     # definitions state) and disposed of afterwards (its database connections closed).
     with instance_setup_lock():
         own_instance = dg.DagsterInstance.get()
     with own_instance:
         hold_connections(own_instance)
-        return _run(own_instance, defs, loaded, spec_path, source_dir, echo, loggers_for(verbosity))
+        return _run(own_instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity))
 
 
 def hold_connections(instance: dg.DagsterInstance) -> None:
@@ -120,14 +118,15 @@ def _run(
     defs: dg.Definitions,
     loaded: LoadedSpec,
     spec_path: Path,
-    source_dir: Path,
+    paths: KuhrPaths,
     echo: Callable[[str], None],
     loggers: dict[str, object],
 ) -> Delivered:
     job = defs.resolve_job_def("deliver_application")
-    echo(f"delivering {loaded.application_id} from {source_dir} (Dagster instance {os.environ['DAGSTER_HOME']})")
+    home = os.environ["DAGSTER_HOME"]
+    echo(f"delivering {loaded.application_id} from {paths.source_dir()} (Dagster instance {home})")
     run_id = str(uuid.uuid4())  # known before the run starts, so a stop can cancel it
-    staging = settings.staging_dir(loaded.application_id)  # the run's own, and any a killed run left
+    staging = paths.staging_dir(loaded.application_id)  # the run's own, and any a killed run left
 
     def execute() -> dg.ExecuteInProcessResult:  # its application step waits for the pool, sleeping
         return job.execute_in_process(

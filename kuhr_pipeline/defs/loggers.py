@@ -38,7 +38,7 @@ class _PipelineLines(logging.Handler):
     def _advance(self, stage: str, seen: int, total: int) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=" bills", unit_scale=True, file=sys.stderr)
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=" claims", unit_scale=True, file=sys.stderr)
         bar.update(seen - bar.n)
         if seen >= total:
             bar.close()

@@ -11,7 +11,8 @@ from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 
 
 class KuhrPaths(dg.ConfigurableResource):
-    """Source, deliveries and applications folders ("" means: the environment, then the default)."""
+    """Every folder a run reads or writes: source, deliveries, applications and each run's staging
+    ("" means: the environment, then the default)."""
 
     source: str = ""
     deliveries: str = ""
@@ -25,6 +26,11 @@ class KuhrPaths(dg.ConfigurableResource):
 
     def applications_dir(self) -> Path:
         return settings.applications_dir(self.applications or None)
+
+    def staging_dir(self, application_id: str, run_id: str | None = None) -> Path:
+        """One run's staging (person-level rows, encrypted, inside DAGSTER_HOME); without
+        `run_id`, the application's, which holds every run's."""
+        return settings.staging_dir(application_id, run_id)
 
 
 class PseudonymKey(dg.ConfigurableResource):

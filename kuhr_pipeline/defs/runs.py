@@ -5,11 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from kuhr_pipeline import settings
 from kuhr_pipeline.application import LoadedSpec
 from kuhr_pipeline.application.find import require_application_id
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
-from kuhr_pipeline.defs.resources import PseudonymKey
+from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey
 from kuhr_pipeline.defs.stale_runs import IN_PROGRESS, PROCESS_TAG, release_dead_runs, wait_for_pool
 from kuhr_pipeline.errors import RunConflict
 from kuhr_pipeline.processes import this_process
@@ -39,9 +38,9 @@ def ensure_partition(instance: dg.DagsterInstance, application_id: str) -> None:
         instance.add_dynamic_partitions(applications_partitions.name or "applications", [application_id])
 
 
-def run_staging(run_id: str, application_id: str, pseudonym_key: PseudonymKey) -> Staging:
+def run_staging(run_id: str, application_id: str, paths: KuhrPaths, pseudonym_key: PseudonymKey) -> Staging:
     """This run's staging folder and data key (the same in every process of the run)."""
-    return Staging.for_run(settings.staging_dir(application_id, run_id), pseudonym_key.master_key(), run_id)
+    return Staging.for_run(paths.staging_dir(application_id, run_id), pseudonym_key.master_key(), run_id)
 
 
 def begin_run(context: dg.AssetExecutionContext) -> str:

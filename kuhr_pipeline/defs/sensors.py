@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from kuhr_pipeline import clock, settings
+from kuhr_pipeline import clock
 from kuhr_pipeline.application.model import APPLICATION_ID_PATTERN
 from kuhr_pipeline.applications import OVERVIEW_COLUMNS, SpecFile, overview, survey
 from kuhr_pipeline.defs.jobs import deliver_application
@@ -138,11 +138,11 @@ def _unwanted_partitions(context: dg.SensorEvaluationContext, declared: set[str 
     return unwanted
 
 
-def _remove_staging_of(context: dg.RunStatusSensorContext) -> None:
+def _remove_staging_of(context: dg.RunStatusSensorContext, paths: KuhrPaths) -> None:
     """The staging of the run's application, found by its partition key (an application_id)."""
     application_id = context.dagster_run.tags.get("dagster/partition", "")
     if re.fullmatch(APPLICATION_ID_PATTERN, application_id):
-        remove_staging(settings.staging_dir(application_id, context.dagster_run.run_id))
+        remove_staging(paths.staging_dir(application_id, context.dagster_run.run_id))
         context.log.info(f"{application_id}: staging of run {context.dagster_run.run_id[:8]} removed")
 
 
@@ -150,8 +150,8 @@ def _remove_staging_of(context: dg.RunStatusSensorContext) -> None:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="A failed run's staging (person-level rows) is removed.",
 )
-def staging_cleanup_on_failure(context: dg.RunFailureSensorContext) -> None:
-    _remove_staging_of(context)
+def staging_cleanup_on_failure(context: dg.RunFailureSensorContext, paths: KuhrPaths) -> None:
+    _remove_staging_of(context, paths)
 
 
 @dg.run_status_sensor(
@@ -159,8 +159,8 @@ def staging_cleanup_on_failure(context: dg.RunFailureSensorContext) -> None:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="A canceled run's staging (person-level rows) is removed.",
 )
-def staging_cleanup_on_cancel(context: dg.RunStatusSensorContext) -> None:
-    _remove_staging_of(context)
+def staging_cleanup_on_cancel(context: dg.RunStatusSensorContext, paths: KuhrPaths) -> None:
+    _remove_staging_of(context, paths)
 
 
 @dg.sensor(

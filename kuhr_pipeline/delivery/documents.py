@@ -75,7 +75,7 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
 def _criteria_words(criteria: Criteria) -> str:
     parts = []
     for system, codes in (criteria.diagnoses_by_system or {}).items():
-        parts.append(f"an {system} diagnosis among {', '.join(codes)} (on bills coded in {system})")
+        parts.append(f"an {system} diagnosis among {', '.join(codes)} (on claims coded in {system})")
     for name, codes in criteria.given.items():
         what = {
             "diagnoses": "a diagnosis (any code system)",
@@ -90,9 +90,9 @@ def describe_cohort(spec: ApplicationSpec) -> str:
     """The cohort in plain words, for the recipient (README)."""
     cohort = spec.cohort
     lines = [
-        f"- Entry claims: bills in the period with {_criteria_words(cohort.entry)}.",
+        f"- Entry claims: claims in the period with {_criteria_words(cohort.entry)}.",
         f"- A person is in the cohort with at least {cohort.min_entry_claims} entry claim(s). Their *index claim* "
-        "is their first entry claim in the period (ties: the smallest bill id); its date is the *index date*.",
+        "is their first entry claim in the period (ties: the smallest claim id); its date is the *index date*.",
     ]
     if cohort.washout_days:
         lines.append(
@@ -113,7 +113,7 @@ def describe_cohort(spec: ApplicationSpec) -> str:
             if window is not None
             else "in the period"
         )
-        lines.append(f"- Excluded: persons with a bill {when} with {_criteria_words(cohort.exclude)}.")
+        lines.append(f"- Excluded: persons with a claim {when} with {_criteria_words(cohort.exclude)}.")
     lines.append(
         "- Claims delivered: every claim of the cohort's persons in the period"
         if spec.claims == "all"

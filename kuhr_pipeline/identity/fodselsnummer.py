@@ -10,7 +10,7 @@ Rules (source contract; Skatteetaten; NAV fnrvalidator):
   have Σ w1·d mod 11 ∈ {1, 2, 3}; a validator must accept both rules. k2 is unchanged.
 - The date part (after removing the D/H/synthetic offsets) must be a possible day 1–31 and month 1–12.
 
-Reasons a bill's id is refused: missing (null or blank), malformed (not 11 digits, impossible
+Reasons a claim's id is refused: missing (null or blank), malformed (not 11 digits, impossible
 date), bad check digits, synthetic (a test person).
 """
 
@@ -58,7 +58,7 @@ _W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2, 1)
 
 @dataclass(frozen=True)
 class IdSlots:
-    """A batch's ids with each distinct id checked once (a bill per contact means ids repeat).
+    """A batch's ids with each distinct id checked once (a claim per contact means ids repeat).
 
     `slot` gives each row its distinct id's slot; `rows`, `reason`, `kind` and `number`
     describe the slots; the last slot stands for null ids. A slot may have no rows: a

@@ -1,7 +1,7 @@
 """The leak guard: does any value contain a national id, its digits written together or apart?
 
 Runs on every delivered string column except the pseudonyms (which must match `^[0-9a-f]{32}$`)
-and the bill's own identifier, free text included. An id typed by hand may carry separators
+and the claim's own identifier, free text included. An id typed by hand may carry separators
 (`DDMMYY IIIKK`, `DDMMYY-IIIKK`, `DD.MM.YY IIIKK`): eleven digits with at most a separator
 (optional spaces around one of `.`, `/`, `-`) between any two of them are a candidate. A cheap
 Arrow regex finds the few candidate values; only those are taken apart, their digits joined,

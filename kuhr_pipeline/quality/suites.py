@@ -67,7 +67,7 @@ def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]
             )
         elif variable.pattern:
             add("expect_column_values_to_match_regex", name, regex=variable.pattern)
-        guarded = name not in PSEUDONYMS and variable.role != "bill_identifier"
+        guarded = name not in PSEUDONYMS and variable.role != "claim_identifier"
         if guarded and (variable.type == "string" or variable.type in LIST_TYPES):
             add(LEAK_GUARD, name)
     return out

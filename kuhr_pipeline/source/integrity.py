@@ -3,7 +3,7 @@ deliver from"): refused before anything is delivered, naming the file and what i
 
 Cheap by design: the layout is a walk of the folder, and the timestamps are judged from each row
 group's statistics in the files' footers; a file's timestamp column is read only when its
-statistics are missing or show a defect, to count the bills that have it.
+statistics are missing or show a defect, to count the claims that have it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def refuse_links_and_strays(root: Path) -> None:
 
 
 def refuse_damaged_years(dataset: ds.Dataset, years: list[int], first: int, last: int, now: datetime) -> None:
-    """In the years `first`–`last`: no gap between years the source has, and in each file no bill
+    """In the years `first`–`last`: no gap between years the source has, and in each file no claim
     without a timestamp, dated in another year than its folder's, or dated after `now` (naive,
     the register's wall-clock time)."""
     gaps = [
@@ -71,18 +71,18 @@ def _refuse_bad_timestamps(fragment: ds.ParquetFileFragment, year: int, now: dat
     stamps = pc.cast(stamps, pa.timestamp("ms"))
     nulls = stamps.null_count
     if nulls:
-        raise SourceError.single(fragment.path, TIMESTAMP, f"is null in {nulls:,} bills", FIX)
+        raise SourceError.single(fragment.path, TIMESTAMP, f"is null in {nulls:,} claims", FIX)
     outside = _count(pc.or_(pc.less(stamps, start), pc.greater_equal(stamps, end)))
     if outside:
         raise SourceError.single(
             fragment.path,
             TIMESTAMP,
-            f"lies outside {year} (the file's {PARTITION_COLUMN}= folder) in {outside:,} bills",
+            f"lies outside {year} (the file's {PARTITION_COLUMN}= folder) in {outside:,} claims",
             FIX,
         )
     future = _count(pc.greater(stamps, pa.scalar(now, pa.timestamp("ms"))))
     if future:
-        raise SourceError.single(fragment.path, TIMESTAMP, f"lies in the future in {future:,} bills", FIX)
+        raise SourceError.single(fragment.path, TIMESTAMP, f"lies in the future in {future:,} claims", FIX)
 
 
 def _statistics_clear(metadata: pq.FileMetaData, start: datetime, end: datetime, now: datetime) -> bool:
@@ -114,12 +114,12 @@ def _count(mask: pa.ChunkedArray) -> int:
     return int(pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0)
 
 
-BILL_ID = "regning_id"
+CLAIM_ID = "regning_id"
 
 
-class DuplicateBills:
-    """Pass 2's check that no bill is there twice (a repeated file, a year exported twice): every
-    `regning_id` of the cohort's bills in the period — the bills that can change a delivery, as
+class DuplicateClaims:
+    """Pass 2's check that no claim is there twice (a repeated file, a year exported twice): every
+    `regning_id` of the cohort's claims in the period — the claims that can change a delivery, as
     claims or as entry claims that admit a person — must be unique. Fed batch by batch; held as
     the ids only (the size of the cohort's claims, which pass 2 stages anyway)."""
 
@@ -137,7 +137,7 @@ class DuplicateBills:
         repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
         if len(repeated) == 0:
             return
-        wanted = ds.field(BILL_ID).isin(repeated.slice(0, 1000))  # the files of the first thousand
+        wanted = ds.field(CLAIM_ID).isin(repeated.slice(0, 1000))  # the files of the first thousand
         files = sorted(
             fragment.path
             for fragment in dataset.get_fragments()
@@ -145,8 +145,8 @@ class DuplicateBills:
         )
         raise SourceError.single(
             ", ".join(files),
-            BILL_ID,
-            f"{len(repeated):,} ids are used by more than one bill (e.g. {repeated[0].as_py()!r}); "
+            CLAIM_ID,
+            f"{len(repeated):,} ids are used by more than one claim (e.g. {repeated[0].as_py()!r}); "
             "a file or a year may have been exported twice",
             FIX,
         )

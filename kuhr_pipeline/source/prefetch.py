@@ -1,7 +1,7 @@
 """Iterating in a background thread, at most `depth` items ahead of the consumer.
 
 Why: Arrow's dataset scanner reads ahead across files and, when the consumer is slower than
-the disk, its buffers grew with the number of files (0.06 → 0.5 GB over a 40-million-bill scan).
+the disk, its buffers grew with the number of files (0.06 → 0.5 GB over a 40-million-claim scan).
 Scanning one file at a time is bounded but stops reading while the consumer works; a thread with
 a small queue keeps both: the next batches are decoded while this one is processed, and no more.
 """

@@ -44,12 +44,12 @@ class Source:
         return sorted(years)
 
     def require_sound_period(self, start: date, end: date) -> None:
-        """SourceError unless the years of [start, end] are whole: no gap, and every bill dated,
+        """SourceError unless the years of [start, end] are whole: no gap, and every claim dated,
         in its folder's year and not in the future (the source contract's damaged source)."""
         refuse_damaged_years(self.dataset, self.years, start.year, end.year, clock.register_now())
 
     def rows_in_years(self, first: int, last: int) -> int:
-        """Bills in the partitions of these years, from the files' footers (no data is read)."""
+        """Claims in the partitions of these years, from the files' footers (no data is read)."""
         selected = (ds.field(PARTITION_COLUMN) >= first) & (ds.field(PARTITION_COLUMN) <= last)
         return sum(fragment.metadata.num_rows for fragment in self.dataset.get_fragments(filter=selected))
 
@@ -302,12 +302,12 @@ def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
 
 
 def changed_while_read(source: Path) -> SourceError:
-    """For a caller that reads the source twice and finds other bills the second time."""
+    """For a caller that reads the source twice and finds other claims the second time."""
     return SourceError(
         Problem(
             str(source),
             "(data)",
-            "changed while it was being read: a second reading met other bills than the first",
+            "changed while it was being read: a second reading met other claims than the first",
             "run again once the export is complete; nothing was delivered",
         )
     )

@@ -1,4 +1,4 @@
-"""One year of synthetic bills for a slice of the population, built column by column in numpy.
+"""One year of synthetic claims for a slice of the population, built column by column in numpy.
 
 Choices (sources in docs/synthetic-data.md):
 - Contacts per person and practice type are Poisson with an age-dependent rate (codes.PRACTICE_TYPES):
@@ -10,10 +10,10 @@ Choices (sources in docs/synthetic-data.md):
   psychologists and poliklinikk; none for private lab/radiology). A second diagnosis on 15 %.
 - Fee codes by practice type and time of day: 2ad day, 2ak evening, 2ae e-consultation (20 % of
   GP contacts), 11ad/11ak home visits, 1bd/1ad/1g simple contacts, 2cd time supplement.
-- Co-payment: none under 16 (fritaksgrunn B); a few bills exempt for A/G/H; once a person's paid
-  egenandel in the year reaches the ceiling, later bills are free with fritaksgrunn F.
-- 2 % of bills avvist with HELFO's published reasons (no refund then).
-- A configurable share of bills carry a bad id: missing, malformed or with bad check digits.
+- Co-payment: none under 16 (fritaksgrunn B); a few claims exempt for A/G/H; once a person's paid
+  egenandel in the year reaches the ceiling, later claims are free with fritaksgrunn F.
+- 2 % of claims avvist with HELFO's published reasons (no refund then).
+- A configurable share of claims carry a bad id: missing, malformed or with bad check digits.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ _SEASON_FACTOR = (3.0, 0.5, 1.0)
 
 
 def _draw_codes(rng: np.random.Generator, type_idx: np.ndarray, season: np.ndarray) -> np.ndarray:
-    """One diagnosis code index per bill (−1 where the practice type codes none), drawn per
+    """One diagnosis code index per claim (−1 where the practice type codes none), drawn per
     (practice type, season) group: rows are grouped once by sorting, not masked per group."""
     out = np.full(len(type_idx), -1, dtype=np.int32)
     group = type_idx * len(_SEASON_FACTOR) + season
@@ -133,7 +133,7 @@ def _list_array(first: np.ndarray, second: np.ndarray, values: pa.Array) -> pa.A
 
 
 def _id_text(numbers: np.ndarray) -> pa.Array:
-    """Ids as 11-digit text (made once per person, then taken per bill)."""
+    """Ids as 11-digit text (made once per person, then taken per claim)."""
     return pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), 11, "0")
 
 
@@ -165,7 +165,7 @@ def make_year(
     bad_id_share: float,
     pools: np.ndarray,
 ) -> pa.Table:
-    """All bills of `year` for the persons at index `persons` of the population. The steps draw from
+    """All claims of `year` for the persons at index `persons` of the population. The steps draw from
     `rng` in a fixed order, so a seed always gives the same source."""
     birth = population.birth_date[persons]
     birth_year = birth.astype("datetime64[Y]").astype(np.int64) + 1970
@@ -225,9 +225,9 @@ def _contacts(rng: np.random.Generator, birth_year: np.ndarray, year: int) -> tu
     per_person = rng.poisson(rates.sum(axis=1)[band] * (birth_year <= year))
     local = np.repeat(np.arange(len(birth_year)), per_person)
     type_idx = np.empty(len(local), dtype=np.int64)
-    bill_band = band[local]
+    claim_band = band[local]
     for b, band_rates in enumerate(rates):
-        rows = np.flatnonzero(bill_band == b)
+        rows = np.flatnonzero(claim_band == b)
         type_idx[rows] = _categorical(rng, band_rates, len(rows))
     return local, type_idx
 
@@ -270,7 +270,7 @@ def _when(rng: np.random.Generator, year: int, type_idx: np.ndarray) -> _When:
 
 
 def _diagnoses(rng: np.random.Generator, type_idx: np.ndarray, season: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The main diagnosis (-1: none) and a second one on some bills (-1: none)."""
+    """The main diagnosis (-1: none) and a second one on some claims (-1: none)."""
     main = _draw_codes(rng, type_idx, season)
     with_second = np.flatnonzero((rng.random(len(type_idx)) < SECOND_DIAGNOSIS_SHARE) & (main >= 0))
     second = np.full(len(type_idx), -1, dtype=np.int32)
@@ -330,7 +330,7 @@ def _copayment(
     person: np.ndarray,
     timestamp: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each bill's egenandel, fritaksgrunn (index into _FRITAK, -1 none) and whether the person's
+    """Each claim's egenandel, fritaksgrunn (index into _FRITAK, -1 none) and whether the person's
     frikort (the year's ceiling reached) made it free."""
     n = len(local)
     gp, legevakt, type_idx = fees.gp, fees.legevakt, fees.type_idx
@@ -352,7 +352,7 @@ def _copayment(
     fritak[other] = np.array([0, 3, 4], dtype=np.int8)[rng.integers(0, 3, int(other.sum()))]  # A, G, H
     amount[child | other] = 0.0
     fritak[child] = 1  # B
-    # bills in time order within each person: rows are grouped by person already, so one integer key
+    # claims in time order within each person: rows are grouped by person already, so one integer key
     # (person within the slice, then second of the year) sorts them; cheaper than lexsort
     second_of_year = (timestamp - np.datetime64(f"{year}-01-01T00:00:00")).astype(np.int64)
     order = np.argsort((local.astype(np.int64) << 25) | second_of_year, kind="stable")
@@ -372,8 +372,8 @@ def _copayment(
 
 
 def _refund(rng: np.random.Generator, year: int, fees: _Fees, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each bill's refusjon and its rejection reason (index, -1: approved; a rejected bill refunds nothing).
-    `free`: bills the patient paid nothing for (frikort, children), whose co-payment HELFO pays."""
+    """Each claim's refusjon and its rejection reason (index, -1: approved; a rejected claim refunds nothing).
+    `free`: claims the patient paid nothing for (frikort, children), whose co-payment HELFO pays."""
     n = len(fees.fee)
     day_fee, evening_fee, _, _ = codes.egenandel_for(year)
     refund = _FEE_REFUND[fees.fee] + np.where(fees.supplement >= 0, _FEE_REFUND[np.maximum(fees.supplement, 0)], 0.0)
@@ -389,7 +389,7 @@ def _refund(rng: np.random.Generator, year: int, fees: _Fees, free: np.ndarray) 
 def _residence(
     rng: np.random.Generator, population: Population, person: np.ndarray, year: int
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Home kommune in this year (after a move from the move year on; some Oslo bills with a bydel
+    """Home kommune in this year (after a move from the move year on; some Oslo claims with a bydel
     code) and practice kommune, as indexes into the returned kommune numbers."""
     n = len(person)
     numbers = [*kommuner.numbers_in(year), *kommuner.OSLO_BYDELER]

@@ -26,14 +26,14 @@ PERSONS_PER_SLICE = 200_000  # at most; a year's slices are made equal
 PERSONS_PER_FASTLEGE = 1_100  # 4 787 fastleger for 5.5 M people (2018)
 DEFAULT_BAD_ID_SHARE = 0.004
 WORKERS = 2
-REGNING_IDS_PER_SLICE = 10**8  # a slice's bills are numbered year·10¹⁰ + slice·10⁸ + i
+REGNING_IDS_PER_SLICE = 10**8  # a slice's claims are numbered year·10¹⁰ + slice·10⁸ + i
 
 
 @dataclass(frozen=True)
 class SynthReport:
     path: Path
     persons: int
-    bills: int
+    claims: int
     years: list[int]
 
 
@@ -83,7 +83,7 @@ def generate_source(
     slice_size = -(-persons // parts)  # slices of even size keep both workers busy to the end
 
     def make_slice(year: int, part: int) -> int:
-        """One (year, slice): made from its own seed, written to its own file; returns its bills."""
+        """One (year, slice): made from its own seed, written to its own file; returns its claims."""
         rng = np.random.default_rng([seed, year, part])
         slice_ = np.arange(part * slice_size, min((part + 1) * slice_size, persons))
         first_regning = year * 10**10 + part * REGNING_IDS_PER_SLICE
@@ -92,7 +92,7 @@ def generate_source(
         return table.num_rows
 
     slices = [(year, part) for year in range(from_year, to_year + 1) for part in range(parts)]
-    bills = 0
+    claims = 0
     # numpy and Parquet release the GIL for their bulk work: two slices at a time use both cores,
     # and at most two slices are in memory
     pool = ThreadPoolExecutor(max_workers=WORKERS)
@@ -101,9 +101,9 @@ def generate_source(
         for year, part in slices:
             if len(running) == WORKERS:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
-                bills += sum(_finished(future, on_progress) for future in done)
+                claims += sum(_finished(future, on_progress) for future in done)
             running.add(pool.submit(make_slice, year, part))
-        bills += sum(_finished(future, on_progress) for future in running)
+        claims += sum(_finished(future, on_progress) for future in running)
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -114,10 +114,10 @@ def generate_source(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     pool.shutdown()
-    return SynthReport(out, persons, bills, list(range(from_year, to_year + 1)))
+    return SynthReport(out, persons, claims, list(range(from_year, to_year + 1)))
 
 
-# Nearly one value per bill: a dictionary would only be built to be thrown away (Parquet falls back to
+# Nearly one value per claim: a dictionary would only be built to be thrown away (Parquet falls back to
 # plain encoding once it grows past a page), which cost a fifth of the writing.
 _NO_DICTIONARY = {"regning_id", "pasient_fnr", "behandlingstidspunkt"}
 
@@ -140,6 +140,6 @@ def _write(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="snappy", row_group_size=256 * 1024, use_dictionary=dictionary)
 
 
-def expected_bills(persons: int, years: int) -> int:
-    """A rough size for progress bars: about 5.2 bills per person and year."""
+def expected_claims(persons: int, years: int) -> int:
+    """A rough size for progress bars: about 5.2 claims per person and year."""
     return int(persons * years * 5.2)

@@ -3,7 +3,7 @@
 Each kommune is a list of (first year, number): Bærum is 0219 before 2020, 3024 in 2020–2023 and
 3201 from 2024, as in SSB Klass classification 131. Trondheim became 5001 with the Trøndelag merger
 of 2018; Ålesund 1504 → 1507 (2020) → 1508 (2024, when Haram split off). Weights are rounded
-populations (thousands, 2024). Oslo bills sometimes carry a bydel code (0312–0335) instead of
+populations (thousands, 2024). Oslo claims sometimes carry a bydel code (0312–0335) instead of
 0301, as KUHR receives them.
 """
 
