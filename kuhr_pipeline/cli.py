@@ -150,6 +150,26 @@ def estimate(spec: Path, source: Path | None, out: Path | None, as_json: bool) -
         click.echo(line)
 
 
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for dummy deliveries.")
+@click.option("--persons", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+def dummy(spec: Path, out: Path, persons: int, seed: int) -> None:
+    """A synthetic delivery with the exact shape of the spec's real one, for writing code before
+    approval: synthetic persons who meet the cohort's rules, pseudonyms from a key made for the
+    dummy alone, encrypted to the spec's recipients, signed, and marked `synthetic: true`.
+    Needs no source; accepts a draft spec."""
+    from kuhr_pipeline.dummy import deliver_dummy
+    from kuhr_pipeline.identity.keys import read_signing_key
+
+    if out.resolve() == settings.deliveries_dir().resolve():
+        _fail(f"error: {out}: --out: is the deliveries folder (fix: give a folder of its own for dummies)", 2)
+    key = read_signing_key(settings.signing_key_file())
+    published = deliver_dummy(spec, out, key, persons, seed, on_step=lambda line: click.echo(line, err=True))
+    click.echo(f"dummy delivery (synthetic, no real person): {published.path}")
+
+
 def _signer(signer_pub: Path | None) -> object:
     from kuhr_pipeline.identity.keys import read_signing_key
     from kuhr_pipeline.identity.new_keys import load_signer_public

@@ -147,11 +147,21 @@ def describe_approval(spec: ApplicationSpec) -> str:
     return f"{a.status} on {a.decided}, valid until {a.valid_until}{rek}; legal basis: {a.legal_basis}."
 
 
-def readme(spec: ApplicationSpec, delivery_id: str, data_files: list[str]) -> str:
-    files = "\n".join(f"- `{f}`" for f in data_files)
-    return f"""# KUHR delivery {delivery_id}
+SYNTHETIC_NOTICE = """**SYNTHETIC DATA: NOT A REAL DELIVERY.** Every person, practitioner and claim in this folder
+was made up by `kuhr-pipeline dummy` from the application's rules, so that code can be written
+and tested before real data arrive (manifest: `"synthetic": true`). The files, columns, types,
+labels and codebook are those of the real delivery; no value describes anyone. Results computed
+on these data mean nothing.
 
-Application: {spec.application_id} – {spec.title}
+"""
+
+
+def readme(spec: ApplicationSpec, delivery_id: str, data_files: list[str], synthetic: bool = False) -> str:
+    files = "\n".join(f"- `{f}`" for f in data_files)
+    title = f"# SYNTHETIC dummy of KUHR delivery {delivery_id}" if synthetic else f"# KUHR delivery {delivery_id}"
+    return f"""{title}
+
+{SYNTHETIC_NOTICE if synthetic else ""}Application: {spec.application_id} – {spec.title}
 Applicant: {spec.applicant.institution}
 Data level: {spec.data_level}; period {spec.period.from_} – {spec.period.to}; linkage domain {spec.domain}.
 Approval: {describe_approval(spec)}

@@ -56,6 +56,7 @@ class DeliveryContents:
     documents: dict[str, bytes] = field(default_factory=dict)  # name → plaintext, encrypted as data too
     codebook_columns: list[tuple[str, str]] = field(default_factory=list)
     codebook_schema: pa.Schema | None = None
+    synthetic: bool = False  # dummy persons (kuhr_pipeline.dummy), no one of the register
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ def _describe(
 ) -> list[dict[str, Any]]:
     """README and codebook in the clear (no data in them); sizes and hashes of every file."""
     spec = contents.spec
-    (stage / "README.md").write_text(readme(spec, delivery_id, [f["path"] for f in files]), encoding="utf-8")
+    text = readme(spec, delivery_id, [f["path"] for f in files], contents.synthetic)
+    (stage / "README.md").write_text(text, encoding="utf-8")
     (stage / "codebook.md").write_text(
         codebook(spec, contents.codebook_columns, contents.codebook_schema), encoding="utf-8"
     )
@@ -219,6 +221,7 @@ def _manifest(
         "created_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
         "spec_sha256": contents.spec_sha256,
         "pipeline_version": __version__,
+        "synthetic": contents.synthetic,
         "data_level": spec.data_level,
         "format": spec.delivery.format,
         "period": {"from": spec.period.from_.isoformat(), "to": spec.period.to.isoformat()},
