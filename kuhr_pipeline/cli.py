@@ -36,7 +36,14 @@ def cli() -> None:
 @click.option("--from-year", default=2018, show_default=True, type=int)
 @click.option("--to-year", default=2024, show_default=True, type=int)
 @click.option("--seed", default=42, show_default=True, type=int)
-def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int) -> None:
+@click.option(
+    "--order",
+    default="time",
+    show_default=True,
+    type=click.Choice(["time", "person"]),
+    help="time: each year one file sorted by time, as the register exports; person: a person's claims together.",
+)
+def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int, order: str) -> None:
     """Write a synthetic KUHR source in the source contract."""
     from tqdm import tqdm
 
@@ -49,7 +56,7 @@ def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int) -> N
         desc="synth",
         file=sys.stderr,
     ) as bar:
-        report = generate_source(out, persons, from_year, to_year, seed, on_progress=bar.update)
+        report = generate_source(out, persons, from_year, to_year, seed, on_progress=bar.update, order=order)
         bar.total = bar.n
         bar.refresh()
     click.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
+from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.identity.fodselsnummer import IdKind, IdReason, check_ids
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.source.schema import SOURCE_SCHEMA
@@ -157,3 +159,37 @@ def test_generator_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(KuhrError, match="not empty"):
         generate_source(tmp_path / "x", persons=10)
     assert (tmp_path / "x" / "file").read_text() == "keep me"
+
+
+def test_time_order_sorts_each_year_and_holds_the_same_rows_as_person_order(tmp_path: Path) -> None:
+    """`--order time` (the default) writes each year as one file sorted by time, as the register
+    exports; `--order person` keeps a person's claims together. The same seed gives the same rows."""
+    import pyarrow.parquet as pq
+
+    by_time = generate_source(tmp_path / "t", persons=450, from_year=2023, to_year=2024, seed=2).path
+    by_person = generate_source(tmp_path / "p", persons=450, from_year=2023, to_year=2024, seed=2, order="person").path
+    for year in (2023, 2024):
+        (file,) = (by_time / f"ar={year}").iterdir()
+        times = pq.read_table(file, columns=["behandlingstidspunkt"]).column(0)
+        assert pc.all(pc.greater_equal(times.slice(1), times.slice(0, len(times) - 1))).as_py()
+        assert pc.all(pc.equal(pc.year(times), year)).as_py()
+    person_file = next((by_person / "ar=2024").iterdir())
+    persons = pq.read_table(person_file, columns=["pasient_fnr"]).column(0).to_pylist()
+    runs = sum(1 for a, b in itertools.pairwise(persons) if a != b)
+    assert runs < len(set(persons)) * 1.1  # a person's claims lie together
+
+    def rows(folder: Path) -> pa.Table:
+        table = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+        return table.sort_by("regning_id")
+
+    assert rows(by_time).equals(rows(by_person))
+    assert (
+        not rows(by_time)
+        .column("regning_id")
+        .equals(ds.dataset(by_time, format="parquet", partitioning="hive").to_table().column("regning_id"))
+    )  # time order is another order
+
+
+def test_an_unknown_order_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(KuhrError, match="--order"):
+        generate_source(tmp_path / "x", persons=10, order="random")
