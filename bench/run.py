@@ -1,7 +1,8 @@
 """One command for the register-scale benchmark (see bench/README.md).
 
-    .venv/bin/python bench/run.py            # ~20 million claims
-    .venv/bin/python bench/run.py --small    # ~2 million claims
+    .venv/bin/python bench/run.py                  # ~20 million claims, in time order (as the register exports)
+    .venv/bin/python bench/run.py --order person   # the same claims, a person's together
+    .venv/bin/python bench/run.py --small          # ~2 million claims
 
 Generates a synthetic source, then times as whole processes (GNU time -v: wall time, peak RSS)
 the synthetic generator, `kuhr-pipeline deliver` of bench/benchmark-application.yaml, the floor
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="about 2 million claims")
     parser.add_argument("--claims", type=int, default=20_000_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/kuhr-bench"))
+    parser.add_argument("--order", choices=["time", "person"], default="time", help="the source's order (synth --order)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive script")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--repeat", type=int, default=1,
@@ -119,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     claims = 2_000_000 if args.small else args.claims
     persons = int(claims / CLAIMS_PER_PERSON)
-    work = args.work / f"{claims}"
+    work = args.work / f"{claims}-{args.order}"
     source = work / "source"
     env = {**os.environ, "DAGSTER_HOME": str(work / "dagster_home"), "KUHR_DELIVERIES": str(work / "deliveries"),
            "KUHR_PSEUDONYM_KEY_FILE": str(work / "keys" / "pseudonym.key"),
@@ -141,7 +143,8 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     if not source.exists():
         results["synth"] = timed("synth", [cli, "synth", "--out", str(source), "--persons", str(persons),
-                                           "--from-year", "2019", "--to-year", "2024"], env, work / "synth.log")
+                                           "--from-year", "2019", "--to-year", "2024", "--order", args.order],
+                                   env, work / "synth.log")
     actual = int(subprocess.run([sys.executable, "-c", "import pyarrow.dataset as ds,sys;"
                                  f"print(ds.dataset({str(source)!r}, partitioning='hive').count_rows())"],
                                 capture_output=True, text=True, check=True).stdout)
@@ -172,7 +175,8 @@ def main() -> None:
     if not args.no_naive:
         results["naive"] = timed("naive", [sys.executable, str(BENCH / "naive.py"), str(source),
                                            str(work / "out" / "naive.parquet")], env, work / "naive.log")
-    report(results, paired, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps, args.instance)
+    report(results, paired, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps, args.instance,
+           args.order)
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -206,9 +210,9 @@ def new_postgres_database(work: Path) -> dict[str, str]:
 
 def report(
     results: dict[str, dict[str, float]], paired: list[float], claims: int, command: str, no_record: bool, steps: str,
-    instance: str,
+    instance: str, order: str,
 ) -> None:
-    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {claims:,} claims", "",
+    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {claims:,} claims, source in {order} order", "",
              f"Command: `.venv/bin/python {command}` at commit {commit()}  ", f"Machine: {machine()}  ",
              f"Dagster instance: {'PostgreSQL' if instance == 'postgres' else 'SQLite'}", "",
              "| step | wall time (s) | peak RSS (GB) | all processes (GB) | CPU stolen |", "|---|---:|---:|---:|---:|"]

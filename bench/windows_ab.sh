@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Windows cost (#20): deliver bench/benchmark-no-windows.yaml and bench/benchmark-windows.yaml in
 # turn, N rounds, on the bench source; prints each wall time. Run from the repository root after
-# bench/run.py has made /tmp/kuhr-bench/20000000/source. Usage: bash bench/windows_ab.sh [ROUNDS]
+# bench/run.py has made /tmp/kuhr-bench/20000000-time/source. Usage: bash bench/windows_ab.sh [ROUNDS]
 set -euo pipefail
 rounds=${1:-3}
 work=$(mktemp -d)

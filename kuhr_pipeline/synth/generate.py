@@ -66,6 +66,40 @@ def generate_source(
     """Write a Hive-partitioned source (`ar=YYYY/part-N.parquet`) for the given years, its rows in
     `order` (see the module's docstring)."""
     out = Path(out)
+    _refuse_arguments(out, persons, from_year, to_year, bad_id_share, order)
+    pools = _pools(persons)
+    population = make_population(np.random.default_rng(seed), persons, to_year, int(pools[0]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    for year in range(from_year, to_year + 1):
+        (staging / f"ar={year}").mkdir()
+    parts = -(-persons // PERSONS_PER_SLICE)
+    slice_size = -(-persons // parts)  # slices of even size keep both workers busy to the end
+
+    def make_slice(year: int, part: int) -> pa.Table:
+        """One (year, slice), made from its own seed; in person order also written to its own file."""
+        rng = np.random.default_rng([seed, year, part])
+        slice_ = np.arange(part * slice_size, min((part + 1) * slice_size, persons))
+        first_regning = year * 10**10 + part * REGNING_IDS_PER_SLICE
+        table = make_year(rng, population, slice_, year, first_regning, bad_id_share, pools)
+        if order == "person":
+            _write(table, staging / f"ar={year}" / f"part-{part:04d}.parquet", row_group_size=256 * 1024)
+        return table
+
+    years = _Years(staging, order, parts, on_progress)
+    try:
+        slices = [(year, part) for year in range(from_year, to_year + 1) for part in range(parts)]
+        claims = _two_at_a_time(slices, make_slice, years.slice_made)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return SynthReport(out, persons, claims, list(range(from_year, to_year + 1)))
+
+
+def _refuse_arguments(out: Path, persons: int, from_year: int, to_year: int, bad_id_share: float, order: str) -> None:
     where = str(out)
     if persons < 1:
         raise KuhrError.single(where, "--persons", "must be at least 1")
@@ -83,46 +117,37 @@ def generate_source(
     if out.exists() and any(out.iterdir()):
         raise KuhrError.single(where, "--out", "exists and is not empty", "choose a new folder or remove it")
 
-    pools = _pools(persons)
-    population = make_population(np.random.default_rng(seed), persons, to_year, int(pools[0]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    for year in range(from_year, to_year + 1):
-        (staging / f"ar={year}").mkdir()
 
-    parts = -(-persons // PERSONS_PER_SLICE)
-    slice_size = -(-persons // parts)  # slices of even size keep both workers busy to the end
+class _Years:
+    """Counts the slices as they are made; in time order, writes a year once all its slices are made."""
 
-    def make_slice(year: int, part: int) -> pa.Table:
-        """One (year, slice), made from its own seed; in person order also written to its own file."""
-        rng = np.random.default_rng([seed, year, part])
-        slice_ = np.arange(part * slice_size, min((part + 1) * slice_size, persons))
-        first_regning = year * 10**10 + part * REGNING_IDS_PER_SLICE
-        table = make_year(rng, population, slice_, year, first_regning, bad_id_share, pools)
-        if order == "person":
-            _write(table, staging / f"ar={year}" / f"part-{part:04d}.parquet", row_group_size=256 * 1024)
-        return table
+    def __init__(self, staging: Path, order: str, parts: int, on_progress: Callable[[int], None] | None) -> None:
+        self.staging, self.order, self.parts, self.on_progress = staging, order, parts, on_progress
+        self.made: dict[int, dict[int, pa.Table]] = {}
 
-    year_parts: dict[int, dict[int, pa.Table]] = {}
-
-    def finished(future: Future[pa.Table], year: int, part: int) -> int:
-        """Count the slice's claims; in time order, write its year once every slice of it is made."""
-        table = future.result()
-        if on_progress:
-            on_progress(table.num_rows)
-        if order == "time":
-            made = year_parts.setdefault(year, {})
+    def slice_made(self, year: int, part: int, table: pa.Table) -> int:
+        if self.on_progress:
+            self.on_progress(table.num_rows)
+        if self.order == "time":
+            made = self.made.setdefault(year, {})
             made[part] = table
-            if len(made) == parts:
-                whole = pa.concat_tables([made[p] for p in range(parts)]).sort_by("behandlingstidspunkt")
-                del year_parts[year]
-                _write(whole, staging / f"ar={year}" / "part-0000.parquet", row_group_size=None)
+            if len(made) == self.parts:
+                whole = pa.concat_tables([made[p] for p in range(self.parts)]).sort_by("behandlingstidspunkt")
+                del self.made[year]
+                _write(whole, self.staging / f"ar={year}" / "part-0000.parquet", row_group_size=None)
         return table.num_rows
 
-    slices = [(year, part) for year in range(from_year, to_year + 1) for part in range(parts)]
-    claims = 0
-    # numpy and Parquet release the GIL for their bulk work: two slices at a time use both cores,
-    # and at most two slices (in time order: a year and two slices) are in memory
+
+def _two_at_a_time(
+    slices: list[tuple[int, int]],
+    make: Callable[[int, int], pa.Table],
+    made: Callable[[int, int, pa.Table], int],
+) -> int:
+    """`make` each (year, part) on WORKERS threads, handing each result to `made` in the main
+    thread, in slice order among those done together; returns the sum of what `made` returns.
+    numpy and Parquet release the GIL for their bulk work, so two slices at a time use both cores,
+    and at most two slices (in time order: a year and two slices) are in memory."""
+    total = 0
     pool = ThreadPoolExecutor(max_workers=WORKERS)
     running: dict[Future[pa.Table], tuple[int, int]] = {}
     try:
@@ -130,22 +155,16 @@ def generate_source(
             if len(running) == WORKERS:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=running.__getitem__):
-                    claims += finished(future, *running.pop(future))
-            running[pool.submit(make_slice, year, part)] = (year, part)
+                    total += made(*running.pop(future), future.result())
+            running[pool.submit(make, year, part)] = (year, part)
         for future in sorted(running, key=running.__getitem__):
-            claims += finished(future, *running[future])
+            total += made(*running[future], future.result())
         running.clear()
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
+    finally:
         for future in running:
             future.cancel()
         pool.shutdown(wait=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    pool.shutdown()
-    return SynthReport(out, persons, claims, list(range(from_year, to_year + 1)))
+    return total
 
 
 # Nearly one value per claim: a dictionary would only be built to be thrown away (Parquet falls back to
