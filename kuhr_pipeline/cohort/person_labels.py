@@ -7,13 +7,11 @@ to ids lives only in this process's memory, and is used once, to pseudonymise th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pyarrow as pa
 from pandas._libs.hashtable import Int64HashTable
 
-from kuhr_pipeline.identity.fodselsnummer import IdReason, IdSlots, id_slots
+from kuhr_pipeline.identity.fodselsnummer import IdReason, id_numbers, id_slots
 
 NO_PERSON = 0
 _MIN_SIZE = 65_536
@@ -88,12 +86,23 @@ class LabelSet:
         return found
 
 
-def claim_labels(ids: pa.Array, label: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, IdSlots]:
-    """Each claim's person label by `label` (PersonLabels.label gives new ids one, .find does not),
-    NO_PERSON where the id is refused; with the ids' check. Ids of rows a filter dropped can sit
-    in a batch's dictionary: they get no label."""
-    slots = id_slots(ids)
-    slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
-    valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
-    slot_labels[valid] = label(slots.number[valid])
-    return slot_labels[slots.slot], slots
+def claim_labels(ids: pa.Array, persons: PersonLabels, *, add: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each claim's person label, NO_PERSON where the id is refused (`add`: new valid ids get the
+    next free labels, else they stay NO_PERSON too); and the claims per IdReason.
+
+    An id seen before is found by one hash lookup of its number (only valid ids have labels);
+    only the others, new ids and refused ones, are checked, each distinct one once. In a source
+    in time order a batch holds nearly as many persons as claims: checking each batch's distinct
+    ids again cost three times the lookup."""
+    labels = persons.find(id_numbers(ids))
+    unknown = np.flatnonzero(labels == NO_PERSON)
+    per_reason = np.zeros(len(IdReason), dtype=np.int64)
+    per_reason[IdReason.VALID] = len(ids) - len(unknown)
+    if len(unknown):
+        slots = id_slots(ids.take(pa.array(unknown)))
+        slot_labels = np.full(len(slots.reason), NO_PERSON, dtype=np.int32)
+        valid = (slots.reason == IdReason.VALID) & (slots.rows > 0)
+        slot_labels[valid] = (persons.label if add else persons.find)(slots.number[valid])
+        labels[unknown] = slot_labels[slots.slot]
+        per_reason += slots.rows_per_reason()
+    return labels, per_reason

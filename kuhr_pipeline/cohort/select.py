@@ -94,7 +94,7 @@ class _FirstPass:
                 *columns_for(spec.cohort.exclude),
             }
         )
-        self.coded = {"pasient_fnr", *CODE_COLUMNS.intersection(self.columns)}  # read as dictionaries
+        self.coded = CODE_COLUMNS.intersection(self.columns)  # read as dictionaries
         self.persons = PersonLabels()
         self.excluded = LabelSet()
         self.evidence = evidence
@@ -106,8 +106,8 @@ class _FirstPass:
     def take(self, piece: int, batch: pa.RecordBatch) -> None:
         if piece != self.last_piece:
             self.row_in_piece, self.last_piece = 0, piece
-        labels, slots = claim_labels(batch.column("pasient_fnr"), self.persons.label)
-        self.dropped += slots.rows_per_reason()
+        labels, per_reason = claim_labels(batch.column("pasient_fnr"), self.persons, add=True)
+        self.dropped += per_reason
         self.writer.write(batch, labels)
         entries, exclusions = match_each(batch, [self.criteria.entry, self.criteria.exclude])
         entry = np.flatnonzero(entries & (labels != NO_PERSON))

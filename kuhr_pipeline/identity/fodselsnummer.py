@@ -121,6 +121,17 @@ def id_slots(ids: pa.Array | pa.ChunkedArray) -> IdSlots:
     )
 
 
+def id_numbers(ids: pa.Array) -> np.ndarray:
+    """int64 per row: the id read as a number where it is 11 ASCII digits, else −1. Not a check:
+    a number is a valid id's only if the check says so (PersonLabels holds only valid ones)."""
+    if pa.types.is_dictionary(ids.type):
+        on_dictionary = np.append(id_numbers(ids.dictionary), -1)  # the last: nulls
+        return on_dictionary[pc.fill_null(ids.indices, len(ids.dictionary)).to_numpy()]
+    eleven = pc.and_(pc.equal(pc.binary_length(ids), 11), pc.ascii_is_decimal(ids))
+    numbers = pc.cast(pc.if_else(eleven, ids, pa.scalar(None, ids.type)), pa.int64())
+    return pc.fill_null(numbers, -1).to_numpy()
+
+
 def check_ids(ids: pa.Array | pa.ChunkedArray) -> IdCheck:
     """Validate and classify every id (each distinct one once, the results spread over the rows)."""
     return IdCheck(id_slots(ids))
