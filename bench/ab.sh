@@ -15,7 +15,9 @@ for round in $(seq "$rounds"); do
   for version in base now; do
     path=$([ "$version" = base ] && echo "$work/base" || pwd)
     start=$(date +%s.%N)
-    PYTHONPATH=$path .venv/bin/python -c "from kuhr_pipeline.cli import console; console()" \
+    # -P: without it `python -c` puts the current folder (the working tree) first on sys.path, and
+    # "base" ran the working tree's code too (every A/B before 2026-12-02 compared the tree with itself)
+    PYTHONPATH=$path .venv/bin/python -P -c "from kuhr_pipeline.cli import console; console()" \
       deliver --again -q "$spec" --source "$source" >/dev/null 2>"$work/last.err" || { tail -5 "$work/last.err"; exit 1; }
     echo "$version $(echo "$(date +%s.%N) - $start" | bc)"
   done

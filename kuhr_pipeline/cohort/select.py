@@ -237,7 +237,7 @@ def collect_claims(
     rows = 0
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        batches = scan(source, read, (spec.period.from_, spec.period.to), as_dictionary=codes)
+        batches = scan(source, read, (spec.period.from_, spec.period.to), as_dictionary=codes, as_bytes=[CLAIM_ID])
         for batch, labels in cohort.row_labels.along(batches, source.path):
             position = position_of_label[labels]
             keep = position >= 0
