@@ -351,6 +351,18 @@ def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
     estimated = json.loads(out)
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"]], capsys)
     assert code == 0, err
+    # the same spec, key and source into a deliveries folder of its own: the same bytes in every
+    # data file but the validation summary (it names its run); the proof's time is not delivered
+    code, again, err = run_cli(["deliver", spec, "--source", setup["source"], "--out", tmp_path / "again"], capsys)
+    assert code == 0, err
+    hashes = [
+        {f["path"]: f["plaintext_sha256"] for f in json.loads((Path(o.strip()) / "manifest.json").read_text())["files"]}
+        for o in (out, again)
+    ]
+    assert {k: v for k, v in hashes[0].items() if k.startswith("data/") and "validation_summary" not in k} == {
+        k: v for k, v in hashes[1].items() if k.startswith("data/") and "validation_summary" not in k
+    }
+    assert "data/disclosure_report.json.c4gh" in hashes[0]
     plain = tmp_path / "plain"
     code, _, err = run_cli(
         ["decrypt", out.strip(), "--sk", setup["alice"], "--out", plain, "--signer-pub", setup["signing_pub"]], capsys
