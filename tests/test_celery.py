@@ -108,6 +108,27 @@ def test_steps_run_on_a_celery_worker(
         worker_text = worker_log.read_text()
         assert "execute_plan" in worker_text and "succeeded" in worker_text, worker_text[-3000:]
         assert database.query("select status from runs") == [("SUCCESS",)]
+        # the same spec, key and source delivered in process: the same plaintext in every data file
+        # but the validation summary, which names its run
+        in_process = subprocess.run(
+            [str(BIN / "kuhr-pipeline"), "deliver", str(spec), "--out", str(tmp_path / "in-process"), "-q"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert in_process.returncode == 0, in_process.stderr[-3000:]
+        manifests = [delivered[0], Path(in_process.stdout.strip()) / "manifest.json"]
+        hashes = [
+            {
+                f["path"]: f["plaintext_sha256"]
+                for f in json.loads(m.read_text())["files"]
+                if f["path"].startswith("data/") and "validation_summary" not in f["path"]
+            }
+            for m in manifests
+        ]
+        assert hashes[0] == hashes[1] and any("claims" in path for path in hashes[0])
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
