@@ -186,15 +186,18 @@ def test_profile_masks_small_counts(source, spec_dir: Path, tmp_path: Path) -> N
 
 
 def test_code_columns_are_staged_as_plain_text(source, spec_dir: Path, tmp_path: Path) -> None:
-    """Pass 2 reads code columns as dictionaries; what it stages is decoded, value for value."""
+    """Pass 2 reads code columns as dictionaries and the claim id as bytes; what it stages is the
+    source's text, value for value."""
     variables = [
         "pasient_pseudonym",
+        "regning_id",
         "behandler_praksistype",
         {"name": "pasient_bostedskommune", "as": "kommune"},
         "diagnosekoder",
     ]
     result = select_cohort(source, _spec(spec_dir, variables=variables), MASTER, staging_in(tmp_path / "stage"))
     staged = read_staged(result.path)
+    assert staged.schema.field("regning_id").type == pa.string()
     assert staged.schema.field("behandler_praksistype").type == pa.string()
     assert staged.schema.field("pasient_bostedskommune").type == pa.string()
     assert staged.schema.field("diagnosekoder").type == pa.list_(pa.string())

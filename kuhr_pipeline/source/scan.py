@@ -228,8 +228,11 @@ def _dictionary_field(field: pa.Field) -> pa.Field:
 
 
 def decoded(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """A column as plain values (dictionary-encoded strings or list elements decoded; others as they are)."""
+    """A column as plain values: dictionary-encoded strings or list elements decoded, a column read
+    `as_bytes` back to the schema's text (checked as UTF-8 here, on the rows kept), others as they are."""
     kind = column.type
+    if pa.types.is_binary(kind):
+        return pc.cast(column, pa.string())
     if pa.types.is_dictionary(kind):
         return pc.cast(column, kind.value_type)
     if pa.types.is_list(kind) and pa.types.is_dictionary(kind.value_type):
