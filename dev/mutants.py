@@ -173,6 +173,36 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "    return None",
         ["tests/test_delivery.py"],
     ),
+    "claims of known persons not counted": (
+        "kuhr_pipeline/cohort/person_labels.py",
+        "per_reason[IdReason.VALID] = len(ids) - len(unknown)",
+        "per_reason[IdReason.VALID] = 0",
+        ["tests/test_person_labels.py"],
+    ),
+    "a year in time order left unsorted": (
+        "kuhr_pipeline/synth/generate.py",
+        '.sort_by("behandlingstidspunkt")',
+        "",
+        ["tests/test_synth.py"],
+    ),
+    "dummy claims the exclusion matches": (
+        "kuhr_pipeline/dummy/source.py",
+        "fits &= ~match(table, exclude)",
+        "fits &= True",
+        ["tests/test_dummy.py::test_dummy_persons_meet_every_cohort_rule"],
+    ),
+    "dummy age drawn for the last entry claim": (
+        "kuhr_pipeline/dummy/source.py",
+        "birth = _birth(rng, days[0],",
+        "birth = _birth(rng, days[-1],",
+        ["tests/test_dummy.py::test_dummy_persons_meet_every_cohort_rule"],
+    ),
+    "a dummy not said to be synthetic": (
+        "kuhr_pipeline/delivery/publish.py",
+        '"synthetic": contents.synthetic,',
+        '"synthetic": False,',
+        ["tests/test_dummy.py"],
+    ),
 }
 
 

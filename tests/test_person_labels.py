@@ -8,9 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kuhr_pipeline.cohort.person_labels import LabelSet, PersonLabels
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels, claim_labels
 from kuhr_pipeline.cohort.row_labels import RowLabelsWriter
 from kuhr_pipeline.errors import SourceError
+from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids
+from tests.helpers import fnr, person_id
 
 
 def test_each_id_keeps_its_label_and_new_ids_get_the_next_ones() -> None:
@@ -69,3 +71,25 @@ def test_a_source_changed_between_the_passes_is_refused(tmp_path: Path, second_s
     row_labels = writer.close()
     with pytest.raises(SourceError, match="changed while it was being read"):
         list(row_labels.along([_batch(s) for s in second_scan], tmp_path))
+
+
+def test_claim_labels_find_known_ids_and_check_only_the_others() -> None:
+    """Ids seen before keep their label (found by their number); new valid ids get the next ones;
+    refused ids get none and are counted by reason, as the row-by-row check counts them."""
+    alice, bob, carol = person_id(1), person_id(2), person_id(3)
+    synthetic = alice[:2] + f"{int(alice[2:4]) + 80:02d}" + alice[4:9]  # month + 80: a test person
+    bad = alice[:10] + str((int(alice[10]) + 1) % 10)  # the second check digit wrong
+    persons = PersonLabels()
+    first = pa.array([alice, bob, alice, None, "1234", bad, f"{alice} ", fnr(synthetic[:9])], pa.string())
+    labels, per_reason = claim_labels(first, persons, add=True)
+    assert labels.tolist() == [1, 2, 1, NO_PERSON, NO_PERSON, NO_PERSON, NO_PERSON, NO_PERSON]
+    assert per_reason.tolist() == np.bincount(check_ids(first).reason, minlength=len(IdReason)).tolist()
+    assert per_reason[IdReason.VALID] == 3 and per_reason[IdReason.SYNTHETIC] == 1
+
+    second = pa.array([carol, bob, bad, alice], pa.string())
+    labels, per_reason = claim_labels(second, persons, add=False)  # carol is new: not labelled
+    assert labels.tolist() == [NO_PERSON, 2, NO_PERSON, 1]
+    assert per_reason[IdReason.VALID] == 3 and per_reason[IdReason.BAD_CHECK_DIGITS] == 1
+    labels, _ = claim_labels(second, persons, add=True)
+    assert labels.tolist() == [3, 2, NO_PERSON, 1] and len(persons) == 3
+    assert persons.numbers(np.array([1, 2, 3])).tolist() == [int(alice), int(bob), int(carol)]
