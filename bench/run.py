@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kuhr-bench"))
     parser.add_argument("--order", choices=["time", "person"], default="time", help="the source's order (synth --order)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive script")
+    parser.add_argument("--multiprocess", action="store_true",
+                        help="also deliver with --executor multiprocess (a process per step), alternating")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run deliver and the floors this many times, alternating (the median is reported)")
@@ -159,15 +161,20 @@ def main() -> None:
                                           str(work / "out" / "floor_tuned.parquet"), "--as-deliver-reads"],
                                          "floor_tuned.log"),
     }
+    if args.multiprocess:
+        commands["deliver, a process per step"] = ([*commands["deliver"][0], "--executor", "multiprocess"],
+                                                   "deliver_multiprocess.log")
     rounds: list[dict[str, dict[str, float]]] = []
-    steps = ""
+    steps_of: dict[str, list[str]] = {}
     for _ in range(args.repeat):  # alternating, so that a slow spell of the machine hits all of them
         this: dict[str, dict[str, float]] = {}
         for name, (command, log) in commands.items():
             this[name] = timed(name, command, env, work / log)
-            if name == "deliver":
-                steps = subprocess.run([sys.executable, str(BENCH / "steps.py")], env=env, capture_output=True,
-                                       text=True, check=True).stdout
+            if name.startswith("deliver"):  # the last round's steps of each way to deliver
+                rows = subprocess.run([sys.executable, str(BENCH / "steps.py")], env=env, capture_output=True,
+                                      text=True, check=True).stdout.splitlines()
+                label = name.removeprefix("deliver").removeprefix(", ")
+                steps_of[name] = [row.replace("| ", f"| {label}: ", 1) if label else row for row in rows]
         rounds.append(this)
     for name in commands:
         results[name] = median_run([r[name] for r in rounds])
@@ -175,6 +182,7 @@ def main() -> None:
     if not args.no_naive:
         results["naive"] = timed("naive", [sys.executable, str(BENCH / "naive.py"), str(source),
                                            str(work / "out" / "naive.parquet")], env, work / "naive.log")
+    steps = "\n".join(row for rows in steps_of.values() for row in rows)
     report(results, paired, actual, " ".join(["bench/run.py", *sys.argv[1:]]), args.no_record, steps, args.instance,
            args.order)
 

@@ -84,15 +84,29 @@ def check(spec: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the delivery.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the delivery folder (no progress).")
 @click.option("-v", "--verbose", is_flag=True, help="Show Dagster's own log lines and a failed step's trace.")
+@click.option(
+    "--executor",
+    type=click.Choice(["in_process", "multiprocess", "celery"]),
+    default="in_process",
+    show_default=True,
+    help="Where the steps run: this process, a process per step, or Celery workers ($KUHR_CELERY_BROKER).",
+)
 def deliver(
-    spec: Path, source: Path | None, out: Path | None, again: bool, as_json: bool, quiet: bool, verbose: bool
+    spec: Path,
+    source: Path | None,
+    out: Path | None,
+    again: bool,
+    as_json: bool,
+    quiet: bool,
+    verbose: bool,
+    executor: str,
 ) -> None:
-    """Deliver one application: run its Dagster job in this process and print the delivery folder.
+    """Deliver one application: run its Dagster job from this process and print the delivery folder.
 
     An unchanged spec (same canonical hash) already delivered into the deliveries folder is
     refused (exit 2) unless --again: every delivery is a disclosure. Exit 1: the run or its
     validation failed (nothing delivered); 2: refused spec or usage; 3: a missing or unusable
-    key, source or audit log."""
+    key, source or audit log, or no Celery worker for --executor celery."""
     from kuhr_pipeline.quality import gx_process
 
     if quiet and verbose:
@@ -117,6 +131,7 @@ def deliver(
         echo=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)),
         again=again,
         verbosity="quiet" if quiet else "verbose" if verbose else "normal",
+        executor=executor,
     )
     click.echo(json.dumps(delivered.as_json(), sort_keys=True) if as_json else str(delivered.path))
 

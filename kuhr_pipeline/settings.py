@@ -19,6 +19,14 @@ def signing_key_file() -> str | None:
     return os.environ.get(SIGNING_KEY_VARIABLE)
 
 
+CELERY_BROKER_VARIABLE = "KUHR_CELERY_BROKER"
+
+
+def celery_broker() -> str:
+    """The Celery broker `deliver --executor celery` sends steps to (RabbitMQ on this machine by default)."""
+    return os.environ.get(CELERY_BROKER_VARIABLE, "pyamqp://guest:guest@127.0.0.1:5672//")
+
+
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value) if value else default

@@ -124,3 +124,31 @@ def test_two_specs_of_one_application_at_once_never_mix(setup, capsys) -> None:
             assert manifest["spec_sha256"] == hashes[path]
     assert len(published(setup)) == 6
     assert audit_verify(setup, capsys)[0] == 0
+
+
+def test_a_run_stopped_from_elsewhere_while_it_packs_publishes_nothing(setup, capsys, monkeypatch) -> None:
+    """A step on a worker of its own is not ended with `deliver`: the UI's Terminate (or a stopped
+    `deliver --executor celery`) marks the run canceling, and the commit asks first."""
+    import dagster as dg
+
+    from kuhr_pipeline.delivery import publish
+
+    encrypt = publish._encrypt_data
+
+    def encrypt_then_terminate(*args, **kwargs):
+        files = encrypt(*args, **kwargs)
+        with dg.DagsterInstance.get() as instance:
+            (run,) = instance.get_runs(limit=1)
+            instance.report_run_canceling(run, message="terminated from the UI")
+        return files
+
+    monkeypatch.setattr(publish, "_encrypt_data", encrypt_then_terminate)
+    code, _, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 1, err
+    assert "run: was stopped before its commit; nothing was published" in err
+    assert published(setup) == []
+    assert not [p for p in (setup["deliveries"] / APP).iterdir() if p.name.startswith(".")]
+    assert (
+        not (setup["deliveries"] / "audit.jsonl").exists()
+        or "delivery" not in (setup["deliveries"] / "audit.jsonl").read_text()
+    )

@@ -3,6 +3,7 @@ clear error, no delivery, no staging debris in the deliveries folder, and a reru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -185,9 +186,9 @@ def test_sigkill_during_each_asset(setup, capsys, kill_on, delivery_format, tmp_
     assert code == 0, err
 
 
-def start_deliver(setup: dict[str, Path]) -> subprocess.Popen[str]:
+def start_deliver(setup: dict[str, Path], *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(CLI), "deliver", str(setup["spec"]), "--source", str(setup["source"])],
+        [str(CLI), "deliver", str(setup["spec"]), "--source", str(setup["source"]), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -261,6 +262,87 @@ def test_sigterm_or_ctrl_c_stops_deliver(setup, capsys, signum) -> None:
         assert [r.status for r in runs] == [dg.DagsterRunStatus.CANCELED]
         assert instance.event_log_storage.get_concurrency_run_ids() == set()
     rerun_succeeds(setup, capsys)
+
+
+def step_processes_of(pid: int) -> set[int]:
+    """The multiprocessing processes below `pid` (from /proc): the multiprocess executor's steps."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError):
+            continue
+    below, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in below} - below
+        below |= more
+        grew = bool(more)
+    steps = set()
+    for child in below - {pid}:
+        try:
+            if b"multiprocessing" in Path(f"/proc/{child}/cmdline").read_bytes():
+                steps.add(child)
+        except OSError:
+            continue
+    return steps
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie has: its parent has yet to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_the_step_processes_of_a_multiprocess_deliver(setup, capsys) -> None:
+    """With a process per step, the step process is ended too: it cannot go on and publish."""
+    import dagster as dg
+
+    process = start_deliver(setup, "--executor", "multiprocess")
+    signal_on(process, "pass 1", signal.SIGTERM)
+    steps = step_processes_of(process.pid)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM; the run is canceled and its staging removed; nothing was delivered" in err
+    left = [pid for pid in steps if running(pid)]
+    assert steps and not left, left  # ended, not orphaned
+    assert deliveries_left(setup) == []
+    assert not (setup["home"] / "staging" / "FAULT-1").exists()
+    with dg.DagsterInstance.from_config(str(setup["home"])) as instance:
+        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.CANCELED]
+        assert instance.event_log_storage.get_concurrency_run_ids() == set()
+    rerun_succeeds(setup, capsys)
+
+
+def data_plaintext(delivery: Path) -> dict[str, str]:
+    """The plaintext hash of each data file but the validation summary (which names its run)."""
+    files = json.loads((delivery / "manifest.json").read_text())["files"]
+    return {
+        f["path"]: f["plaintext_sha256"]
+        for f in files
+        if f["path"].startswith("data/") and "validation_summary" not in f["path"]
+    }
+
+
+@pytest.mark.slow  # a minute: every step of a multiprocess run imports Dagster afresh
+def test_a_step_process_killed_in_pass_1_is_run_again_with_the_same_bytes(setup, capsys, tmp_path) -> None:
+    """A process per step: the scan's process is SIGKILLed (as the OOM killer would) and the scan
+    step's retry policy runs it again; the delivery equals one made in a single process."""
+    once = tmp_path / "killed-once"
+    env = {**os.environ, "KUHR_FAULT": "in-pass-1", "KUHR_FAULT_ONCE": str(once)}
+    result = subprocess.run(
+        [str(CLI), "deliver", str(setup["spec"]), "--source", str(setup["source"]), "--executor", "multiprocess"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert once.exists()  # a step process was killed
+    in_processes = data_plaintext(Path(result.stdout.strip()))
+    assert in_processes == data_plaintext(rerun_succeeds(setup, capsys, again=True))
+    assert len([n for n in deliveries_left(setup) if not n.startswith(".")]) == 2
 
 
 @pytest.fixture

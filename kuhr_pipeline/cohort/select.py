@@ -36,6 +36,7 @@ from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
 from kuhr_pipeline.cohort.windows import IndexDateEvidence, Progress, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
+from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
@@ -142,6 +143,7 @@ def find_cohort(
         try:
             for piece, batch in scan_pieces(source, state.columns, period, as_dictionary=state.coded):
                 state.take(piece, batch)
+                fault_point("in-pass-1")
                 if on_progress:
                     on_progress("pass 1: finding the cohort", batch.num_rows)
         except BaseException:

@@ -6,7 +6,11 @@ import dagster as dg
 
 from kuhr_pipeline.defs import assets, checks
 from kuhr_pipeline.defs.estimates import estimate_application
-from kuhr_pipeline.defs.jobs import deliver_application, deliver_application_celery
+from kuhr_pipeline.defs.jobs import (
+    deliver_application,
+    deliver_application_celery,
+    deliver_application_multiprocess,
+)
 from kuhr_pipeline.defs.loggers import pipeline_lines
 from kuhr_pipeline.defs.resources import default_resources
 from kuhr_pipeline.defs.schedules import recurring_deliveries
@@ -38,7 +42,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
             checks.statistics_passes_validation,
             checks.source_data_quality,
         ],
-        jobs=[deliver_application, deliver_application_celery, estimate_application],
+        jobs=[deliver_application, deliver_application_multiprocess, deliver_application_celery, estimate_application],
         sensors=[new_applications, staging_cleanup_on_failure, staging_cleanup_on_cancel, release_dead_runs_sensor],
         schedules=[recurring_deliveries],
         resources=resources or default_resources(),

@@ -98,7 +98,18 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
     return loaded
 
 
-@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"}, pool=SOURCE_SCAN_POOL)
+# A scan that fails for a reason of the machine (a step process killed, a read error on a shared
+# disk) is run again once; a KuhrError (the input must be fixed first) is not (plain_failures).
+SCAN_RETRY = dg.RetryPolicy(max_retries=1, delay=5)
+
+
+@dg.asset(
+    partitions_def=applications_partitions,
+    group_name="delivery",
+    kinds={"parquet"},
+    pool=SOURCE_SCAN_POOL,
+    retry_policy=SCAN_RETRY,
+)
 @plain_failures
 def cohort(
     context: dg.AssetExecutionContext, application: LoadedSpec, paths: KuhrPaths, pseudonym_key: PseudonymKey
@@ -233,6 +244,7 @@ def delivery(
         staging,
         signing_key.private_key(),
         on_step=context.log.info,
+        still_wanted=lambda: _still_wanted(context),
     )
     remove_staging(staging.folder)  # a failed run's: sensors.staging_cleanup
     context.add_output_metadata(
@@ -244,3 +256,14 @@ def delivery(
         }
     )
     return published
+
+
+def _still_wanted(context: dg.AssetExecutionContext) -> bool:
+    """The run was not stopped meanwhile (by `deliver` on SIGTERM, or the UI) while this step ran
+    on a worker of its own."""
+    run = context.instance.get_run_by_id(context.run_id)
+    return run is not None and run.status not in (
+        dg.DagsterRunStatus.CANCELING,
+        dg.DagsterRunStatus.CANCELED,
+        dg.DagsterRunStatus.FAILURE,
+    )

@@ -1,5 +1,6 @@
-"""Running the job for one application in this process, recorded in the instance at DAGSTER_HOME
-(used by `kuhr-pipeline deliver`, so CLI deliveries show in the UI's run history)."""
+"""Running the job for one application from this process, recorded in the instance at DAGSTER_HOME
+(used by `kuhr-pipeline deliver`, so CLI deliveries show in the UI's run history). Its steps run
+in this process, or where `executor` says (defs/executors.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from kuhr_pipeline import settings
 from kuhr_pipeline.application import LoadedSpec, load_spec
 from kuhr_pipeline.cohort.windows import reach
 from kuhr_pipeline.defs import build_definitions
+from kuhr_pipeline.defs.executors import (
+    reconstructable_job,
+    require_workers,
+    run_config_elsewhere,
+    stop_step_processes,
+)
+from kuhr_pipeline.defs.jobs import JOB_OF_EXECUTOR
 from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
 from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
 from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
@@ -73,10 +81,12 @@ def deliver_in_process(
     instance: dg.DagsterInstance | None = None,
     again: bool = False,
     verbosity: str = "normal",
+    executor: str = "in_process",
 ) -> Delivered:
     """Check everything a user can get wrong before the run, then run; returns the delivery.
     An unchanged spec already delivered into `deliveries` is refused unless `again`.
-    `verbosity` (quiet, normal, verbose) chooses the run's log lines (see loggers_for)."""
+    `verbosity` (quiet, normal, verbose) chooses the run's log lines (see loggers_for);
+    `executor` where the steps run (in_process, multiprocess, celery)."""
     loaded = load_spec(spec_path)
     read_master_key(settings.pseudonym_key_file())
     signing_key = read_signing_key(settings.signing_key_file())
@@ -87,17 +97,18 @@ def deliver_in_process(
         echo(done)
     if not again:  # after make_ready: a delivery a killed run had committed counts, completed
         refuse_repeat(deliveries_root, loaded.application_id, loaded.sha256, spec_path)
+    require_workers(executor, spec_path)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home().resolve()))
     defs = build_definitions({**default_resources(), "paths": paths})
     if instance is not None:
-        return _run(instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity))
+        return _run(instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity), executor)
     # The instance this process opens is entered (which makes it the current one for Dagster's
     # definitions state) and disposed of afterwards (its database connections closed).
     with instance_setup_lock():
         own_instance = dg.DagsterInstance.get()
     with own_instance:
         hold_connections(own_instance)
-        return _run(own_instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity))
+        return _run(own_instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity), executor)
 
 
 def hold_connections(instance: dg.DagsterInstance) -> None:
@@ -113,6 +124,32 @@ def hold_connections(instance: dg.DagsterInstance) -> None:
     instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=20)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What a finished run says, read while its outputs can still be loaded."""
+
+    run_id: str
+    problems: list[str]
+    delivery: dict[str, object] | None = None  # the delivery's metadata: folder, id, manifest hash
+    persons: str = ""
+    claims: str = ""
+
+
+def _outcome(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> _Outcome:
+    problems = failure_messages(result)
+    if not result.success or problems:
+        return _Outcome(result.run_id, problems or ["failed; no delivery"])
+    (cohort,) = result.asset_materializations_for_node("cohort")
+    (delivery,) = result.asset_materializations_for_node("delivery")
+    return _Outcome(
+        result.run_id,
+        [],
+        {name: value.value for name, value in delivery.metadata.items()},
+        str(cohort.metadata["persons"].value),
+        str(cohort.metadata["claims"].value),
+    )
+
+
 def _run(
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
@@ -121,68 +158,89 @@ def _run(
     paths: KuhrPaths,
     echo: Callable[[str], None],
     loggers: dict[str, object],
+    executor: str,
 ) -> Delivered:
-    job = defs.resolve_job_def("deliver_application")
     home = os.environ["DAGSTER_HOME"]
-    echo(f"delivering {loaded.application_id} from {paths.source_dir()} (Dagster instance {home})")
+    steps = "" if executor == "in_process" else f"; steps: {executor}"
+    echo(f"delivering {loaded.application_id} from {paths.source_dir()} (Dagster instance {home}{steps})")
     run_id = str(uuid.uuid4())  # known before the run starts, so a stop can cancel it
     staging = paths.staging_dir(loaded.application_id)  # the run's own, and any a killed run left
+    run_config = {**run_config_for(spec_path), "loggers": loggers}
+    tags = {**run_tags(loaded), PROCESS_TAG: this_process()}
 
-    def execute() -> dg.ExecuteInProcessResult:  # its application step waits for the pool, sleeping
-        return job.execute_in_process(
-            partition_key=loaded.application_id,
-            instance=instance,
-            run_config={**run_config_for(spec_path), "loggers": loggers},
-            tags={**run_tags(loaded), PROCESS_TAG: this_process()},
-            run_id=run_id,
-            raise_on_error=False,
-        )
+    def execute() -> _Outcome:  # its application step waits for the pool, sleeping
+        if executor == "in_process":
+            job = defs.resolve_job_def(JOB_OF_EXECUTOR[executor])
+            result = job.execute_in_process(
+                partition_key=loaded.application_id,
+                instance=instance,
+                run_config=run_config,
+                tags=tags,
+                run_id=run_id,
+                raise_on_error=False,
+            )
+            return _outcome(result)
+        with dg.execute_job(
+            reconstructable_job(executor),
+            instance,
+            run_config={**run_config, **run_config_elsewhere(executor, paths)},
+            tags={**tags, "dagster/partition": loaded.application_id},
+        ) as elsewhere:
+            return _outcome(elsewhere)
 
     def stopped(signum: int) -> None:
-        cancel_run(instance, run_id, f"stopped by {signal.Signals(signum).name}")
-        remove_staging(staging)
-        time.sleep(0.2)  # a file the run was opening as the signal came: made by now, removed next
-        remove_staging(staging)
-        print(
-            f"error: {spec_path}: run {run_id[:8]}: stopped by {signal.Signals(signum).name}; "
-            "the run is canceled and its staging removed; nothing was delivered",
-            file=sys.stderr,
-        )
+        _stop(instance, tags[PROCESS_TAG], staging, f"stopped by {signal.Signals(signum).name}", spec_path)
 
     with application_lock(loaded.application_id, echo):
         ensure_partition(instance, loaded.application_id)
         try:
-            result = run_stoppably(execute, stopped)
+            outcome = run_stoppably(execute, stopped)
         finally:
             remove_staging(staging)
-    problems = failure_messages(result)
-    if not result.success or problems:
-        raise RunFailed(
-            [Problem(str(spec_path), "run " + result.run_id[:8], p) for p in problems]
-            or [Problem(str(spec_path), "run " + result.run_id[:8], "failed; no delivery")]
-        )
-    published = result.output_for_node("delivery")
-    (cohort,) = result.asset_materializations_for_node("cohort")
+    if outcome.delivery is None:
+        where = "run " + outcome.run_id[:8]
+        raise RunFailed([Problem(str(spec_path), where, p) for p in outcome.problems])
     return Delivered(
         application_id=loaded.application_id,
-        delivery_id=published.delivery_id,
-        path=Path(published.path),
-        manifest_sha256=published.manifest_sha256,
+        delivery_id=str(outcome.delivery["delivery_id"]),
+        path=Path(str(outcome.delivery["delivery_folder"])),
+        manifest_sha256=str(outcome.delivery["manifest_sha256"]),
         spec_sha256=loaded.sha256,
-        persons=str(cohort.metadata["persons"].value),
-        claims=str(cohort.metadata["claims"].value),
+        persons=outcome.persons,
+        claims=outcome.claims,
     )
 
 
-def cancel_run(instance: dg.DagsterInstance, run_id: str, why: str) -> None:
-    """Mark the run canceled (if it started and has not ended) and free its pool slots."""
+def _stop(instance: dg.DagsterInstance, process: str, staging: Path, why: str, spec_path: Path) -> None:
+    """A stop (SIGTERM, Ctrl-C) of `deliver`: the runs this process started canceled, their step
+    processes ended, the staging removed."""
+    runs = instance.get_runs(dg.RunsFilter(tags={PROCESS_TAG: process}))
+    for run in runs:
+        cancel_run(instance, run.run_id, why)
+    if stop_step_processes():  # their end reads to the executor as a failure, which it reports
+        time.sleep(0.5)
+        for run in runs:
+            cancel_run(instance, run.run_id, why, even_if_failed=True)
+    remove_staging(staging)
+    time.sleep(0.2)  # a file the run was opening as the signal came: made by now, removed next
+    remove_staging(staging)
+    print(
+        f"error: {spec_path}: run {runs[0].run_id[:8] if runs else '(not started)'}: {why}; the run is canceled "
+        "and its staging removed; nothing was delivered",
+        file=sys.stderr,
+    )
+
+
+def cancel_run(instance: dg.DagsterInstance, run_id: str, why: str, even_if_failed: bool = False) -> None:
+    """Mark the run canceled (if it started and has not ended, or `even_if_failed`: the failure its
+    executor reported for the steps a stop ended) and free its pool slots."""
     run = instance.get_run_by_id(run_id)
-    if run is not None and not run.is_finished:
+    if run is not None and (not run.is_finished or (even_if_failed and run.status == dg.DagsterRunStatus.FAILURE)):
         instance.report_run_canceled(run, message=why)
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
-def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+def failure_messages(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> list[str]:
     """What stopped the run, one sentence each: a step's `dg.Failure` (a refused input or a failed
     blocking check, see defs/failures.py) as it was written, else the root cause of its error.
     Warnings (the source's data quality) are shown in the UI and do not stop a delivery."""

@@ -30,9 +30,11 @@ def assemble_and_publish(
     signing_key: Ed25519PrivateKey,
     on_step: Callable[[str], None] | None = None,
     synthetic: bool = False,
+    still_wanted: Callable[[], bool] = lambda: True,
 ) -> PublishedDelivery:
     """Only what passed validation goes in: the gate raises DeliveryError otherwise. `synthetic`:
-    a dummy delivery (kuhr_pipeline.dummy), said so in the manifest and README."""
+    a dummy delivery (kuhr_pipeline.dummy), said so in the manifest and README. `still_wanted`:
+    see publish_delivery."""
     spec = application.spec
     tables: list[DataTable] = []
     documents: dict[str, bytes] = {}
@@ -67,7 +69,7 @@ def assemble_and_publish(
         codebook_schema=schema,
         synthetic=synthetic,
     )
-    published = publish_delivery(contents, deliveries_root, staging, signing_key, on_step=on_step)
+    published = publish_delivery(contents, deliveries_root, staging, signing_key, on_step, still_wanted)
     if statistics.path is not None and not synthetic:  # the next release keeps these cells hidden
         keep_pattern(
             deliveries_root, spec.application_id, list(statistics.dimensions), staging.read_parquet(statistics.path)

@@ -104,9 +104,12 @@ def publish_delivery(
     staging: Staging,
     signing_key: Ed25519PrivateKey,
     on_step: Callable[[str], None] | None = None,
+    still_wanted: Callable[[], bool] = lambda: True,
 ) -> PublishedDelivery:
     """Encrypt the sealed tables and the documents into a hidden folder, describe and sign it, then
-    commit it (audit line, rename). Plaintext exists only in memory, a chunk at a time."""
+    commit it (audit line, rename). Plaintext exists only in memory, a chunk at a time.
+    `still_wanted` is asked just before the commit: a run stopped from another process (its step
+    on a worker) publishes nothing."""
     report = on_step or (lambda _: None)
     delivery_id = new_delivery_id()
     app_dir = deliveries_root / contents.spec.application_id
@@ -138,9 +141,8 @@ def publish_delivery(
     finally:
         remove_staging(scratch.folder)
     manifest_sha = hashlib.sha256(data).hexdigest()
-    _commit(
-        stage, app_dir / delivery_id, lock, deliveries_root, signing_key, audit_record(contents, manifest, manifest_sha)
-    )
+    record = audit_record(contents, manifest, manifest_sha)
+    _commit(stage, app_dir / delivery_id, lock, deliveries_root, signing_key, record, still_wanted)
     return PublishedDelivery(app_dir / delivery_id, delivery_id, manifest_sha, len(files))
 
 
@@ -250,12 +252,25 @@ def audit_record(contents: DeliveryContents, manifest: dict[str, Any], manifest_
 
 
 def _commit(
-    stage: Path, target: Path, lock: int, root: Path, signing_key: Ed25519PrivateKey, record: dict[str, Any]
+    stage: Path,
+    target: Path,
+    lock: int,
+    root: Path,
+    signing_key: Ed25519PrivateKey,
+    record: dict[str, Any],
+    still_wanted: Callable[[], bool],
 ) -> None:
     """The signed audit line, then the rename: the line is the commit point. A kill between the
     two leaves a line and a whole staging folder, which the next run renames into place."""
     with COMMIT:  # a stop (SIGTERM, Ctrl-C) waits for the commit, or comes before it
         try:
+            if not still_wanted():
+                raise DeliveryError.single(
+                    str(target.parent),
+                    "run",
+                    "was stopped before its commit; nothing was published",
+                    "deliver again when the delivery is wanted",
+                )
             append_audit(root / AUDIT_LOG, record, signing_key)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)  # no line: nothing was delivered
