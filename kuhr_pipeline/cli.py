@@ -122,9 +122,9 @@ def deliver(
         finally:
             gc.freeze()
             gc.enable()
-    from kuhr_pipeline.defs.launch import deliver_in_process
+    from kuhr_pipeline.defs.launch import run_delivery
 
-    delivered = deliver_in_process(
+    delivered = run_delivery(
         spec,
         source=source,
         deliveries=out,

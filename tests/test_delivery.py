@@ -447,7 +447,7 @@ def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> Non
         )
     assert records and records[0].evaluation is not None and not records[0].evaluation.passed
     evaluation = records[0].evaluation
-    assert evaluation.metadata["sample_claims"].value == 8
+    assert evaluation.metadata["sample_claims"].value == "8"  # text: a check's numbers would be plotted as one series
     assert "expect_column_values_to_be_between on pasient_alder (1 of 8)" in (evaluation.description or "")
 
 

@@ -88,7 +88,12 @@ def _result(
         description=None
         if report.success
         else "failed: " + "; ".join(f"{o.type} on {o.column} ({o.unexpected_count} unexpected)" for o in report.failed),
-        metadata={"results": dg.MetadataValue.md(report.markdown()), "failed": len(report.failed), **(extra or {})},
+        # Counts as text: the UI plots a check's numbers across its runs, every application's as one series.
+        metadata={
+            "results": dg.MetadataValue.md(report.markdown()),
+            "failed": f"{len(report.failed)} of {len(report.outcomes)}",
+            **(extra or {}),
+        },
     )
 
 
@@ -144,5 +149,5 @@ def source_data_quality(context: dg.AssetCheckExecutionContext, application: Loa
         if report.success
         else "source data quality: "
         + "; ".join(f"{o.type} on {o.column} ({o.unexpected_count} of {o.element_count})" for o in report.failed),
-        metadata={"results": dg.MetadataValue.md(report.markdown()), "sample_claims": rows},
+        metadata={"results": dg.MetadataValue.md(report.markdown()), "sample_claims": f"{rows:,}"},  # text: see _result
     )

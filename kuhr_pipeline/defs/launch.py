@@ -73,7 +73,7 @@ class Delivered:
         return {**asdict(self), "path": str(self.path)}
 
 
-def deliver_in_process(
+def run_delivery(
     spec_path: Path,
     source: Path | None = None,
     deliveries: Path | None = None,
@@ -126,7 +126,7 @@ def hold_connections(instance: dg.DagsterInstance) -> None:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What a finished run says, read while its outputs can still be loaded."""
+    """What a finished run says: its failures, or the delivery's and the cohort's metadata."""
 
     run_id: str
     problems: list[str]
@@ -163,7 +163,7 @@ def _run(
     home = os.environ["DAGSTER_HOME"]
     steps = "" if executor == "in_process" else f"; steps: {executor}"
     echo(f"delivering {loaded.application_id} from {paths.source_dir()} (Dagster instance {home}{steps})")
-    run_id = str(uuid.uuid4())  # known before the run starts, so a stop can cancel it
+    run_id = str(uuid.uuid4())  # an in-process run's; a stop finds runs by the process tag
     staging = paths.staging_dir(loaded.application_id)  # the run's own, and any a killed run left
     run_config = {**run_config_for(spec_path), "loggers": loggers}
     tags = {**run_tags(loaded), PROCESS_TAG: this_process()}
