@@ -203,6 +203,24 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         '"synthetic": False,',
         ["tests/test_dummy.py"],
     ),
+    "ids of one length taken as distinct unseen": (
+        "kuhr_pipeline/source/integrity.py",
+        "if not np.any(hashes[1:] == hashes[:-1]):",
+        "if True:",
+        ["tests/test_bad_input.py::test_repeated_claim_ids_are_found_whatever_their_lengths"],
+    ),
+    "a person searched in the first slot only": (
+        "kuhr_pipeline/cohort/person_labels.py",
+        "        while len(probing):",
+        "        while False:",
+        ["tests/test_person_labels.py"],
+    ),
+    "a step stopped elsewhere still published": (
+        "kuhr_pipeline/delivery/publish.py",
+        "            if not still_wanted():",
+        "            if False:",
+        ["tests/test_delivery_commit.py::test_a_run_stopped_from_elsewhere_while_it_packs_publishes_nothing"],
+    ),
 }
 
 

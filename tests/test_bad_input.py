@@ -211,6 +211,30 @@ def test_a_year_exported_twice_is_refused_naming_both_files(apps, keys_env, tmp_
     assert code == 0, err
 
 
+@pytest.mark.parametrize(
+    "ids, repeated",
+    [
+        (["R0001", "R0002", "R0003"], 0),
+        (["R0001", "R0002", "R0001"], 1),  # one length: settled by hashes, then on the ids
+        (["R1", "R0002", "R003", "R1"], 1),  # lengths vary: on the ids
+        (["R1", "R0002", "R003"], 0),
+    ],
+)
+def test_repeated_claim_ids_are_found_whatever_their_lengths(tmp_path, ids, repeated) -> None:
+    from kuhr_pipeline.errors import SourceError
+    from kuhr_pipeline.source.integrity import DuplicateClaims
+
+    pq.write_table(pa.table({"regning_id": ids}), tmp_path / "part-0.parquet")
+    duplicates = DuplicateClaims()
+    for start in range(len(ids)):  # one id a batch, as bytes (as pass 2 reads them)
+        duplicates.add(pa.array([i.encode() for i in ids[start : start + 1]], pa.binary()))
+    if not repeated:
+        duplicates.refuse(ds.dataset(tmp_path))
+        return
+    with pytest.raises(SourceError, match=f"{repeated} ids are used by more than one claim"):
+        duplicates.refuse(ds.dataset(tmp_path))
+
+
 # --- specs that check must refuse -------------------------------------------------------------------
 
 

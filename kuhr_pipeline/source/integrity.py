@@ -13,6 +13,7 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -125,16 +126,28 @@ class DuplicateClaims:
 
     def __init__(self) -> None:
         self._ids: list[pa.Array] = []
+        self._hashes: list[np.ndarray] | None = []  # None: some ids could not be hashed here
 
     def add(self, ids: pa.Array) -> None:
         self._ids.append(ids)
+        if self._hashes is not None:
+            hashed = _fixed_width_hashes(ids)
+            self._hashes = None if hashed is None else [*self._hashes, hashed]
 
     def refuse(self, dataset: ds.Dataset) -> None:
-        """Raise SourceError naming the files and the number of repeated ids, if there are any."""
+        """Raise SourceError naming the files and the number of repeated ids, if there are any.
+
+        Usually settled by the ids' 64-bit hashes, sorted: no two equal, no two ids equal (a
+        sixth of the cost of Arrow's `unique` on the ids). Equal hashes, or ids of varying
+        lengths, are settled on the ids themselves."""
         if not self._ids:
             return
+        if self._hashes is not None:
+            hashes = np.sort(np.concatenate(self._hashes))
+            if not np.any(hashes[1:] == hashes[:-1]):
+                return
         ids = pa.chunked_array(self._ids).combine_chunks()
-        if len(pc.unique(ids)) == len(ids):  # the usual case, a third of the cost of counting each id
+        if len(pc.unique(ids)) == len(ids):  # a third of the cost of counting each id
             return
         counts = pc.value_counts(ids)
         repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
@@ -153,6 +166,30 @@ class DuplicateClaims:
             "a file or a year may have been exported twice",
             FIX,
         )
+
+
+def _fixed_width_hashes(ids: pa.Array) -> np.ndarray | None:
+    """FNV-1a hashes (64 bits) of ids that all have one length, as registers' claim ids do,
+    a byte column at a time; None when they do not (or some are null)."""
+    if ids.null_count:
+        return None
+    lengths = pc.binary_length(ids)
+    width = pc.max(lengths).as_py() if len(ids) else 0
+    if len(ids) and pc.min(lengths).as_py() != width:
+        return None
+    hashes = np.full(len(ids), _FNV_OFFSET, dtype=np.uint64)
+    if not len(ids):
+        return hashes
+    fixed = ids.cast(pa.binary(width))
+    data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=len(fixed) * width, offset=fixed.offset * width)
+    for column in data.reshape(len(fixed), width).T:
+        hashes ^= column
+        hashes *= _FNV_PRIME
+    return hashes
+
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
 
 
 def _text(value: str | bytes) -> str:
