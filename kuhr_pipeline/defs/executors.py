@@ -19,8 +19,6 @@ from kuhr_pipeline.defs.jobs import JOB_OF_EXECUTOR
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.errors import KuhrError
 
-EXECUTORS = tuple(JOB_OF_EXECUTOR)
-
 # A step's task is acknowledged when it ends, not when a worker takes it: the broker gives the
 # task of a worker that dies mid-step to another worker, which runs the step again from its inputs.
 CELERY_SETTINGS = {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1}
