@@ -225,14 +225,16 @@ def test_repeated_claim_ids_are_found_whatever_their_lengths(tmp_path, ids, repe
     from kuhr_pipeline.source.integrity import DuplicateClaims
 
     pq.write_table(pa.table({"regning_id": ids}), tmp_path / "part-0.parquet")
-    duplicates = DuplicateClaims()
-    for start in range(len(ids)):  # one id a batch, as bytes (as pass 2 reads them)
-        duplicates.add(pa.array([i.encode() for i in ids[start : start + 1]], pa.binary()))
-    if not repeated:
-        duplicates.refuse(ds.dataset(tmp_path))
-        return
-    with pytest.raises(SourceError, match=f"{repeated} ids are used by more than one claim"):
-        duplicates.refuse(ds.dataset(tmp_path))
+    one_a_batch, all_in_one = DuplicateClaims(), DuplicateClaims()
+    for start in range(len(ids)):  # as bytes, as pass 2 reads them
+        one_a_batch.add(pa.array([i.encode() for i in ids[start : start + 1]], pa.binary()))
+    all_in_one.add(pa.array([i.encode() for i in ids], pa.binary()))
+    for duplicates in (one_a_batch, all_in_one):
+        if not repeated:
+            duplicates.refuse(ds.dataset(tmp_path))
+            continue
+        with pytest.raises(SourceError, match=f"{repeated} ids are used by more than one claim"):
+            duplicates.refuse(ds.dataset(tmp_path))
 
 
 # --- specs that check must refuse -------------------------------------------------------------------

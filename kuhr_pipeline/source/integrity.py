@@ -132,7 +132,10 @@ class DuplicateClaims:
         self._ids.append(ids)
         if self._hashes is not None:
             hashed = _fixed_width_hashes(ids)
-            self._hashes = None if hashed is None else [*self._hashes, hashed]
+            if hashed is None:
+                self._hashes = None
+            else:
+                self._hashes.append(hashed)
 
     def refuse(self, dataset: ds.Dataset) -> None:
         """Raise SourceError naming the files and the number of repeated ids, if there are any.
@@ -173,13 +176,13 @@ def _fixed_width_hashes(ids: pa.Array) -> np.ndarray | None:
     a byte column at a time; None when they do not (or some are null)."""
     if ids.null_count:
         return None
-    lengths = pc.binary_length(ids)
-    width = pc.max(lengths).as_py() if len(ids) else 0
-    if len(ids) and pc.min(lengths).as_py() != width:
-        return None
     hashes = np.full(len(ids), _FNV_OFFSET, dtype=np.uint64)
     if not len(ids):
         return hashes
+    shortest, width = pc.min_max(pc.binary_length(ids)).values()
+    if shortest != width:
+        return None
+    width = width.as_py()
     fixed = ids.cast(pa.binary(width))
     data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=len(fixed) * width, offset=fixed.offset * width)
     for column in data.reshape(len(fixed), width).T:
