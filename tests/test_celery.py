@@ -103,6 +103,11 @@ def celery_env(tmp_path: Path, keys_env: dict[str, Path]) -> Iterator[tuple[dict
     env = {**os.environ, **database.home(tmp_path / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     source, spec = small_application(tmp_path, "CEL-0001", seed=9)
     env.update({"KUHR_SOURCE": str(source), "KUHR_APPLICATIONS": str(spec.parent), "KUHR_CELERY_BROKER": BROKER})
+    # The instance's tables exist before workers start, as in a deployment (deploy/README.md): two
+    # workers opening a new database at once both create them, and one of them dies of it.
+    subprocess.run(
+        [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"], env=env, check=True
+    )
     try:
         yield env, spec, database
     finally:
