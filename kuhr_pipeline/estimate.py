@@ -20,10 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kuhr_pipeline import clock
 from kuhr_pipeline.application import LoadedSpec, load_spec
 from kuhr_pipeline.application.model import ApplicationSpec
-from kuhr_pipeline.cohort import select_cohort
+from kuhr_pipeline.cohort import find_cohort, select_cohort
 from kuhr_pipeline.cohort.attrition import Attrition
-from kuhr_pipeline.cohort.select import find_cohort
-from kuhr_pipeline.cohort.windows import Progress, reach
+from kuhr_pipeline.cohort.windows import Progress
 from kuhr_pipeline.delivery.audit import record_estimate
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.suppression import primary_cells
@@ -72,9 +71,9 @@ def estimate(
 
 
 def _pass_one(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Attrition:
-    source.require_sound_period(*reach(spec))  # select_cohort checks it itself for statistics
     with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
-        return find_cohort(source, spec, Path(folder) / "row_labels", on_progress).attrition
+        staging = Staging.for_run(Path(folder), secrets.token_bytes(32), "estimate")
+        return find_cohort(source, spec, staging, on_progress).attrition
 
 
 def _statistics(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Estimate:

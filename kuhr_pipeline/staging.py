@@ -154,7 +154,7 @@ class Staging:
 
 
 class StagedWriter:
-    """Writes tables of one schema to a sealed Arrow file; buffered, in batches of about BATCH_ROWS
+    """Writes tables of one schema to a sealed Arrow file; buffered, in batches of BATCH_ROWS
     rows (unbuffered: as they come, for the 256 spill files that are open at once)."""
 
     def __init__(self, sink: SealedWriter, schema: pa.Schema, buffered: bool = True) -> None:
@@ -171,19 +171,27 @@ class StagedWriter:
         self._pending.append(table if isinstance(table, pa.Table) else pa.Table.from_batches([table]))
         self._pending_rows += table.num_rows
         if self._pending_rows >= BATCH_ROWS:
-            self._flush()
+            self._flush(whole_batches_only=True)
 
     def close(self) -> None:
         try:
-            self._flush()
+            self._flush(whole_batches_only=False)
             self._writer.close()
         finally:
             self._sink.close()
 
-    def _flush(self) -> None:
-        if self._pending:
-            self._writer.write_table(pa.concat_tables(self._pending).combine_chunks())
-        self._pending, self._pending_rows = [], 0
+    def _flush(self, whole_batches_only: bool) -> None:
+        """Write batches of exactly BATCH_ROWS rows (the last one of the file may be shorter): the
+        file's batches depend only on its rows, not on how they were handed in, so claims gathered
+        from many steps make the same file as one step's (and the same delivered bytes)."""
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        end = table.num_rows - table.num_rows % BATCH_ROWS if whole_batches_only else table.num_rows
+        for start in range(0, end, BATCH_ROWS):
+            self._writer.write_table(table.slice(start, min(BATCH_ROWS, end - start)).combine_chunks())
+        rest = table.slice(end)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
 class SealedParquetWriter:

@@ -9,9 +9,8 @@ import pyarrow.compute as pc
 import pytest
 
 from kuhr_pipeline.application import load_spec
-from kuhr_pipeline.cohort import select_cohort
+from kuhr_pipeline.cohort import find_cohort, select_cohort
 from kuhr_pipeline.cohort.criteria import codes_match
-from kuhr_pipeline.cohort.select import find_cohort
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.source import open_source
@@ -110,7 +109,7 @@ def test_exact_cohort_person_by_person(source, spec_dir: Path, tmp_path: Path) -
 
 
 def test_attrition_in_contract_order(source, spec_dir: Path, tmp_path: Path) -> None:
-    found = find_cohort(source, _spec(spec_dir), tmp_path / "row-labels")
+    found = find_cohort(source, _spec(spec_dir), staging_in(tmp_path / "stage"))
     attrition = found.attrition
     assert sorted(found.first_claim_ages.tolist()) == [10] * 9 + [15]
     assert attrition.steps == [
@@ -213,7 +212,7 @@ def test_a_source_rewritten_between_the_passes_is_refused(
     between (here one claim moves by a second), the run stops and nothing is left in staging."""
     import kuhr_pipeline.cohort as cohort_package
 
-    real_find_cohort = cohort_package.find_cohort
+    real_find_cohort = cohort_package.find_cohort_in
 
     def find_then_rewrite(*args, **kwargs):
         found = real_find_cohort(*args, **kwargs)
@@ -222,7 +221,7 @@ def test_a_source_rewritten_between_the_passes_is_refused(
         write_source(source.path, moved)
         return found
 
-    monkeypatch.setattr(cohort_package, "find_cohort", find_then_rewrite)
+    monkeypatch.setattr(cohort_package, "find_cohort_in", find_then_rewrite)
     stage = tmp_path / "stage"
     with pytest.raises(SourceError, match="changed while it was being read"):
         select_cohort(source, _spec(spec_dir), MASTER, staging_in(stage))
@@ -234,7 +233,7 @@ def test_only_bills_inside_the_period_count(source, spec_dir: Path, tmp_path: Pa
     of the claims before it are not counted (ids are read dictionary-encoded, and a row group's
     dictionary also holds the ids of rows the filter drops)."""
     spec = _spec(spec_dir, period={"from": "2019-06-01", "to": "2020-12-31"})
-    found = find_cohort(source, spec, tmp_path / "row-labels")
+    found = find_cohort(source, spec, staging_in(tmp_path / "stage"))
     assert found.attrition.steps[0] == ("persons with a claim in the period", 9)  # P1 5 8 9 10 11 12 14 15
     assert set(found.attrition.dropped_claims.values()) == {0}  # the refused ids are all from March 2019
 

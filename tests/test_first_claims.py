@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow as pa
 
 from kuhr_pipeline.application import load_spec
+from kuhr_pipeline.cohort import find_cohort
 from kuhr_pipeline.cohort.first_claims import break_ties, reduce_entry
-from kuhr_pipeline.cohort.select import find_cohort
 from kuhr_pipeline.source import open_source
-from tests.helpers import person_id, write_source, write_spec
+from tests.helpers import person_id, staging_in, write_source, write_spec
 
 A, B, C = person_id(1), person_id(2), person_id(3)
 
@@ -53,9 +53,10 @@ def test_ties_across_row_groups_are_broken_by_regning_id(tmp_path: Path, spec_di
             },
         )
     ).spec
-    found = find_cohort(source, spec, tmp_path / "row-labels")
+    staging = staging_in(tmp_path / "stage")
+    found = find_cohort(source, spec, staging)
     assert found.attrition.steps[1:3] == [("with an entry claim", 3), ("with at least 3 entry claims", 2)]
-    assert sorted(found.numbers.tolist()) == sorted([int(A), int(B)])  # C's first entry claim is in 4601
+    assert sorted(found.numbers(staging).tolist()) == sorted([int(A), int(B)])  # C's first entry claim is in 4601
 
 
 def _random_entries(rng: np.random.Generator, rows: int) -> pa.Table:

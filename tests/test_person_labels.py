@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels, claim_labels
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels, claim_labels, positions_among
 from kuhr_pipeline.cohort.row_labels import RowLabelsWriter
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.identity.fodselsnummer import IdReason, check_ids
@@ -40,10 +40,12 @@ def test_labels_stay_put_while_the_index_grows() -> None:
     assert persons.numbers(np.array(list(given.values()))).tolist() == list(given)
 
 
-def test_label_set() -> None:
-    excluded = LabelSet()
-    excluded.add(np.array([3, 200_000]))
-    assert excluded.contains(np.array([3, 4, 200_000, 900_000])).tolist() == [True, False, True, False]
+def test_positions_among_sorted_numbers() -> None:
+    at, known = positions_among(np.array([3, 200_000, 10**10]), np.array([3, 4, 10**10, 900_000, 1]))
+    assert known.tolist() == [True, False, True, False, False]
+    assert at[known].tolist() == [0, 2]
+    at, known = positions_among(np.array([], dtype=np.int64), np.array([5]))
+    assert known.tolist() == [False]
 
 
 def _batch(stamps: list[int]) -> pa.RecordBatch:

@@ -259,6 +259,9 @@ def test_the_pipeline_agrees_with_the_reference(tmp_path_factory, spec_dir, rows
     assert {by_pseudonym[p] for p in table.column("pasient_pseudonym").to_pylist()} <= expected_persons
     assert result.persons == len(expected_persons)
     assert set(table.column("regning_id").to_pylist()) == expected_claims
+    by_year = select_cohort(source, loaded.spec, MASTER, staging_in(folder / "by-year"), per_year=True)
+    assert read_staged(by_year.path).equals(table)  # each pass a year at a time (the fanned-out job): the same
+    assert (by_year.attrition, by_year.profile) == (result.attrition, result.profile)
 
 
 def test_the_recipient_reads_the_cohort_in_plain_words(spec_dir) -> None:

@@ -1,16 +1,31 @@
-"""Cohort selection: entry criteria, exclusions, attrition, and the cohort's claims with pseudonyms."""
+"""Cohort selection: entry criteria, exclusions, attrition, and the cohort's claims with pseudonyms.
+
+`select_cohort` runs both passes here, group after group; the Dagster job runs the same steps
+(`first_pass`, `find_cohort_in`, `second_pass`, `gather_claims`) as steps of their own, each
+group on whichever worker is free (defs/assets.py).
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+import shutil
 
 import numpy as np
 
 from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort.attrition import Attrition
-from kuhr_pipeline.cohort.select import CohortClaims, CohortProfile, collect_claims, find_cohort
+from kuhr_pipeline.cohort.groups import ScanGroup, scan_groups
+from kuhr_pipeline.cohort.select import (
+    PASSES,
+    CohortClaims,
+    CohortProfile,
+    FoundCohort,
+    GroupClaims,
+    GroupFound,
+    find_cohort_in,
+    first_pass,
+    gather_claims,
+    second_pass,
+)
 from kuhr_pipeline.cohort.windows import Progress, reach
 from kuhr_pipeline.extract.generalise import age_label, month_label
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
@@ -26,34 +41,48 @@ def select_cohort(
     master_key: bytes,
     staging: Staging,
     on_progress: Progress | None = None,
+    per_year: bool = False,
 ) -> CohortClaims:
-    """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`."""
+    """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`.
+    `per_year`: each pass reads the period a year at a time (what the fanned-out job does)."""
     source.require_sound_period(*reach(spec))
-    out = staging.path(COHORT_CLAIMS_FILE)
-    # pass 1 → pass 2 only: 4 bytes a claim, labels meaningless outside the run (mkstemp: owner-only)
-    descriptor, name = tempfile.mkstemp(
-        prefix=".row_labels-", suffix=".tmp", dir=staging.folder
-    )  # pass 1 → pass 2 only
-    os.close(descriptor)
-    row_labels = Path(name)
     try:
-        found = find_cohort(source, spec, row_labels, on_progress)
-        patients = Pseudonymiser(master_key, patient_domain(spec.domain))
-        practitioners = (
-            Pseudonymiser(master_key, practitioner_domain(spec.domain)) if spec.plan.practitioner_pseudonyms else None
-        )
-        rows, months = collect_claims(
-            source, spec, found, list(spec.plan.source_columns), patients, practitioners, staging, out, on_progress
-        )
+        groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year)]
+        found = find_cohort_in(spec, groups, staging)
+        patients, practitioners = pseudonymisers(spec, master_key)
+        parts = [second_pass(source, spec, found, g, patients, practitioners, staging, on_progress) for g in groups]
+        return cohort_claims(found, parts, staging)
     finally:
-        row_labels.unlink(missing_ok=True)
+        shutil.rmtree(staging.folder / PASSES, ignore_errors=True)
+
+
+def find_cohort(
+    source: Source, spec: ApplicationSpec, staging: Staging, on_progress: Progress | None = None
+) -> FoundCohort:
+    """Pass 1 only (the estimate): the cohort and its attrition."""
+    source.require_sound_period(*reach(spec))
+    groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year=False)]
+    return find_cohort_in(spec, groups, staging)
+
+
+def pseudonymisers(spec: ApplicationSpec, master_key: bytes) -> tuple[Pseudonymiser, Pseudonymiser | None]:
+    """The patients' pseudonymiser, and the practitioners' when the plan delivers their pseudonyms."""
+    patients = Pseudonymiser(master_key, patient_domain(spec.domain))
+    if not spec.plan.practitioner_pseudonyms:
+        return patients, None
+    return patients, Pseudonymiser(master_key, practitioner_domain(spec.domain))
+
+
+def cohort_claims(found: FoundCohort, parts: list[GroupClaims], staging: Staging) -> CohortClaims:
+    """The groups' claims gathered into the staged cohort claims, with the cohort's picture."""
+    rows, months = gather_claims(parts, staging, staging.path(COHORT_CLAIMS_FILE))
     profile = CohortProfile(
         persons_per_age_group={
             label: found.attrition.masked(n) for label, n in _age_groups(found.first_claim_ages).items()
         },
-        claims_per_month={month_label(k): found.attrition.masked(n) for k, n in sorted(months.items())},
+        claims_per_month={month_label(k): found.attrition.masked(n) for k, n in months.items()},
     )
-    return CohortClaims(out, rows, len(found.labels), found.attrition, profile)
+    return CohortClaims(staging.path(COHORT_CLAIMS_FILE), rows, found.persons, found.attrition, profile)
 
 
 def _age_groups(ages: np.ndarray) -> dict[str, int]:
@@ -65,4 +94,19 @@ def _age_groups(ages: np.ndarray) -> dict[str, int]:
     return dict(sorted(groups.items()))
 
 
-__all__ = ["Attrition", "CohortClaims", "select_cohort"]
+__all__ = [
+    "Attrition",
+    "CohortClaims",
+    "FoundCohort",
+    "GroupClaims",
+    "GroupFound",
+    "ScanGroup",
+    "cohort_claims",
+    "find_cohort",
+    "find_cohort_in",
+    "first_pass",
+    "pseudonymisers",
+    "scan_groups",
+    "second_pass",
+    "select_cohort",
+]

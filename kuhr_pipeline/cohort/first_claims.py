@@ -100,6 +100,20 @@ def break_ties(firsts: pa.Table, source: Source, period: tuple[date, date]) -> p
     return pa.concat_tables([firsts.filter(pa.array(~is_tied)), chosen]).drop_columns(["locator"])
 
 
+def merge_groups(tables: list[pa.Table]) -> pa.Table:
+    """Per person (by number), the earliest of the scan groups' first entry claims, carrying the
+    sum of the groups' counts; sorted by person. Groups never tie: they are whole years
+    (groups.py)."""
+    table = pa.concat_tables(tables).sort_by([("person", "ascending"), ("behandlingstidspunkt", "ascending")])
+    if len(tables) == 1 or table.num_rows == 0:
+        return table
+    person = table.column("person").to_numpy()
+    starts = np.flatnonzero(np.r_[True, person[1:] != person[:-1]])
+    counts = np.add.reduceat(table.column("entry_claims").to_numpy(), starts)
+    chosen = table.take(pa.array(starts))
+    return chosen.set_column(chosen.schema.get_field_index("entry_claims"), "entry_claims", pa.array(counts))
+
+
 def _regning_ids_at(source: Source, period: tuple[date, date], locators: np.ndarray) -> pa.Array:
     """`regning_id` of the claims at these locators, reading only the pieces that hold them (the
     same period gives the same pieces and rows as pass 1's scan)."""

@@ -111,26 +111,13 @@ class PersonLabels:
             slots[waiting] = (slots[waiting] + 1) & self._mask
 
 
-class LabelSet:
-    """A set of labels as a growable mask (one byte per person)."""
-
-    def __init__(self) -> None:
-        self._mask = np.zeros(_MIN_SIZE, dtype=bool)
-
-    def add(self, labels: np.ndarray) -> None:
-        if not len(labels):
-            return
-        highest = int(labels.max())
-        if highest >= len(self._mask):
-            self._mask = np.concatenate([self._mask, np.zeros(max(highest + 1, len(self._mask)), dtype=bool)])
-        self._mask[labels] = True
-
-    def contains(self, labels: np.ndarray) -> np.ndarray:
-        """Per label: whether it is in the set."""
-        inside = labels < len(self._mask)
-        found = np.zeros(len(labels), dtype=bool)
-        found[inside] = self._mask[labels[inside]]
-        return found
+def positions_among(sorted_numbers: np.ndarray, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `numbers` stands in `sorted_numbers`, and whether it is there at all (where
+    it is not, the position is a valid index that means nothing)."""
+    at = np.searchsorted(sorted_numbers, numbers)
+    known = at < len(sorted_numbers)
+    known[known] = sorted_numbers[at[known]] == numbers[known]
+    return np.minimum(at, max(len(sorted_numbers) - 1, 0)), known
 
 
 def claim_labels(ids: pa.Array, persons: PersonLabels, *, add: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -1,18 +1,24 @@
 """Cohort selection in two streaming passes over the source, with person-level attrition.
 
-Pass 1 reads only the columns the criteria need and finds the cohort: each person's entry
-claims (count, and the first one: earliest `behandlingstidspunkt`, ties by smallest `regning_id`
-as text), their exclusion claims, and everyone with a valid id in the period. It gives each
-person a label (person_labels.py) and writes each claim's label to a file (row_labels.py). Pass 2
-reads the columns the delivery needs, with those labels in place of the national ids, and keeps
-the cohort's claims with their pseudonyms.
+Each pass reads the period one scan group at a time (groups.py: the whole period, or one group
+per year, each its own step on a worker of its own), and one step between them merges the groups.
 
-Raw ids live only in pass 1's local variables and in the label table, as int64 numbers; what
-this module returns and writes holds labels and pseudonyms only.
+Pass 1 (`first_pass`, per group) reads only the columns the criteria need: each person's entry
+claims (count, and the first one: earliest `behandlingstidspunkt`, ties by smallest `regning_id`
+as text), their exclusion claims, and everyone with a valid id. It gives each person a label
+(person_labels.py) and writes each claim's label to a file (row_labels.py), and the labels' ids
+as numbers to a sealed file. `find_cohort_in` merges the groups into the cohort (a sealed file
+of its persons' numbers and index dates). Pass 2 (`second_pass`, per group) reads the columns the
+delivery needs, with the labels in place of the national ids, and keeps the cohort's claims with
+their pseudonyms; `gather_claims` puts the groups' claims together in scan order.
+
+Raw ids live only in the passes' memory and, as int64 numbers, in sealed staging; what this
+module returns holds paths, counts and pseudonyms only (it is a step's output).
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,12 +35,14 @@ from kuhr_pipeline.cohort.first_claims import (
     break_ties,
     entry_claims,
     first_claim_columns,
+    merge_groups,
     no_entry_claims,
     reduce_entry,
 )
-from kuhr_pipeline.cohort.person_labels import NO_PERSON, LabelSet, PersonLabels, claim_labels
+from kuhr_pipeline.cohort.groups import ScanGroup
+from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels, claim_labels, positions_among
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
-from kuhr_pipeline.cohort.windows import IndexDateEvidence, Progress, days_of
+from kuhr_pipeline.cohort.windows import EVIDENCE, IndexDateEvidence, IndexDateRules, Progress, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
 from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.identity.fodselsnummer import IdReason
@@ -44,6 +52,10 @@ from kuhr_pipeline.source.integrity import CLAIM_ID, DuplicateClaims
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.staging import StagedWriter, Staging
+
+PASSES = "passes"  # the staging sub-folder of the groups' files, removed when the claims are gathered
+_NUMBERS = pa.schema([("number", pa.int64())])
+_COHORT = pa.schema([("number", pa.int64()), ("index_day", pa.int32())])
 
 
 @dataclass(frozen=True)
@@ -66,17 +78,42 @@ class CohortClaims:
 
 
 @dataclass(frozen=True)
-class FoundCohort:
-    """Pass 1's result. `numbers` are the cohort's raw national ids as numbers (in the order of
-    `labels`): in memory only, used to pseudonymise, never returned by an asset."""
+class GroupFound:
+    """Pass 1's result for one scan group: counts, and its files in staging."""
 
-    labels: np.ndarray  # sorted
-    numbers: np.ndarray
-    index_days: np.ndarray  # each cohort person's index date (day number), in the order of `labels`
-    persons_in_period: int
+    group: ScanGroup
     row_labels: RowLabels
+    persons: Path  # sealed: the ids (numbers) of labels 1, 2, 3 … in order
+    firsts: Path  # sealed: each person's first entry claim in the group, by number
+    exclusions: Path  # sealed: (number, day) of exclusion claims
+    prior_entries: Path  # sealed: (number, latest day) of entry claims in the washout before the period
+    dropped: tuple[int, ...]  # claims per IdReason
+
+
+@dataclass(frozen=True)
+class FoundCohort:
+    """The cohort, merged from every group's pass 1: its persons' numbers and index dates in a
+    sealed file (sorted by number), the attrition, and their ages at their first entry claim
+    (sorted: a count per age, tied to no one)."""
+
+    path: Path
+    persons: int
+    persons_in_period: int
     attrition: Attrition
     first_claim_ages: np.ndarray
+
+    def numbers(self, staging: Staging) -> np.ndarray:
+        """The cohort's ids as numbers (sorted): in memory only, to pseudonymise."""
+        return staging.read(self.path).column("number").to_numpy()
+
+
+@dataclass(frozen=True)
+class GroupClaims:
+    """Pass 2's result for one scan group: its claims, sealed, and the claims per month."""
+
+    path: Path
+    rows: int
+    months: dict[int, int]
 
 
 class _FirstPass:
@@ -97,7 +134,6 @@ class _FirstPass:
         )
         self.coded = CODE_COLUMNS.intersection(self.columns)  # read as dictionaries
         self.persons = PersonLabels()
-        self.excluded = LabelSet()
         self.evidence = evidence
         self.firsts = Reducing(reduce_entry)  # per person with an entry claim: the earliest (tied ones too)
         self.dropped = np.zeros(len(IdReason), dtype=np.int64)
@@ -118,30 +154,28 @@ class _FirstPass:
         self.row_in_piece += batch.num_rows
         if self.criteria.exclude is not None:
             hit = np.flatnonzero(exclusions & (labels != NO_PERSON))
-            if self.evidence.window is not None:
-                self.evidence.add_exclusions(labels[hit], days_of(batch.column("behandlingstidspunkt").take(hit)))
-            else:
-                self.excluded.add(labels[hit])
+            days = days_of(batch.column("behandlingstidspunkt").take(hit)) if self.evidence.window else None
+            self.evidence.add_exclusions(self.persons.numbers(labels[hit]), days)
 
 
-def find_cohort(
-    source: Source,
-    spec: ApplicationSpec,
-    row_labels_path: Path,
-    on_progress: Progress | None = None,
-) -> FoundCohort:
-    """Pass 1: the cohort, the attrition counts and ages; each claim's person label to `row_labels_path`.
-    The margins a window reaches beyond the period are scanned alongside, on a thread."""
-    period = (spec.period.from_, spec.period.to)
+def first_pass(
+    source: Source, spec: ApplicationSpec, group: ScanGroup, staging: Staging, on_progress: Progress | None = None
+) -> GroupFound:
+    """Pass 1 over one scan group: its persons, entry claims and evidence, sealed in staging; each
+    claim's label to a file for pass 2. The group that reads the margins the windows reach beyond
+    the period scans them alongside, on a thread."""
+    folder = staging.sub(PASSES)
     evidence = IndexDateEvidence(spec)
-    state = _FirstPass(spec, evidence, RowLabelsWriter(row_labels_path))
+    state = _FirstPass(spec, evidence, RowLabelsWriter(folder.path(f"{group.name}.labels")))
     stop_margins = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-margins") as alongside:
         margins = (
-            alongside.submit(evidence.scan_margins, source, stop_margins, on_progress) if evidence.needed else None
+            alongside.submit(evidence.scan_margins, source, stop_margins, on_progress)
+            if group.margins and evidence.needed
+            else None
         )
         try:
-            for piece, batch in scan_pieces(source, state.columns, period, as_dictionary=state.coded):
+            for piece, batch in scan_pieces(source, state.columns, group.period, as_dictionary=state.coded):
                 state.take(piece, batch)
                 fault_point("in-pass-1")
                 if on_progress:
@@ -153,29 +187,69 @@ def find_cohort(
         row_labels = state.writer.close()
         if margins is not None:
             margins.result()
-            evidence.resolve_margins(state.persons)
 
-    first_entry_claims = break_ties(state.firsts.result(no_entry_claims(state.first_columns)), source, period)
-    cohort, ages, index_days, steps = _apply_person_criteria(first_entry_claims, state.excluded, evidence)
-    steps.insert(0, ("persons with a claim in the period", len(state.persons)))
-    dropped_claims: dict[IdReason, int] = {r: int(state.dropped[r]) for r in IdReason if r != IdReason.VALID}
+    firsts = break_ties(state.firsts.result(no_entry_claims(state.first_columns)), source, group.period)
+    labels = firsts.column("person").to_numpy()
+    firsts = firsts.set_column(0, "person", pa.array(state.persons.numbers(labels), pa.int64()))
+    numbers = pa.table({"number": state.persons.numbers(np.arange(1, len(state.persons) + 1))}, schema=_NUMBERS)
+    files = {
+        "persons": numbers,
+        "firsts": firsts,
+        "exclusions": evidence.exclusions.result(EVIDENCE.empty_table()),
+        "prior_entries": evidence.prior_entries.result(EVIDENCE.empty_table()),
+    }
+    paths = {name: _write_sealed(staging, folder.path(f"{group.name}.{name}.arrow"), t) for name, t in files.items()}
+    return GroupFound(group, row_labels, **paths, dropped=tuple(int(n) for n in state.dropped))
+
+
+def _write_sealed(staging: Staging, path: Path, table: pa.Table) -> Path:
+    writer = staging.arrow_writer(path, table.schema)
+    try:
+        writer.write(table)
+    finally:
+        writer.close()
+    return path
+
+
+def find_cohort_in(spec: ApplicationSpec, groups: list[GroupFound], staging: Staging) -> FoundCohort:
+    """Merge the groups' pass 1 into the cohort: its persons (sealed), the attrition, their ages."""
+    firsts = merge_groups([staging.read(g.firsts) for g in groups])
+    rules = IndexDateRules(
+        spec,
+        pa.concat_tables([staging.read(g.exclusions) for g in groups]),
+        pa.concat_tables([staging.read(g.prior_entries) for g in groups]),
+    )
+    cohort, ages, index_days, steps = _apply_person_criteria(firsts, rules)
+    persons_in_period = _distinct_persons(groups, staging)
+    steps.insert(0, ("persons with a claim in the period", persons_in_period))
+    dropped = np.sum([g.dropped for g in groups], axis=0)
+    dropped_claims: dict[IdReason, int] = {r: int(dropped[r]) for r in IdReason if r != IdReason.VALID}
+    path = _write_sealed(
+        staging, staging.sub(PASSES).path("cohort.arrow"), pa.table([cohort, index_days], schema=_COHORT)
+    )
     return FoundCohort(
-        labels=cohort,
-        numbers=state.persons.numbers(cohort),
-        index_days=index_days,
-        persons_in_period=len(state.persons),
-        row_labels=row_labels,
+        path=path,
+        persons=len(cohort),
+        persons_in_period=persons_in_period,
         attrition=Attrition(steps, dropped_claims, small_count_threshold(spec), count_rounding(spec)),
-        first_claim_ages=ages,
+        first_claim_ages=np.sort(ages),
     )
 
 
+def _distinct_persons(groups: list[GroupFound], staging: Staging) -> int:
+    """Persons with a valid id in the period: each group's are distinct, not those of groups together."""
+    if len(groups) == 1:
+        return staging.rows(groups[0].persons)
+    return len(np.unique(np.concatenate([staging.read(g.persons).column("number").to_numpy() for g in groups])))
+
+
 def _apply_person_criteria(
-    firsts: pa.Table, excluded: LabelSet, evidence: IndexDateEvidence
+    firsts: pa.Table, rules: IndexDateRules
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int]]]:
-    """The person-level rules on each person's first entry claim, in the contract's order: the
-    cohort's labels (sorted), their ages and index days, and the attrition after each step."""
-    cohort_spec = evidence.spec.cohort
+    """The person-level rules on each person's first entry claim (sorted by person), in the
+    contract's order: the cohort's numbers (sorted), their ages and index days, and the
+    attrition after each step."""
+    cohort_spec = rules.spec.cohort
     persons = firsts.column("person").to_numpy()
     ages = pc.fill_null(firsts.column("pasient_alder"), -1).to_numpy()
     index_days = days_of(firsts.column("behandlingstidspunkt"))
@@ -185,7 +259,7 @@ def _apply_person_criteria(
         (f"with at least {cohort_spec.min_entry_claims} entry claims", int(keep.sum())),
     ]
     if cohort_spec.washout_days:
-        keep &= ~evidence.washed_out(persons, index_days)
+        keep &= ~rules.washed_out(persons, index_days)
         steps.append(("after washout", int(keep.sum())))
     if cohort_spec.age is not None:
         keep &= (ages >= cohort_spec.age.min) & (ages <= cohort_spec.age.max)
@@ -196,38 +270,30 @@ def _apply_person_criteria(
     if cohort_spec.bostedskommuner is not None:
         keep &= codes_match(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
     steps.append(("after kommune", int(keep.sum())))
-    if evidence.window is not None:
-        keep &= ~evidence.excluded_in_window(persons, index_days)
-    else:
-        keep &= ~excluded.contains(persons)
+    if cohort_spec.exclude is not None:
+        keep &= ~rules.excluded(persons, index_days)
     steps.append(("after exclusion (the cohort)", int(keep.sum())))
-    order = np.argsort(persons[keep])
-    return persons[keep][order], ages[keep][order], index_days[keep][order], steps
+    return persons[keep], ages[keep], index_days[keep], steps
 
 
-def collect_claims(
+def second_pass(
     source: Source,
     spec: ApplicationSpec,
     cohort: FoundCohort,
-    columns: list[str],
+    found: GroupFound,
     patients: Pseudonymiser,
     practitioners: Pseudonymiser | None,
     staging: Staging,
-    out: Path,
     on_progress: Progress | None = None,
-) -> tuple[int, dict[int, int]]:
-    """Pass 2: write the cohort's claims (`columns` plus pseudonyms) to `out`, sealed.
-
-    Returns the rows written and the claims per month (YYYYMM → count).
+) -> GroupClaims:
+    """Pass 2 over one scan group: its claims of the cohort (the plan's source columns plus
+    pseudonyms), sealed in staging, and the claims per month (YYYYMM → count).
 
     Claims are matched to the cohort by pass 1's person labels; `pasient_fnr` is never read and
-    `behandler_id` never written (it becomes `behandler_pseudonym` when asked for).
-    """
-    cohort_pseudonyms = patients.fnr_numbers(cohort.numbers)
-    position_of_label = np.full(cohort.persons_in_period + 1, -1, dtype=np.int32)
-    position_of_label[cohort.labels] = np.arange(len(cohort.labels), dtype=np.int32)
+    `behandler_id` never written (it becomes `behandler_pseudonym` when asked for)."""
+    persons = _GroupCohort(staging, cohort, found, patients)
     entry_only = spec.claims == "entry"
-    wanted = [c for c in columns if c not in ("pasient_fnr", "behandler_id")]
+    wanted = [c for c in spec.plan.source_columns if c not in ("pasient_fnr", "behandler_id")]
     months: dict[int, int] = {}
     criteria = columns_for(spec.cohort.entry) if entry_only else set()
     extra = ["behandler_id"] if practitioners else []
@@ -235,25 +301,25 @@ def collect_claims(
     duplicates = DuplicateClaims()
     codes = CODE_COLUMNS.intersection(read)  # matched on their dictionaries, decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
+    out = staging.sub(PASSES).path(f"{found.group.name}.claims.arrow")
     writer: StagedWriter | None = None
     rows = 0
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        batches = scan(source, read, (spec.period.from_, spec.period.to), as_dictionary=codes, as_bytes=[CLAIM_ID])
-        for batch, labels in cohort.row_labels.along(batches, source.path):
-            position = position_of_label[labels]
+        batches = scan(source, read, found.group.period, as_dictionary=codes, as_bytes=[CLAIM_ID])
+        for batch, labels in found.row_labels.along(batches, source.path):
+            position = persons.position_of_label[labels]
             keep = position >= 0
             duplicates.add(batch.column(CLAIM_ID).filter(pa.array(keep)))
             if entry_only:
                 keep &= match(batch, spec.cohort.entry)
             if spec.claims_window is not None:
-                keep &= _inside_claims_window(batch, position, cohort.index_days, spec)
+                keep &= _inside_claims_window(batch, position, persons.index_days, spec)
             if not keep.any():
                 if on_progress:
                     on_progress("pass 2: collecting claims", batch.num_rows)
                 continue
             kept = batch.filter(pa.array(keep))  # a mask: half the cost of taking the same rows by index
-            table = {"pasient_pseudonym": cohort_pseudonyms.take(pa.array(position[keep]))}
+            table = {"pasient_pseudonym": persons.pseudonyms.take(pa.array(position[keep]))}
             if practitioners is not None:
                 table["behandler_pseudonym"] = _practitioner_pseudonyms(
                     kept.column("behandler_id"), practitioners, practitioner_cache
@@ -261,7 +327,7 @@ def collect_claims(
             table.update({c: decoded(kept.column(c)) for c in wanted})
             part = pa.table(table)
             if writer is None:
-                writer = staging.arrow_writer(tmp, part.schema)
+                writer = staging.arrow_writer(out, part.schema)
             writer.write(part)
             rows += part.num_rows
             _count_months(months, kept.column("behandlingstidspunkt"))
@@ -269,15 +335,54 @@ def collect_claims(
                 on_progress("pass 2: collecting claims", batch.num_rows)
         duplicates.refuse(source.dataset)
         if writer is None:
-            writer = staging.arrow_writer(tmp, _empty_schema(source, wanted, practitioners is not None))
-        writer.close()
-        writer = None
-        tmp.replace(out)
+            writer = staging.arrow_writer(out, _empty_schema(source, wanted, practitioners is not None))
     finally:
         if writer is not None:
             writer.close()
+    return GroupClaims(out, rows, months)
+
+
+class _GroupCohort:
+    """The cohort as one group's pass 2 sees it: per label of the group, the place of its person
+    among the group's cohort persons (−1: not in the cohort), their pseudonyms and index days.
+    Only the cohort's persons that this group met are pseudonymised."""
+
+    def __init__(self, staging: Staging, cohort: FoundCohort, found: GroupFound, patients: Pseudonymiser) -> None:
+        merged = staging.read(cohort.path)
+        numbers = merged.column("number").to_numpy()
+        group_numbers = staging.read(found.persons).column("number").to_numpy()  # label − 1 → id
+        at, known = positions_among(numbers, group_numbers)
+        self.position_of_label = np.full(len(group_numbers) + 1, -1, dtype=np.int32)
+        self.position_of_label[1:][known] = np.arange(int(known.sum()), dtype=np.int32)
+        self.pseudonyms = patients.fnr_numbers(group_numbers[known])
+        self.index_days = merged.column("index_day").to_numpy()[at[known]]
+
+
+def gather_claims(parts: list[GroupClaims], staging: Staging, out: Path) -> tuple[int, dict[int, int]]:
+    """The groups' claims, one after the other (the whole period's scan order), to `out`; the
+    rows and the claims per month. The groups' files are removed."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        if len(parts) == 1:
+            parts[0].path.replace(tmp)
+        else:
+            schema = next((staging.schema(p.path) for p in parts if p.rows), staging.schema(parts[0].path))
+            writer = staging.arrow_writer(tmp, schema)
+            try:
+                for part in parts:
+                    for batch in staging.batches(part.path) if part.rows else ():
+                        writer.write(batch)
+            finally:
+                writer.close()
+        tmp.replace(out)
+    finally:
         tmp.unlink(missing_ok=True)
-    return rows, months
+    shutil.rmtree(staging.folder / PASSES, ignore_errors=True)
+    months: dict[int, int] = {}
+    for part in parts:
+        for key, count in part.months.items():
+            months[key] = months.get(key, 0) + count
+    return sum(p.rows for p in parts), dict(sorted(months.items()))
 
 
 def _count_months(months: dict[int, int], stamps: pa.Array) -> None:

@@ -2,13 +2,15 @@
 
 The index date is the date of the person's index claim (first entry claim in the period), known
 only when pass 1 has read the whole period. So pass 1 keeps the evidence, not the verdict:
-- for an exclusion with a window, each (person, day) with an exclusion claim, deduplicated;
+- each (person, day) with an exclusion claim, deduplicated (the day is 0 without a window);
 - alongside pass 1 (a thread of its own), a scan of the margins outside the period, only as far
   as the windows reach (year partitions outside them are never opened): entry claims in the
   `washout_days` before `period.from` (each person's latest), and exclusion claims in the
-  window's reach before `period.from` and after `period.to`. Margin claims count only for persons pass 1 labelled (a
-  person with no claim in the period cannot be in the cohort) and only with a valid id.
-Days are whole calendar days of `behandlingstidspunkt` (the register's local time).
+  window's reach before `period.from` and after `period.to`, only with a valid id.
+Persons are their ids as numbers: evidence is gathered per scan group (possibly on different
+machines, groups.py) and merged in one step, and a number is the one key every group shares. It
+lives in memory and in sealed staging only. Days are whole calendar days of
+`behandlingstidspunkt` (the register's local time).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pyarrow.compute as pc
 
 from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort.criteria import columns_for, match_each
-from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels
+from kuhr_pipeline.cohort.person_labels import positions_among
 from kuhr_pipeline.identity.fodselsnummer import IdReason, id_slots
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, scan
@@ -31,8 +33,7 @@ from kuhr_pipeline.source.schema import CODE_COLUMNS
 
 MS_PER_DAY = 86_400_000
 NEVER = np.iinfo(np.int32).min // 2  # "no prior entry claim": farther back than any window
-_PAIRS = pa.schema([("person", pa.int32()), ("day", pa.int32())])
-_NUMBERED = pa.schema([("number", pa.int64()), ("day", pa.int32())])  # ids as numbers: margin scan only
+EVIDENCE = pa.schema([("number", pa.int64()), ("day", pa.int32())])  # ids as numbers: sealed staging only
 Progress = Callable[[str, int], None]  # (stage, claims read): the passes' progress callback
 
 
@@ -60,47 +61,45 @@ def _day_number(day: date) -> int:
     return (day - date(1970, 1, 1)).days
 
 
-def _unique_pairs(table: pa.Table) -> pa.Table:
-    return table.group_by(["person", "day"]).aggregate([])
-
-
-def _latest_day(table: pa.Table) -> pa.Table:
+def latest_day(table: pa.Table) -> pa.Table:
+    """Each number's latest day (a reduction that can be applied again to its output)."""
     latest = table.group_by("number").aggregate([("day", "max")])
-    return pa.table({"number": latest.column("number"), "day": latest.column("day_max")}, schema=_NUMBERED)
+    return pa.table({"number": latest.column("number"), "day": latest.column("day_max")}, schema=EVIDENCE)
 
 
-def _unique_days(table: pa.Table) -> pa.Table:
-    return table.group_by(["number", "day"]).aggregate([]).select(["number", "day"])
+def unique_days(table: pa.Table) -> pa.Table:
+    return table.group_by(["number", "day"]).aggregate([]).select(["number", "day"]).cast(EVIDENCE)
 
 
 class IndexDateEvidence:
-    """What the washout and the exclusion window need, gathered in pass 1 and the margin scan."""
+    """What the washout and the exclusion window need, gathered by one scan group's pass 1 and,
+    for the group that reads them, the margins."""
 
     def __init__(self, spec: ApplicationSpec) -> None:
         self.spec = spec
         exclude = spec.cohort.exclude
         self.window = exclude.window if exclude is not None else None
-        self._exclusions = Reducing(_unique_pairs)
-        self._latest_prior = np.full(0, NEVER, dtype=np.int32)
-        self._margin_entries = Reducing(_latest_day)
-        self._margin_exclusions = Reducing(_unique_days)
+        self.exclusions = Reducing(unique_days)
+        self.prior_entries = Reducing(latest_day)
 
     @property
     def needed(self) -> bool:
         return bool(self.spec.cohort.washout_days) or self.window is not None
 
-    def add_exclusions(self, persons: np.ndarray, days: np.ndarray) -> None:
+    def add_exclusions(self, numbers: np.ndarray, days: np.ndarray | None) -> None:
         """Pairs are deduplicated when they pile up (Reducing), not batch by batch: a batch holds
-        few of them, and a group-by per batch cost more than the pairs."""
-        if len(persons):
-            self._exclusions.add(pa.table({"person": persons, "day": days}, schema=_PAIRS))
+        few of them, and a group-by per batch cost more than the pairs. Without a window the
+        day does not matter (None: 0)."""
+        if len(numbers):
+            day = days if days is not None else np.zeros(len(numbers), dtype=np.int32)
+            self.exclusions.add(pa.table({"number": numbers, "day": day}, schema=EVIDENCE))
 
     def scan_margins(self, source: Source, stop: threading.Event, on_progress: Progress | None) -> None:
         """Read the days before and after the period that the windows reach, until `stop` is set.
 
-        Runs alongside pass 1 (on a thread of its own), so it cannot label persons yet: it keeps
-        the ids of the few claims that matter, as numbers, in memory only, reduced as they pile up
-        (each person's latest prior entry claim; distinct exclusion days), until `resolve_margins`."""
+        Runs alongside pass 1 (on a thread of its own); keeps the ids of the few claims that
+        matter, as numbers, reduced as they pile up (each person's latest prior entry claim;
+        distinct exclusion days)."""
         period = self.spec.period
         before, after = margins(self.spec)
         if before:
@@ -135,55 +134,42 @@ class IndexDateEvidence:
             valid = slots.reason[slots.slot] == IdReason.VALID
             numbers = slots.number[slots.slot]
             days = days[rows]
-            for found, kept in ((entries, self._margin_entries), (exclusions, self._margin_exclusions)):
+            for found, kept in ((entries, self.prior_entries), (exclusions, self.exclusions)):
                 found = found[rows] & valid
                 if found.any():
-                    kept.add(pa.table({"number": numbers[found], "day": days[found]}, schema=_NUMBERED))
+                    kept.add(pa.table({"number": numbers[found], "day": days[found]}, schema=EVIDENCE))
 
-    def resolve_margins(self, persons: PersonLabels) -> None:
-        """Turn the margin scan's ids into pass 1's labels; ids pass 1 never met count for no one."""
-        latest = self._margin_entries.result(_NUMBERED.empty_table())
-        labels = persons.find(latest.column("number").to_numpy())
-        known = labels != NO_PERSON
-        self._note_prior_entries(labels[known], latest.column("day").to_numpy()[known])
-        pairs = self._margin_exclusions.result(_NUMBERED.empty_table())
-        labels = persons.find(pairs.column("number").to_numpy())
-        known = labels != NO_PERSON
-        self.add_exclusions(labels[known], pairs.column("day").to_numpy()[known])
-        self._margin_entries, self._margin_exclusions = Reducing(_latest_day), Reducing(_unique_days)  # ids dropped
 
-    def _note_prior_entries(self, labels: np.ndarray, days: np.ndarray) -> None:
-        if not len(labels):
-            return
-        highest = int(labels.max())
-        if highest >= len(self._latest_prior):
-            grown = np.full(max(highest + 1, 2 * len(self._latest_prior)), NEVER, dtype=np.int32)
-            grown[: len(self._latest_prior)] = self._latest_prior
-            self._latest_prior = grown
-        np.maximum.at(self._latest_prior, labels, days)
+class IndexDateRules:
+    """The washout and the exclusion applied to candidates, from every scan group's evidence."""
+
+    def __init__(self, spec: ApplicationSpec, exclusions: pa.Table, prior_entries: pa.Table) -> None:
+        self.spec = spec
+        exclude = spec.cohort.exclude
+        self.window = exclude.window if exclude is not None else None
+        self.exclusions = unique_days(exclusions)
+        self.prior_entries = latest_day(prior_entries)
 
     def washed_out(self, persons: np.ndarray, index_days: np.ndarray) -> np.ndarray:
-        """Per person: an entry claim in [index date − washout_days, index date)."""
+        """Per person (sorted numbers): an entry claim in [index date − washout_days, index date)."""
         washout = self.spec.cohort.washout_days
         if not washout:
             return np.zeros(len(persons), dtype=bool)
         latest = np.full(len(persons), NEVER, dtype=np.int32)
-        inside = persons < len(self._latest_prior)
-        latest[inside] = self._latest_prior[persons[inside]]
+        at, known = positions_among(persons, self.prior_entries.column("number").to_numpy())
+        latest[at[known]] = self.prior_entries.column("day").to_numpy()[known]
         return (latest >= index_days - washout) & (latest < index_days)
 
-    def excluded_in_window(self, persons: np.ndarray, index_days: np.ndarray) -> np.ndarray:
-        """Per person: an exclusion claim in [index date − before, index date + after]."""
-        assert self.window is not None
-        pairs = self._exclusions.result(_PAIRS.empty_table())
-        if pairs.num_rows == 0 or len(persons) == 0:
-            return np.zeros(len(persons), dtype=bool)
-        index_of = np.full(int(max(persons.max(), pc.max(pairs.column("person")).as_py())) + 1, NEVER, dtype=np.int64)
-        index_of[persons] = index_days
-        who = pairs.column("person").to_numpy()
-        day = pairs.column("day").to_numpy().astype(np.int64)
-        index = index_of[who]
-        near = (index != NEVER) & (day >= index - self.window.before) & (day <= index + self.window.after)
-        hit = np.zeros(len(index_of), dtype=bool)
-        hit[who[near]] = True
-        return hit[persons]
+    def excluded(self, persons: np.ndarray, index_days: np.ndarray) -> np.ndarray:
+        """Per person (sorted numbers): an exclusion claim, in [index date − before, index date +
+        after] when the exclusion has a window."""
+        hit = np.zeros(len(persons), dtype=bool)
+        at, known = positions_among(persons, self.exclusions.column("number").to_numpy())
+        if self.window is None:
+            hit[at[known]] = True
+            return hit
+        day = self.exclusions.column("day").to_numpy()[known].astype(np.int64)
+        index = index_days[at[known]].astype(np.int64)
+        near = (day >= index - self.window.before) & (day <= index + self.window.after)
+        hit[at[known][near]] = True
+        return hit
