@@ -112,6 +112,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kuhr-bench"))
     parser.add_argument("--order", choices=["time", "person"], default="time", help="the source's order (synth --order)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive script")
+    parser.add_argument("--arrow-threads", type=int, default=0,
+                        help="Arrow's CPU threads in each process that delivers (OMP_NUM_THREADS; 0: Arrow's default)")
+    parser.add_argument("--scan-slots", type=int, default=0,
+                        help="slots of the source_scan pool in the bench's instance (0: its dagster.yaml's)")
     parser.add_argument("--multiprocess", action="store_true",
                         help="also deliver with --executor multiprocess (a process per step), alternating")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
@@ -141,6 +145,11 @@ def main() -> None:
     subprocess.run([cli, "keys", "init"], env=env, check=True, stdout=subprocess.DEVNULL)
     # A data manager's Dagster instance exists already: its storage is created here, untimed.
     subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"], env=env, check=True)
+    if args.scan_slots:
+        subprocess.run([sys.executable, "-c", "import dagster; i = dagster.DagsterInstance.get(); "
+                        f"i.event_log_storage.set_concurrency_slots('source_scan', {args.scan_slots}); i.dispose()"],
+                       env=env, check=True)
+    deliver_env = {**env, "OMP_NUM_THREADS": str(args.arrow_threads)} if args.arrow_threads else env
 
     results: dict[str, dict[str, float]] = {}
     if not source.exists():
@@ -169,7 +178,7 @@ def main() -> None:
     for _ in range(args.repeat):  # alternating, so that a slow spell of the machine hits all of them
         this: dict[str, dict[str, float]] = {}
         for name, (command, log) in commands.items():
-            this[name] = timed(name, command, env, work / log)
+            this[name] = timed(name, command, deliver_env if name.startswith("deliver") else env, work / log)
             if name.startswith("deliver"):  # the last round's steps of each way to deliver
                 rows = subprocess.run([sys.executable, str(BENCH / "steps.py")], env=env, capture_output=True,
                                       text=True, check=True).stdout.splitlines()

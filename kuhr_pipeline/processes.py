@@ -28,3 +28,23 @@ def is_gone(identity: str) -> bool | None:
     if host != socket.gethostname() or not pid.isdigit():
         return None
     return _start_ticks(int(pid)) != start
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """In a step process of `deliver --executor multiprocess`: be killed when the process that
+    started it ends. A stopped `deliver` ends the step processes it sees, but its executor may
+    start another one meanwhile (the next scan group's step); that one must not outlive it."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None or not Path("/proc/self").exists():
+        return  # not a multiprocessing child, or not Linux
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != multiprocessing.parent_process().pid:  # type: ignore[union-attr]
+        os._exit(1)  # the parent ended before the line above

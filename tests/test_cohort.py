@@ -246,3 +246,29 @@ def test_codes_match_plain_and_dictionary_encoded_alike() -> None:
     assert codes_match(values, patterns).tolist() == expected
     assert codes_match(pc.dictionary_encode(values), patterns).tolist() == expected
     assert codes_match(pc.dictionary_encode(values).slice(2, 3), patterns).tolist() == expected[2:5]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"claims": "entry"},
+        {"cohort": {**SPEC["cohort"], "min_entry_claims": 2}},  # P8 and P10: entry claims in both years
+        {"cohort": {"entry": {"diagnoses": ["R74"]}, "exclude": {"diagnoses": ["P*"]}}},
+        {"period": {"from": "2019-06-01", "to": "2020-12-31"}},
+    ],
+)
+def test_a_year_at_a_time_gives_the_same_cohort_and_claims(source, spec_dir: Path, tmp_path: Path, changes) -> None:
+    """The fanned-out job reads each pass a year at a time (a step per year) and merges: the same
+    persons, attrition, picture and claims, in the same order, as one pass over the period."""
+    spec = _spec(spec_dir, **changes)
+    whole = select_cohort(source, spec, MASTER, staging_in(tmp_path / "whole"))
+    by_year = select_cohort(source, spec, MASTER, staging_in(tmp_path / "by-year"), per_year=True)
+    assert read_staged(by_year.path).equals(read_staged(whole.path))
+    assert (by_year.rows, by_year.persons, by_year.attrition, by_year.profile) == (
+        whole.rows,
+        whole.persons,
+        whole.attrition,
+        whole.profile,
+    )
+    assert [p.name for p in (tmp_path / "by-year").iterdir()] == [by_year.path.name]  # the groups' files are gone

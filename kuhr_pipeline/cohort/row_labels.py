@@ -11,6 +11,7 @@ source changed between the passes is refused, never misread.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,11 @@ def _fingerprint(batch: pa.RecordBatch) -> tuple[int, int]:
 
 
 class RowLabelsWriter:
-    """Appends each batch's labels to `path` (pass 1)."""
+    """Appends each batch's labels to `path` (pass 1; owner-only, as all staging is)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._file: BinaryIO = path.open("wb")
+        self._file: BinaryIO = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         self._batches: list[tuple[int, int]] = []
 
     def write(self, batch: pa.RecordBatch, labels: np.ndarray) -> None:

@@ -111,6 +111,7 @@ class FoundCohort:
 class GroupClaims:
     """Pass 2's result for one scan group: its claims, sealed, and the claims per month."""
 
+    group: ScanGroup
     path: Path
     rows: int
     months: dict[int, int]
@@ -213,6 +214,7 @@ def _write_sealed(staging: Staging, path: Path, table: pa.Table) -> Path:
 
 def find_cohort_in(spec: ApplicationSpec, groups: list[GroupFound], staging: Staging) -> FoundCohort:
     """Merge the groups' pass 1 into the cohort: its persons (sealed), the attrition, their ages."""
+    groups = sorted(groups, key=lambda found: found.group.index)
     firsts = merge_groups([staging.read(g.firsts) for g in groups])
     rules = IndexDateRules(
         spec,
@@ -339,7 +341,7 @@ def second_pass(
     finally:
         if writer is not None:
             writer.close()
-    return GroupClaims(out, rows, months)
+    return GroupClaims(found.group, out, rows, months)
 
 
 class _GroupCohort:
@@ -361,6 +363,7 @@ class _GroupCohort:
 def gather_claims(parts: list[GroupClaims], staging: Staging, out: Path) -> tuple[int, dict[int, int]]:
     """The groups' claims, one after the other (the whole period's scan order), to `out`; the
     rows and the claims per month. The groups' files are removed."""
+    parts = sorted(parts, key=lambda part: part.group.index)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         if len(parts) == 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from kuhr_pipeline.defs import assets, checks
+from kuhr_pipeline.defs import assets, checks, cohort_steps
 from kuhr_pipeline.defs.estimates import estimate_application
 from kuhr_pipeline.defs.jobs import (
     deliver_application,
@@ -30,7 +30,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
     return dg.Definitions(
         assets=[
             assets.application,
-            assets.cohort,
+            cohort_steps.cohort,
             assets.extract,
             assets.statistics,
             assets.delivery,

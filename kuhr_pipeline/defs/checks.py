@@ -10,7 +10,8 @@ import dagster as dg
 from kuhr_pipeline.application import LoadedSpec
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.cohort.attrition import ATTRITION_COLUMNS
-from kuhr_pipeline.defs.assets import cohort, extract, statistics
+from kuhr_pipeline.defs.assets import extract, statistics
+from kuhr_pipeline.defs.cohort_steps import cohort
 from kuhr_pipeline.defs.failures import verdict
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.runs import run_staging

@@ -18,6 +18,7 @@ from kuhr_pipeline import settings
 from kuhr_pipeline.defs.jobs import JOB_OF_EXECUTOR
 from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.errors import KuhrError
+from kuhr_pipeline.processes import die_with_parent
 
 # A step's task is acknowledged when it ends, not when a worker takes it: the broker gives the
 # task of a worker that dies mid-step to another worker, which runs the step again from its inputs.
@@ -31,8 +32,11 @@ class NoWorkers(KuhrError):
 
 
 def multiprocess_job() -> dg.JobDefinition:
-    """The delivery job with one process per step, as those processes rebuild it."""
+    """The delivery job with one process per step, as those processes rebuild it (each of them
+    ends with `deliver`'s process)."""
     from kuhr_pipeline.definitions import defs
+
+    die_with_parent()
 
     return defs.resolve_job_def(JOB_OF_EXECUTOR["multiprocess"])
 

@@ -223,6 +223,9 @@ def _stop(instance: dg.DagsterInstance, process: str, staging: Path, why: str, s
             cancel_run(instance, run.run_id, why, even_if_failed=True)
     remove_staging(staging)
     time.sleep(0.2)  # a file the run was opening as the signal came: made by now, removed next
+    stop_step_processes()  # a step the executor started meanwhile (the next scan group's)
+    for run in runs:
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)  # and the slot it claimed
     remove_staging(staging)
     print(
         f"error: {spec_path}: run {runs[0].run_id[:8] if runs else '(not started)'}: {why}; the run is canceled "
@@ -248,11 +251,16 @@ def failure_messages(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) 
     for event in result.get_step_failure_events():
         failure = event.step_failure_data.user_failure_data
         if failure is not None and failure.description:
-            messages.append(f"step {event.step_key} failed: {failure.description}")
+            messages.append(f"step {_asset_of(event.step_key)} failed: {failure.description}")
             continue
         error = event.step_failure_data.error
         while error is not None and error.cause is not None:
             error = error.cause
         text = error.message.strip().splitlines()[-1] if error and error.message.strip() else "failed"
-        messages.append(f"step {event.step_key} failed: {text}")
-    return messages
+        messages.append(f"step {_asset_of(event.step_key)} failed: {text}")
+    return list(dict.fromkeys(messages))  # scan groups failing alike: said once
+
+
+def _asset_of(step_key: str | None) -> str:
+    """The asset a step belongs to: `cohort` for each of its steps (`cohort.first_pass_group[ar_2019]`)."""
+    return (step_key or "?").partition(".")[0]
