@@ -11,8 +11,14 @@ def main() -> None:
         run = instance.get_runs(limit=1)[0]
         stats = instance.get_run_stats(run.run_id)
         print(f"| (whole run) | {stats.end_time - stats.start_time:.1f} |")
-        for step in instance.get_run_step_stats(run.run_id):
+        steps = instance.get_run_step_stats(run.run_id)
+        for step in steps:
             print(f"| {step.step_key} | {step.end_time - step.start_time:.1f} |")
+        scans = [s for s in steps if "pass_group[" in s.step_key]  # the cohort's scan steps, both passes
+        if scans:
+            span = max(s.end_time for s in scans) - min(s.start_time for s in scans)
+            busy = sum(s.end_time - s.start_time for s in scans)
+            print(f"| the passes: first scan step's start to last one's end (their steps' sum {busy:.1f}) | {span:.1f} |")
 
 
 if __name__ == "__main__":

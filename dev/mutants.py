@@ -1,6 +1,6 @@
 """Mutants the fast tests must kill: each change below, applied alone to a copy of the package,
 must make the named tests (all fast: not marked slow) fail. Run: `.venv/bin/python dev/mutants.py`
-(about ten minutes); `--only NAME` runs one. Prints one line per mutant and exits 1 if one survives.
+(about ten minutes); `--only NAME` (repeatable) runs those. Prints one line per mutant and exits 1 if one survives.
 """
 
 from __future__ import annotations
@@ -221,6 +221,30 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "            if False:",
         ["tests/test_delivery_commit.py::test_a_run_stopped_from_elsewhere_while_it_packs_publishes_nothing"],
     ),
+    "the scan groups' entry claims not added up": (
+        "kuhr_pipeline/cohort/first_claims.py",
+        '    return chosen.set_column(chosen.schema.get_field_index("entry_claims"), "entry_claims", pa.array(counts))',
+        "    return chosen",
+        ["tests/test_cohort.py::test_a_year_at_a_time_gives_the_same_cohort_and_claims"],
+    ),
+    "the scan groups' claims gathered out of order": (
+        "kuhr_pipeline/cohort/select.py",
+        "parts = sorted(parts, key=lambda part: part.group.index)",
+        "parts = sorted(parts, key=lambda part: -part.group.index)",
+        ["tests/test_cohort.py::test_a_year_at_a_time_gives_the_same_cohort_and_claims"],
+    ),
+    "a person counted once in each scan group": (
+        "kuhr_pipeline/cohort/select.py",
+        "len(np.unique(np.concatenate(",
+        "len((np.concatenate(",
+        ["tests/test_cohort.py::test_a_year_at_a_time_gives_the_same_cohort_and_claims"],
+    ),
+    "staged batches as they were handed in": (
+        "kuhr_pipeline/staging.py",
+        "end = table.num_rows - table.num_rows % BATCH_ROWS if whole_batches_only else table.num_rows",
+        "end = table.num_rows",
+        ["tests/test_staging.py"],
+    ),
 }
 
 
@@ -255,7 +279,7 @@ def run(name: str, work: Path) -> tuple[bool, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=sorted(MUTANTS))
+    parser.add_argument("--only", choices=sorted(MUTANTS), action="append", help="this mutant only (repeatable)")
     args = parser.parse_args()
     survivors = 0
     with tempfile.TemporaryDirectory(prefix="kuhr-mutants-") as work:
@@ -263,7 +287,7 @@ def main() -> int:
         if failed:
             print(f"the unmutated copy fails its tests ({detail}): no mutant can be judged")
             return 2
-        for name in [args.only] if args.only else MUTANTS:
+        for name in args.only or MUTANTS:
             killed, detail = run(name, Path(work))
             survivors += not killed
             print(f"{'killed  ' if killed else 'SURVIVED'} {name}: {detail}", flush=True)
