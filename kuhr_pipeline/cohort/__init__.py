@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
-
 from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.groups import ScanGroup, scan_groups
@@ -27,7 +25,7 @@ from kuhr_pipeline.cohort.select import (
     second_pass,
 )
 from kuhr_pipeline.cohort.windows import Progress, reach
-from kuhr_pipeline.extract.generalise import age_label, month_label
+from kuhr_pipeline.extract.generalise import month_label
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.staging import Staging
@@ -77,21 +75,10 @@ def cohort_claims(found: FoundCohort, parts: list[GroupClaims], staging: Staging
     """The groups' claims gathered into the staged cohort claims, with the cohort's picture."""
     rows, months = gather_claims(parts, staging, staging.path(COHORT_CLAIMS_FILE))
     profile = CohortProfile(
-        persons_per_age_group={
-            label: found.attrition.masked(n) for label, n in _age_groups(found.first_claim_ages).items()
-        },
+        persons_per_age_group={label: found.attrition.masked(n) for label, n in found.persons_per_age_group.items()},
         claims_per_month={month_label(k): found.attrition.masked(n) for k, n in months.items()},
     )
     return CohortClaims(staging.path(COHORT_CLAIMS_FILE), rows, found.persons, found.attrition, profile)
-
-
-def _age_groups(ages: np.ndarray) -> dict[str, int]:
-    """Persons per 10-year age group at their first entry claim (UNKNOWN where the age is missing)."""
-    groups: dict[str, int] = {}
-    for age in ages.tolist():
-        label = age_label(age, 10)
-        groups[label] = groups.get(label, 0) + 1
-    return dict(sorted(groups.items()))
 
 
 __all__ = [

@@ -1,8 +1,9 @@
-"""Small per-run numbers for persons, so that only pass 1 handles national ids.
+"""Small per-scan-group numbers for persons, so that pass 2 never reads national ids.
 
-Each valid id pass 1 meets gets a label: 1, 2, 3 …, a new id the next free one (0 stands for
-"no valid id"). A label means nothing outside the run that gave it: the table from labels back
-to ids lives only in this process's memory, and is used once, to pseudonymise the cohort.
+Each valid id a scan group's pass 1 meets gets a label: 1, 2, 3 …, a new id the next free one (0
+stands for "no valid id"). A label means nothing outside its group and run: the table from labels
+back to ids is in pass 1's memory and, for the merge and the group's pass 2, in a sealed staging
+file (cohort/select.py), used to pseudonymise the cohort's persons.
 """
 
 from __future__ import annotations

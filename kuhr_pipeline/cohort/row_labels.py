@@ -1,8 +1,8 @@
 """Each scanned claim's person label, written by pass 1 and read back, row for row, by pass 2.
 
 With it pass 2 neither decodes the national ids again nor looks them up in the cohort, which
-was a third of its time; what it reads from this file is 4 bytes a claim, meaningless outside the
-run (the table from labels to ids never leaves pass 1's memory).
+was a third of its time; what it reads from this file is 4 bytes a claim, meaningless outside its
+scan group and run (the table from labels to ids is sealed, person_labels.py).
 
 Both passes scan the same rows in the same order (same files, row groups and period). Pass 1
 also keeps each batch's row count and the sum of its timestamps, and pass 2 checks them: a

@@ -44,6 +44,7 @@ from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels, claim_la
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
 from kuhr_pipeline.cohort.windows import EVIDENCE, IndexDateEvidence, IndexDateRules, Progress, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
+from kuhr_pipeline.extract.generalise import age_label
 from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
@@ -93,14 +94,14 @@ class GroupFound:
 @dataclass(frozen=True)
 class FoundCohort:
     """The cohort, merged from every group's pass 1: its persons' numbers and index dates in a
-    sealed file (sorted by number), the attrition, and their ages at their first entry claim
-    (sorted: a count per age, tied to no one)."""
+    sealed file (sorted by number), the attrition, and its persons per 10-year age group at their
+    first entry claim (counts: this object is a step's output, kept in the clear)."""
 
     path: Path
     persons: int
     persons_in_period: int
     attrition: Attrition
-    first_claim_ages: np.ndarray
+    persons_per_age_group: dict[str, int]
 
     def numbers(self, staging: Staging) -> np.ndarray:
         """The cohort's ids as numbers (sorted): in memory only, to pseudonymise."""
@@ -234,12 +235,22 @@ def find_cohort_in(spec: ApplicationSpec, groups: list[GroupFound], staging: Sta
         persons=len(cohort),
         persons_in_period=persons_in_period,
         attrition=Attrition(steps, dropped_claims, small_count_threshold(spec), count_rounding(spec)),
-        first_claim_ages=np.sort(ages),
+        persons_per_age_group=_age_groups(ages),
     )
 
 
+def _age_groups(ages: np.ndarray) -> dict[str, int]:
+    """Persons per 10-year age group at their first entry claim (UNKNOWN where the age is missing)."""
+    groups: dict[str, int] = {}
+    for age in ages.tolist():
+        label = age_label(age, 10)
+        groups[label] = groups.get(label, 0) + 1
+    return dict(sorted(groups.items()))
+
+
 def _distinct_persons(groups: list[GroupFound], staging: Staging) -> int:
-    """Persons with a valid id in the period: each group's are distinct, not those of groups together."""
+    """Persons with a valid id in the period, each once: a person is in the persons of every group
+    (year) with a claim of theirs."""
     if len(groups) == 1:
         return staging.rows(groups[0].persons)
     return len(np.unique(np.concatenate([staging.read(g.persons).column("number").to_numpy() for g in groups])))
