@@ -4,5 +4,5 @@ import dagster as dg
 
 applications_partitions = dg.DynamicPartitionsDefinition(name="applications")
 
-# The cohort step reads the whole register: its pool (a limit in dagster.yaml) keeps such scans few.
+# The cohort's scan steps read the register: their pool (a limit in dagster.yaml) keeps such scans few.
 SOURCE_SCAN_POOL = "source_scan"
