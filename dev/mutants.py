@@ -239,6 +239,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "len((np.concatenate(",
         ["tests/test_cohort.py::test_a_year_at_a_time_gives_the_same_cohort_and_claims"],
     ),
+    "a step process outlives deliver": (
+        "kuhr_pipeline/processes.py",
+        "libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)",
+        "libc.prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)",
+        ["tests/test_step_processes.py"],
+    ),
     "staged batches as they were handed in": (
         "kuhr_pipeline/staging.py",
         "end = table.num_rows - table.num_rows % BATCH_ROWS if whole_batches_only else table.num_rows",
