@@ -42,7 +42,7 @@ from kuhr_pipeline.cohort.first_claims import (
 from kuhr_pipeline.cohort.groups import ScanGroup
 from kuhr_pipeline.cohort.person_labels import NO_PERSON, PersonLabels, claim_labels, positions_among
 from kuhr_pipeline.cohort.row_labels import FINGERPRINT_COLUMN, RowLabels, RowLabelsWriter
-from kuhr_pipeline.cohort.windows import EVIDENCE, IndexDateEvidence, IndexDateRules, Progress, days_of
+from kuhr_pipeline.cohort.windows import IndexDateEvidence, IndexDateRules, Progress, days_of
 from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
 from kuhr_pipeline.extract.generalise import age_label
 from kuhr_pipeline.faults import fault_point
@@ -197,8 +197,8 @@ def first_pass(
     files = {
         "persons": numbers,
         "firsts": firsts,
-        "exclusions": evidence.exclusions.result(EVIDENCE.empty_table()),
-        "prior_entries": evidence.prior_entries.result(EVIDENCE.empty_table()),
+        "exclusions": evidence.exclusions(),
+        "prior_entries": evidence.prior_entries(),
     }
     paths = {name: _write_sealed(staging, folder.path(f"{group.name}.{name}.arrow"), t) for name, t in files.items()}
     return GroupFound(group, row_labels, **paths, dropped=tuple(int(n) for n in state.dropped))

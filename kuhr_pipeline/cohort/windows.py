@@ -79,8 +79,9 @@ class IndexDateEvidence:
         self.spec = spec
         exclude = spec.cohort.exclude
         self.window = exclude.window if exclude is not None else None
-        self.exclusions = Reducing(unique_days)
-        self.prior_entries = Reducing(latest_day)
+        self._exclusions = Reducing(unique_days)  # pass 1's (its thread only: Reducing is not thread-safe)
+        self._margin_exclusions = Reducing(unique_days)  # the margin scan's thread's
+        self._prior_entries = Reducing(latest_day)  # the margin scan's thread's
 
     @property
     def needed(self) -> bool:
@@ -92,7 +93,7 @@ class IndexDateEvidence:
         day does not matter (None: 0)."""
         if len(numbers):
             day = days if days is not None else np.zeros(len(numbers), dtype=np.int32)
-            self.exclusions.add(pa.table({"number": numbers, "day": day}, schema=EVIDENCE))
+            self._exclusions.add(pa.table({"number": numbers, "day": day}, schema=EVIDENCE))
 
     def scan_margins(self, source: Source, stop: threading.Event, on_progress: Progress | None) -> None:
         """Read the days before and after the period that the windows reach, until `stop` is set.
@@ -134,10 +135,21 @@ class IndexDateEvidence:
             valid = slots.reason[slots.slot] == IdReason.VALID
             numbers = slots.number[slots.slot]
             days = days[rows]
-            for found, kept in ((entries, self.prior_entries), (exclusions, self.exclusions)):
+            for found, kept in ((entries, self._prior_entries), (exclusions, self._margin_exclusions)):
                 found = found[rows] & valid
                 if found.any():
                     kept.add(pa.table({"number": numbers[found], "day": days[found]}, schema=EVIDENCE))
+
+    def exclusions(self) -> pa.Table:
+        """Distinct (number, day) of exclusion claims, in the period and the margins (call once
+        the margin scan has ended)."""
+        parts = [r.result(EVIDENCE.empty_table()) for r in (self._exclusions, self._margin_exclusions)]
+        return unique_days(pa.concat_tables(parts))
+
+    def prior_entries(self) -> pa.Table:
+        """Each number's latest entry claim in the washout before the period (once the margin
+        scan has ended)."""
+        return self._prior_entries.result(EVIDENCE.empty_table())
 
 
 class IndexDateRules:
