@@ -35,8 +35,9 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def die_with_parent() -> None:
     """In a step process of `deliver --executor multiprocess`: be killed when the process that
-    started it ends. A stopped `deliver` ends the step processes it sees, but its executor may
-    start another one meanwhile (the next scan group's step); that one must not outlive it."""
+    started it ends (the forkserver, which ends with `deliver`). A stopped `deliver` ends the step
+    processes it sees, but its executor may start another one meanwhile (the next scan group's
+    step); that one must not outlive it."""
     import multiprocessing
 
     if multiprocessing.parent_process() is None or not Path("/proc/self").exists():
@@ -44,7 +45,8 @@ def die_with_parent() -> None:
     import ctypes
     import signal
 
+    parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != multiprocessing.parent_process().pid:  # type: ignore[union-attr]
+    if os.getppid() != parent:
         os._exit(1)  # the parent ended before the line above
