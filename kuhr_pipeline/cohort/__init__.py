@@ -2,7 +2,7 @@
 
 `select_cohort` runs both passes here, group after group; the Dagster job runs the same steps
 (`first_pass`, `find_cohort_in`, `second_pass`, `gather_claims`) as steps of their own, each
-group on whichever worker is free (defs/assets.py).
+group on whichever worker is free (defs/cohort_steps.py).
 """
 
 from __future__ import annotations
@@ -73,12 +73,13 @@ def pseudonymisers(spec: ApplicationSpec, master_key: bytes) -> tuple[Pseudonymi
 
 def cohort_claims(found: FoundCohort, parts: list[GroupClaims], staging: Staging) -> CohortClaims:
     """The groups' claims gathered into the staged cohort claims, with the cohort's picture."""
-    rows, months = gather_claims(parts, staging, staging.path(COHORT_CLAIMS_FILE))
+    out = staging.path(COHORT_CLAIMS_FILE)
+    rows, months = gather_claims(parts, staging, out)
     profile = CohortProfile(
         persons_per_age_group={label: found.attrition.masked(n) for label, n in found.persons_per_age_group.items()},
         claims_per_month={month_label(k): found.attrition.masked(n) for k, n in months.items()},
     )
-    return CohortClaims(staging.path(COHORT_CLAIMS_FILE), rows, found.persons, found.attrition, profile)
+    return CohortClaims(out, rows, found.persons, found.attrition, profile)
 
 
 __all__ = [
