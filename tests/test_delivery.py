@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import subprocess
 import sys
 from datetime import timedelta
@@ -13,12 +14,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from dagster import DagsterEventType, DagsterInstance
 
 from kuhr_pipeline.identity.new_keys import init_keys
 from kuhr_pipeline.synth import generate_source
 from tests.conftest import make_recipient
 from tests.helpers import run_cli, write_source, write_spec
 from tests.leakscan import at_rest_problems, ids_in_source, leaked
+
+MATERIALIZED = DagsterEventType.ASSET_MATERIALIZATION
+CHECKED = DagsterEventType.ASSET_CHECK_EVALUATION
 
 CRYPT4GH = Path(sys.executable).with_name("crypt4gh")
 
@@ -428,6 +433,40 @@ def test_statistics_delivery_end_to_end(setup, capsys, tmp_path) -> None:
             assert row["sum_refusjon"] == pytest.approx(cell["sum_refusjon"]), key
     assert not delivered[(None, None, None)]["suppressed"]
     assert delivered[(None, None, None)]["persons"] == len({c["pasient_pseudonym"] for c in claims}) > 100
+
+
+STATISTICS_SPEC = {
+    **SPEC,
+    "data_level": "statistics",
+    "statistics": {"group_by": ["ar", "pasient_kjonn"], "measures": ["persons", "claims"], "min_cell": 5},
+}
+
+
+@pytest.mark.parametrize("data_level", ["pseudonymised", "statistics"])
+def test_a_run_materialises_only_the_table_of_its_data_level(setup, capsys, caplog, data_level) -> None:
+    """The asset graph shows what ran: a statistics application's run makes no extract (nor checks
+    it), a person-level one no statistics table; the delivery is made from the one that was."""
+    if data_level == "statistics":
+        write_spec(setup["spec"].parent, STATISTICS_SPEC, name="E2E-0001.yaml", remove=["variables"])
+    with caplog.at_level(logging.WARNING):
+        code, out, err = deliver(setup, capsys)
+    assert code == 0, err
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("dagster")]
+    instance = DagsterInstance.get()
+    (run,) = instance.get_runs(limit=1)
+    materialised = {
+        e.asset_key.to_user_string() for e in instance.get_records_for_run(run.run_id, of_type=MATERIALIZED).records
+    }
+    checked = {
+        e.event_log_entry.dagster_event.event_specific_data.check_name
+        for e in instance.get_records_for_run(run.run_id, of_type=CHECKED).records
+    }
+    made, not_made = ("extract", "statistics") if data_level == "pseudonymised" else ("statistics", "extract")
+    assert materialised == {"application", "cohort", made, "delivery"}
+    assert checked == {"cohort_is_not_empty", "source_data_quality", f"{made}_passes_validation"}
+    manifest = json.loads((Path(out.strip()) / "manifest.json").read_text())
+    tables = {Path(f["path"]).name.split(".")[0] for f in manifest["files"] if f["path"].startswith("data/")}
+    assert ("statistics" in tables) == (made == "statistics") and not_made not in materialised
 
 
 def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> None:

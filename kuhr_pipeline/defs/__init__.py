@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from kuhr_pipeline.defs import assets, checks, cohort_steps
+from kuhr_pipeline.defs import assets, checks, cohort_steps, delivery_steps
 from kuhr_pipeline.defs.estimates import estimate_application
 from kuhr_pipeline.defs.jobs import (
     deliver_application,
@@ -33,7 +33,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
             cohort_steps.cohort,
             assets.extract,
             assets.statistics,
-            assets.delivery,
+            delivery_steps.delivery,
             APPLICATIONS_OVERVIEW,
         ],
         asset_checks=[

@@ -1,5 +1,7 @@
-"""The asset graph: application → cohort → extract → delivery (and statistics). Wiring only."""
+"""The asset graph: application → cohort → extract or statistics → delivery. Wiring only: the
+cohort's steps are in cohort_steps.py, the delivery's in delivery_steps.py."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +11,7 @@ from kuhr_pipeline.application.find import find_spec
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.defs.failures import plain_failures
 from kuhr_pipeline.defs.partitions import applications_partitions
-from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey
 from kuhr_pipeline.defs.runs import begin_run, require_run_spec, run_staging
 from kuhr_pipeline.defs.tables import (
     column_schema,
@@ -18,17 +20,13 @@ from kuhr_pipeline.defs.tables import (
     statistics_descriptions,
     text_table,
 )
-from kuhr_pipeline.delivery.package import assemble_and_publish
-from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.kanon import KANON_COLUMNS
 from kuhr_pipeline.disclosure.patterns import previous_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
-from kuhr_pipeline.disclosure.suppression import Key
 from kuhr_pipeline.errors import SpecRefused
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report
 from kuhr_pipeline.report import preview
-from kuhr_pipeline.staging import remove_staging
 
 
 class ApplicationConfig(dg.Config):
@@ -69,7 +67,7 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
     return loaded
 
 
-@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"}, output_required=False)
 @plain_failures
 def extract(
     context: dg.AssetExecutionContext,
@@ -77,20 +75,22 @@ def extract(
     cohort: CohortClaims,
     paths: KuhrPaths,
     pseudonym_key: PseudonymKey,
-) -> ExtractFiles:
-    """Exactly the approved variables, generalised as approved, in the spec's order."""
+) -> Iterator[dg.Output[ExtractFiles]]:
+    """Exactly the approved variables, generalised as approved, in the spec's order. Made for a
+    person-level application only: for a statistics one it is not materialised (nor checked)."""
     spec = application.spec
-    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
     if spec.data_level != "pseudonymised":
-        context.add_output_metadata({"note": "data_level is statistics: no person-level extract"})
-        return ExtractFiles({}, staging.schema(cohort.path))
+        context.log.info("extract: not made (data_level statistics: the delivery is the statistics table)")
+        return
+    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
     claims = cohort.attrition.masked(cohort.rows)
     context.log.info(f"extract: selecting {len(spec.plan.columns)} variables of {claims} claims")
     descriptions = described(spec.plan.pairs)
     files, report = build_extract_with_report(spec, cohort.path, staging)
     first = next(iter(files.tables()), None)
-    context.add_output_metadata(
-        {
+    yield dg.Output(
+        files,
+        metadata={
             **row_count(files.rows, cohort.attrition.threshold),
             "files": ", ".join(sorted(files.files)),
             "dagster/column_schema": column_schema(files.schema, descriptions),
@@ -98,12 +98,11 @@ def extract(
                 ["figure", "value"], kanon.shown(report, cohort.attrition.threshold), KANON_COLUMNS
             ),
             "preview": text_table(*preview(first[1], 5, staging), descriptions) if first else "(empty)",
-        }
+        },
     )
-    return files
 
 
-@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"})
+@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"parquet"}, output_required=False)
 @plain_failures
 def statistics(
     context: dg.AssetExecutionContext,
@@ -111,80 +110,29 @@ def statistics(
     cohort: CohortClaims,
     pseudonym_key: PseudonymKey,
     paths: KuhrPaths,
-) -> StatisticsTable:
+) -> Iterator[dg.Output[StatisticsTable]]:
     """For data_level statistics: every cell and margin, with primary and secondary suppression
-    (cells the application's last release hid stay hidden)."""
+    (cells the application's last release hid stay hidden). Not materialised (nor checked) for a
+    person-level application."""
     spec = application.spec
+    if spec.statistics is None:
+        context.log.info("statistics: not made (data_level pseudonymised: the delivery is the extract)")
+        return
     staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
-    previous: set[Key] = set()
-    if spec.statistics is not None:
-        dimensions = spec.plan.names
-        previous = previous_pattern(paths.deliveries_dir(), application.application_id, dimensions)
-        context.log.info(
-            f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of "
-            f"{cohort.attrition.masked(cohort.rows)} claims; {len(previous)} cells hidden in the last release"
-        )
+    dimensions = spec.plan.names
+    previous = previous_pattern(paths.deliveries_dir(), application.application_id, dimensions)
+    context.log.info(
+        f"statistics: the cube over {len(spec.statistics.group_by)} dimensions of "
+        f"{cohort.attrition.masked(cohort.rows)} claims; {len(previous)} cells hidden in the last release"
+    )
     result = build_statistics(spec, cohort.path, staging, staging.sub("statistics"), previous)
-    if result.path is None:
-        context.add_output_metadata({"note": "data_level is pseudonymised: no statistics table"})
-        return result
-    context.add_output_metadata(
-        {
+    yield dg.Output(
+        result,
+        metadata={
             "dagster/row_count": result.rows,
             "suppressed_primary": result.primary,
             "suppressed_secondary": result.secondary,
             "secondary_method": result.method,
             "preview": text_table(*preview(result.path, 12, staging), statistics_descriptions(spec)),
-        }
-    )
-    return result
-
-
-@dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"crypt4gh"})
-@plain_failures
-def delivery(
-    context: dg.AssetExecutionContext,
-    application: LoadedSpec,
-    cohort: CohortClaims,
-    extract: ExtractFiles,
-    statistics: StatisticsTable,
-    paths: KuhrPaths,
-    signing_key: SigningKey,
-    pseudonym_key: PseudonymKey,
-) -> PublishedDelivery:
-    """The encrypted, signed delivery package, published atomically under KUHR_DELIVERIES."""
-    require_run_spec(context, application)
-    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
-    context.log.info(f"delivery: publishing under {paths.deliveries_dir()}")
-    published = assemble_and_publish(
-        application,
-        cohort,
-        extract,
-        statistics,
-        paths.deliveries_dir(),
-        staging,
-        signing_key.private_key(),
-        on_step=context.log.info,
-        still_wanted=lambda: _still_wanted(context),
-    )
-    remove_staging(staging.folder)  # a failed run's: sensors.staging_cleanup
-    context.add_output_metadata(
-        {
-            "delivery_folder": dg.MetadataValue.path(str(published.path)),
-            "delivery_id": published.delivery_id,
-            "manifest_sha256": published.manifest_sha256,
-            "files": published.files,
-        }
-    )
-    return published
-
-
-def _still_wanted(context: dg.AssetExecutionContext) -> bool:
-    """The run was not stopped meanwhile (by `deliver` on SIGTERM, or the UI) while this step ran
-    on a worker of its own."""
-    run = context.instance.get_run_by_id(context.run_id)
-    return run is not None and run.status not in (
-        dg.DagsterRunStatus.CANCELING,
-        dg.DagsterRunStatus.CANCELED,
-        dg.DagsterRunStatus.FAILURE,
+        },
     )

@@ -5,8 +5,9 @@ as metadata, instead of a Dagster stack trace in the run's summary."""
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 import dagster as dg
 
@@ -17,26 +18,41 @@ R = TypeVar("R")
 
 
 def plain_failures(step: Callable[P, R]) -> Callable[P, R]:
-    """Wrap an asset's function: a KuhrError it raises ends the step as a `dg.Failure` with the
-    error's sentence (not retried: the input must be fixed first)."""
+    """Wrap an asset's or op's function: a KuhrError it raises ends the step as a `dg.Failure` with
+    the error's sentence (not retried: the input must be fixed first). A generator step (one whose
+    output is optional) stays a generator, which is how Dagster tells that it yields its outputs."""
+    if inspect.isgeneratorfunction(step):
+
+        @functools.wraps(step)
+        def yielding(*args: P.args, **kwargs: P.kwargs) -> Iterator[object]:
+            try:
+                yield from cast(Iterator[object], step(*args, **kwargs))
+            except KuhrError as error:
+                raise _failure(error) from None
+
+        return cast(Callable[P, R], yielding)
 
     @functools.wraps(step)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return step(*args, **kwargs)
         except KuhrError as error:
-            raise dg.Failure(
-                description=str(error),
-                metadata={
-                    "problems": dg.MetadataValue.md(
-                        "| file | field | problem | fix |\n|---|---|---|---|\n"
-                        + "\n".join(f"| {p.file} | {p.field} | {p.problem} | {p.fix} |" for p in error.problems)
-                    )
-                },
-                allow_retries=False,
-            ) from None
+            raise _failure(error) from None
 
     return wrapper
+
+
+def _failure(error: KuhrError) -> dg.Failure:
+    return dg.Failure(
+        description=str(error),
+        metadata={
+            "problems": dg.MetadataValue.md(
+                "| file | field | problem | fix |\n|---|---|---|---|\n"
+                + "\n".join(f"| {p.file} | {p.field} | {p.problem} | {p.fix} |" for p in error.problems)
+            )
+        },
+        allow_retries=False,
+    )
 
 
 def verdict(result: dg.AssetCheckResult, check_name: str, application_id: str) -> Iterator[dg.AssetCheckResult]:

@@ -82,7 +82,7 @@ def refuse_overlapping_runs(context: dg.AssetExecutionContext, application_id: s
         )
 
 
-def require_run_spec(context: dg.AssetExecutionContext, loaded: LoadedSpec) -> None:
+def require_run_spec(context: dg.AssetExecutionContext | dg.OpExecutionContext, loaded: LoadedSpec) -> None:
     """A run works on the spec it was launched with: when the run carries a spec hash (runs made
     by `deliver`, the sensor and the schedule), the spec this step holds must have it. A run
     launched without one (a UI "Materialize", `dagster asset materialize`) is tagged now, so every

@@ -11,7 +11,7 @@ from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.disclosure.masking import mask_count
 
 
-def row_count(rows: int, threshold: int) -> dict[str, object]:
+def row_count(rows: int, threshold: int) -> dict[str, int | str]:
     """Dagster's row count when it may be shown; masked, as text, when it is small."""
     shown = mask_count(rows, threshold)
     return {"dagster/row_count": rows} if shown == str(rows) else {"rows": shown}

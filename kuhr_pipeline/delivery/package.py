@@ -14,7 +14,6 @@ from kuhr_pipeline.delivery.publish import DataTable, DeliveryContents, Publishe
 from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.patterns import keep_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
-from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.extract.build import ExtractFiles
 from kuhr_pipeline.quality.gate import passed_report
 from kuhr_pipeline.staging import Staging
@@ -23,8 +22,7 @@ from kuhr_pipeline.staging import Staging
 def assemble_and_publish(
     application: LoadedSpec,
     cohort: CohortClaims,
-    extract: ExtractFiles,
-    statistics: StatisticsTable,
+    made: ExtractFiles | StatisticsTable,
     deliveries_root: Path,
     staging: Staging,
     signing_key: Ed25519PrivateKey,
@@ -32,25 +30,21 @@ def assemble_and_publish(
     synthetic: bool = False,
     still_wanted: Callable[[], bool] = lambda: True,
 ) -> PublishedDelivery:
-    """Only what passed validation goes in: the gate raises DeliveryError otherwise. `synthetic`:
+    """`made`: the extract of a person-level application, or the statistics table of a statistics
+    one. Only what passed validation goes in: the gate raises DeliveryError otherwise. `synthetic`:
     a dummy delivery (kuhr_pipeline.dummy), said so in the manifest and README. `still_wanted`:
     see publish_delivery."""
     spec = application.spec
     tables: list[DataTable] = []
     documents: dict[str, bytes] = {}
-    if spec.data_level == "pseudonymised":
-        files = [path for _, path in extract.tables()]
-        report = passed_report(staging.folder, "claims", files)
-        tables += [DataTable(name, path, extract.files[name][1]) for name, path in extract.tables()]
-        columns = spec.plan.pairs
-        schema = extract.schema
+    if isinstance(made, ExtractFiles):
+        report = passed_report(staging.folder, "claims", [path for _, path in made.tables()])
+        tables += [DataTable(name, path, made.files[name][1]) for name, path in made.tables()]
+        schema = made.schema
     else:
-        if statistics.path is None:
-            raise DeliveryError.single(str(staging.folder), "statistics", "no statistics table was made")
-        report = passed_report(staging.folder, "statistics", [statistics.path])
-        tables.append(DataTable("statistics", statistics.path, statistics.rows))
-        columns = spec.plan.pairs
-        schema = staging.parquet_schema(statistics.path)
+        report = passed_report(staging.folder, "statistics", [made.path])
+        tables.append(DataTable("statistics", made.path, made.rows))
+        schema = staging.parquet_schema(made.path)
     disclosure = staging.folder / DISCLOSURE_REPORT
     if disclosure.exists():
         documents[DISCLOSURE_REPORT] = disclosure.read_bytes()
@@ -65,13 +59,11 @@ def assemble_and_publish(
         recipient_keys=application.recipient_keys,
         tables=tables,
         documents=documents,
-        codebook_columns=columns,
+        codebook_columns=spec.plan.pairs,
         codebook_schema=schema,
         synthetic=synthetic,
     )
     published = publish_delivery(contents, deliveries_root, staging, signing_key, on_step, still_wanted)
-    if statistics.path is not None and not synthetic:  # the next release keeps these cells hidden
-        keep_pattern(
-            deliveries_root, spec.application_id, list(statistics.dimensions), staging.read_parquet(statistics.path)
-        )
+    if isinstance(made, StatisticsTable) and not synthetic:  # the next release keeps these cells hidden
+        keep_pattern(deliveries_root, spec.application_id, list(made.dimensions), staging.read_parquet(made.path))
     return published

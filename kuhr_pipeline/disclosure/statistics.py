@@ -25,7 +25,7 @@ CERTIFICATES_FILE = "statistics-certificates.parquet"
 
 @dataclass(frozen=True)
 class StatisticsTable:
-    path: Path | None  # None when the application is person-level
+    path: Path
     rows: int = 0
     primary: int = 0
     secondary: int = 0
@@ -42,7 +42,7 @@ def build_statistics(
     """The cube of the staged claims, suppressed (`previous`: cells the last release hid), sealed
     in `out` with the proof's inputs."""
     if spec.statistics is None:
-        return StatisticsTable(None)
+        raise ValueError(f"{spec.application_id}: data_level {spec.data_level} has no statistics table")
     group_by = spec.plan.pairs
     cube = build_cube(staging, cohort_claims, group_by)
     result = suppress(cube, list(spec.statistics.measures), spec.statistics.min_cell, previous)

@@ -50,26 +50,23 @@ def deliver_dummy(
     spec = loaded.spec
     key = secrets.token_bytes(32)  # the dummy's own: its pseudonyms match no real delivery's
     with tempfile.TemporaryDirectory(prefix="kuhr-dummy-") as folder:
-        made = write_dummy_source(spec, str(spec_path), Path(folder) / "source", persons, seed, clock.today())
-        report(f"dummy: {made.persons} synthetic persons, {made.claims} claims")
+        source = write_dummy_source(spec, str(spec_path), Path(folder) / "source", persons, seed, clock.today())
+        report(f"dummy: {source.persons} synthetic persons, {source.claims} claims")
         staging = Staging.for_run(Path(folder) / "staging", key, "dummy")
-        claims = select_cohort(open_source(made.path), spec, key, staging)
-        extract, statistics = _tables(spec, claims, staging)
-        return assemble_and_publish(
-            loaded, claims, extract, statistics, out, staging, signing_key, on_step=report, synthetic=True
-        )
+        claims = select_cohort(open_source(source.path), spec, key, staging)
+        made = _made(spec, claims, staging)
+        return assemble_and_publish(loaded, claims, made, out, staging, signing_key, on_step=report, synthetic=True)
 
 
-def _tables(spec: ApplicationSpec, claims: CohortClaims, staging: Staging) -> tuple[ExtractFiles, StatisticsTable]:
+def _made(spec: ApplicationSpec, claims: CohortClaims, staging: Staging) -> ExtractFiles | StatisticsTable:
     """The extract or the statistics table, validated as the delivery's blocking checks do."""
     if spec.data_level == "pseudonymised":
         extract, _ = build_extract_with_report(spec, claims.path, staging)
         files = [path for _, path in extract.tables()]
         record_report(staging, validate_tables("claims", files, claims_suite(spec, spec.plan.pairs), staging), files)
-        return extract, StatisticsTable(None)
+        return extract
     statistics = build_statistics(spec, claims.path, staging, staging.sub("statistics"))
     validation, proof = validate_statistics(statistics, staging)
-    assert statistics.path is not None
     record_report(staging, validation, [statistics.path])
     keep_disclosure_report(statistics, proof, staging)
-    return ExtractFiles({}, staging.schema(claims.path)), statistics
+    return statistics
