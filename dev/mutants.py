@@ -269,6 +269,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "",
         ["tests/test_delivery.py::test_a_run_materialises_only_the_table_of_its_data_level"],
     ),
+    "any table packaged whatever the data level": (
+        "kuhr_pipeline/delivery/package.py",
+        "if not isinstance(made, approved):",
+        "if not isinstance(made, (ExtractFiles, StatisticsTable)):",
+        ["tests/test_delivery.py::test_only_the_approved_data_level_is_ever_packaged"],
+    ),
 }
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -467,6 +468,21 @@ def test_a_run_materialises_only_the_table_of_its_data_level(setup, capsys, capl
     manifest = json.loads((Path(out.strip()) / "manifest.json").read_text())
     tables = {Path(f["path"]).name.split(".")[0] for f in manifest["files"] if f["path"].startswith("data/")}
     assert ("statistics" in tables) == (made == "statistics") and not_made not in materialised
+
+
+def test_only_the_approved_data_level_is_ever_packaged(setup, tmp_path) -> None:
+    """A statistics table handed to a person-level application's packaging (or the reverse) is
+    refused before anything is written."""
+    from kuhr_pipeline.application import load_spec
+    from kuhr_pipeline.delivery.package import assemble_and_publish
+    from kuhr_pipeline.disclosure.statistics import StatisticsTable
+    from kuhr_pipeline.errors import DeliveryError
+
+    loaded = load_spec(setup["spec"])
+    unused: Any = None
+    with pytest.raises(DeliveryError, match="data_level: is pseudonymised, but a StatisticsTable was made"):
+        assemble_and_publish(loaded, unused, StatisticsTable(tmp_path / "t.parquet"), tmp_path / "out", unused, unused)
+    assert not (tmp_path / "out").exists()
 
 
 def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> None:

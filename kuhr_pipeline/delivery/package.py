@@ -14,6 +14,7 @@ from kuhr_pipeline.delivery.publish import DataTable, DeliveryContents, Publishe
 from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.patterns import keep_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
+from kuhr_pipeline.errors import DeliveryError
 from kuhr_pipeline.extract.build import ExtractFiles
 from kuhr_pipeline.quality.gate import passed_report
 from kuhr_pipeline.staging import Staging
@@ -35,6 +36,11 @@ def assemble_and_publish(
     a dummy delivery (kuhr_pipeline.dummy), said so in the manifest and README. `still_wanted`:
     see publish_delivery."""
     spec = application.spec
+    approved = ExtractFiles if spec.data_level == "pseudonymised" else StatisticsTable
+    if not isinstance(made, approved):  # exactly what was approved: never the other data level's table
+        raise DeliveryError.single(
+            str(application.path), "data_level", f"is {spec.data_level}, but a {type(made).__name__} was made"
+        )
     tables: list[DataTable] = []
     documents: dict[str, bytes] = {}
     if isinstance(made, ExtractFiles):
