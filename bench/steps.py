@@ -12,6 +12,7 @@ def main() -> None:
         stats = instance.get_run_stats(run.run_id)
         print(f"| (whole run) | {stats.end_time - stats.start_time:.1f} |")
         steps = instance.get_run_step_stats(run.run_id)
+        steps = [s for s in steps if s.start_time is not None and s.end_time is not None]  # not skipped ones
         for step in steps:
             print(f"| {step.step_key} | {step.end_time - step.start_time:.1f} |")
         scans = [s for s in steps if "pass_group[" in s.step_key]  # the cohort's scan steps, both passes
