@@ -1,7 +1,7 @@
 """Opening a source dataset and streaming it with column projection and partition pruning.
 
 Nothing here reads a whole source into memory: callers get record batches of at most
-`BATCH_ROWS` rows, and at most two batches are decoded ahead of them (see `scan`): Arrow's own
+`BATCH_ROWS` rows, and at most `READ_AHEAD` batches are decoded ahead of them (see `scan`): Arrow's own
 cross-file readahead grew with the number of files when the caller was the slower side.
 """
 
@@ -25,6 +25,9 @@ from kuhr_pipeline.source.prefetch import prefetched
 from kuhr_pipeline.source.schema import PARTITION_COLUMN, PARTITIONING, SOURCE_SCHEMA, type_matches
 
 BATCH_ROWS = 256 * 1024
+# Batches decoded ahead of the reader: a default writer's row group (1 Mi rows), so that the next
+# group decodes while the reader works through this one (2 made it wait; bench/README.md, tenth session)
+READ_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def scan(
 
     Files whose `ar` partition cannot match are skipped, and so are row groups whose statistics
     lie outside the period; the rest are read one at a time, a file's row groups decoded on
-    Arrow's threads, at most two batches ahead of the caller (prefetch.py).
+    Arrow's threads, at most `READ_AHEAD` batches ahead of the caller (prefetch.py).
 
     Columns named in `as_dictionary` come dictionary-encoded (each distinct value once, an index
     per row; for a list of codes, its elements): cheaper to read than the strings, so a caller
@@ -207,7 +210,7 @@ def scan_pieces(
                     yield number, batch
 
     with _reading(source):
-        for number, batch in prefetched(batches()):
+        for number, batch in prefetched(batches(), depth=READ_AHEAD):
             if batch.num_rows:
                 yield number, batch
 
