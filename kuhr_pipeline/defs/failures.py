@@ -1,6 +1,7 @@
 """Failures a data manager can read: a run that stops for a user's reason (a refused spec, a
 missing key, a failed blocking check) ends with one sentence, as a `dg.Failure` with its problems
-as metadata, instead of a Dagster stack trace in the run's summary."""
+as metadata, instead of Dagster's error class (the UI still shows Dagster's stack below the
+sentence: docs/design.md, known limits)."""
 
 from __future__ import annotations
 
