@@ -5,7 +5,7 @@ seconds importing Dagster and preparing the run on one core while the other idle
 started first imports GX meanwhile, and validation finds it ready (bench/README.md has the
 figures). Validation sends it frames of distinct values and gets counts back (validate.py: never
 a national id, never GX's sample values). It is ended when the process that started it exits, and
-ends by itself if that one dies (its input closes). It runs at the lowest priority (nice 19): its
+ends by itself if that one dies (its input closes). It runs at a low priority (nice 10): its
 import would otherwise take a core from the passes, which leave some idle; validation finds it
 ready all the same, as the passes are over by then.
 """
@@ -224,7 +224,7 @@ class _Validator:
 
 
 if __name__ == "__main__":
-    os.nice(19)  # the passes first: GX imports on what they leave idle (bench/README.md, eleventh session)
+    os.nice(10)  # the passes first: GX imports on what they leave idle (bench/README.md, eleventh session)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything GX prints goes to stderr, not into the replies
     _serve(sys.stdin.buffer, replies)
