@@ -320,19 +320,24 @@ def second_pass(
     try:
         batches = scan(source, read, found.group.period, as_dictionary=codes, as_bytes=[CLAIM_ID])
         for batch, labels in found.row_labels.along(batches, source.path):
+            if on_progress:
+                on_progress("pass 2: collecting claims", batch.num_rows)
             position = persons.position_of_label[labels]
-            keep = position >= 0
-            duplicates.add(batch.column(CLAIM_ID).filter(pa.array(keep)))
-            if entry_only:
-                keep &= match(batch, spec.cohort.entry)
-            if spec.claims_window is not None:
-                keep &= _inside_claims_window(batch, position, persons.index_days, spec)
-            if not keep.any():
-                if on_progress:
-                    on_progress("pass 2: collecting claims", batch.num_rows)
+            ours = position >= 0
+            if not ours.any():
                 continue
-            kept = batch.filter(pa.array(keep))  # a mask: half the cost of taking the same rows by index
-            table = {"pasient_pseudonym": persons.pseudonyms.take(pa.array(position[keep]))}
+            # The cohort's claims first (a mask: half the cost of taking the same rows by index),
+            # then the rest of the rules on those few rows only.
+            kept, position = batch.filter(pa.array(ours)), position[ours]
+            duplicates.add(kept.column(CLAIM_ID))
+            keep = np.ones(kept.num_rows, dtype=bool)
+            if entry_only:
+                keep &= match(kept, spec.cohort.entry)
+            if spec.claims_window is not None:
+                keep &= _inside_claims_window(kept, position, persons.index_days, spec)
+            if not keep.all():
+                kept, position = kept.filter(pa.array(keep)), position[keep]
+            table = {"pasient_pseudonym": persons.pseudonyms.take(pa.array(position))}
             if practitioners is not None:
                 table["behandler_pseudonym"] = _practitioner_pseudonyms(
                     kept.column("behandler_id"), practitioners, practitioner_cache
@@ -344,8 +349,6 @@ def second_pass(
             writer.write(part)
             rows += part.num_rows
             _count_months(months, kept.column("behandlingstidspunkt"))
-            if on_progress:
-                on_progress("pass 2: collecting claims", batch.num_rows)
         duplicates.refuse(source.dataset)
         if writer is None:
             writer = staging.arrow_writer(out, _empty_schema(source, wanted, practitioners is not None))
@@ -407,18 +410,15 @@ def _count_months(months: dict[int, int], stamps: pa.Array) -> None:
 
 
 def _inside_claims_window(
-    batch: pa.RecordBatch, position: np.ndarray, index_days: np.ndarray, spec: ApplicationSpec
+    claims: pa.RecordBatch, position: np.ndarray, index_days: np.ndarray, spec: ApplicationSpec
 ) -> np.ndarray:
-    """Claims dated in [index date − before, index date + after] of their person (the scan keeps
-    them inside the period)."""
+    """Claims of the cohort (`position`: each one's person among the group's cohort) dated in
+    [index date − before, index date + after] of their person (the scan keeps them inside the period)."""
     window = spec.claims_window
     assert window is not None
-    inside = np.zeros(len(position), dtype=bool)
-    ours = position >= 0
-    days = days_of(batch.column("behandlingstidspunkt"))[ours]
-    index = index_days[position[ours]].astype(np.int64)
-    inside[ours] = (days >= index - window.before) & (days <= index + window.after)
-    return inside
+    days = days_of(claims.column("behandlingstidspunkt"))
+    index = index_days[position].astype(np.int64)
+    return (days >= index - window.before) & (days <= index + window.after)
 
 
 def _practitioner_pseudonyms(ids: pa.Array, practitioners: Pseudonymiser, cache: dict[str, str]) -> pa.Array:
