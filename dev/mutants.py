@@ -107,6 +107,12 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         "    yield result\n    if False:",
         ["tests/test_delivery.py"],
     ),
+    "a failure recorded with its stack": (
+        "kuhr_pipeline/defs/failures.py",
+        "class Sentence(DagsterUserCodeProcessError, dg.Failure):",
+        "class Sentence(dg.Failure):",
+        ["tests/test_delivery.py", "tests/test_partitions.py"],
+    ),
     "audit lines not signed-checked": (
         "kuhr_pipeline/delivery/audit.py",
         "        if not _signed_by(record, signer):",

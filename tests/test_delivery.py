@@ -283,6 +283,12 @@ def test_empty_cohort_is_reported_not_delivered(setup, capsys) -> None:
     ), err
     assert "Traceback" not in err and "DagsterAssetCheckFailedError" not in err
     assert not (setup["deliveries"] / "E2E-0001").exists()
+    with DagsterInstance.get() as instance:  # the run's failure, as the UI shows it: the sentence, no stack
+        (run,) = instance.get_runs(limit=1)
+        (failure,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    assert failure.dagster_event is not None
+    error = failure.dagster_event.job_failure_data.error
+    assert error is not None and error.stack == [] and error.message == line.split("failed: ", 1)[1]
 
 
 def test_missing_key_is_refused_before_the_run(setup, capsys, monkeypatch) -> None:

@@ -140,5 +140,9 @@ def test_a_run_launched_with_another_spec_hash_stops_with_one_sentence(tmp_path,
     assert message.startswith(f"step application failed: {spec}: (spec): sha256 ")
     assert "is not the spec this run was launched with (0000000000000000)" in message
     (failure,) = result.get_step_failure_events()
-    assert failure.step_failure_data.error is not None and failure.step_failure_data.error.cls_name == "Failure"
+    error = failure.step_failure_data.error
+    assert error is not None and error.cls_name == "Failure" and error.stack == []  # the sentence alone
+    assert error.message == message.removeprefix("step application failed: ")
+    (run_failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
+    assert run_failure.job_failure_data.error == error
     assert not (keys_env["deliveries"] / "HOLD-4").exists()

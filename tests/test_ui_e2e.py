@@ -278,12 +278,15 @@ def test_applications_overview_and_a_failed_run_read_plainly(dagster) -> None:
     assert failed, server.runs("UI-0002")
     events = server.graphql(
         """query Events($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
-             __typename ... on ExecutionStepFailureEvent { stepKey error { message className } } } } } }""",
+             __typename ... on ExecutionStepFailureEvent { stepKey error { message className stack } }
+             ... on RunFailureEvent { error { message stack } } } } } }""",
         {"runId": failed},
     )["logsForRun"]["events"]
     (step_failure,) = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
-    assert step_failure["error"]["className"] == "Failure"
-    assert "UI-0002: check cohort_is_not_empty failed: the cohort is empty" in step_failure["error"]["message"]
+    assert step_failure["error"]["className"] == "Failure" and step_failure["error"]["stack"] == []
+    assert step_failure["error"]["message"].startswith("UI-0002: check cohort_is_not_empty failed: the cohort is empty")
+    (run_failure,) = [e for e in events if e["__typename"] == "RunFailureEvent"]
+    assert run_failure["error"] == {"message": step_failure["error"]["message"], "stack": []}
 
     overview = server.graphql(
         """{ assetOrError(assetKey: {path: ["applications_overview"]}) { ... on Asset {
@@ -313,6 +316,7 @@ def test_applications_overview_and_a_failed_run_read_plainly(dagster) -> None:
         [chromium, *flags, "--dump-dom", f"{server.url}/runs/{failed}"], capture_output=True, text=True, timeout=120
     ).stdout
     assert "the cohort is empty" in run_page and "DagsterAssetCheckFailedError" not in run_page
+    assert "execute_plan.py" not in run_page and "failures.py" not in run_page  # no stack trace on the page
 
 
 def browser_flags(root: Path) -> list[str]:
