@@ -194,12 +194,22 @@ class StagedWriter:
         self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
+DICTIONARY_PAGE_LIMIT = 8 << 20
+
+
 class SealedParquetWriter:
-    """A Parquet writer (zstd, as delivered) into a sealed file."""
+    """A Parquet writer (zstd, as delivered) into a sealed file.
+
+    A column's dictionary may grow to DICTIONARY_PAGE_LIMIT (Arrow's default: 1 MiB) before the
+    writer gives up on it for the rest of the row group: a cohort's pseudonyms (32 characters
+    each) outgrew 1 MiB at some 33 000 persons, and writing them plain after trying took twice the
+    time and made the column four times the size (bench/README.md, eleventh session)."""
 
     def __init__(self, sink: SealedWriter, schema: pa.Schema) -> None:
         self._sink = sink
-        self._writer = pq.ParquetWriter(sink, schema, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            sink, schema, compression="zstd", dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT
+        )
 
     def write_table(self, table: pa.Table) -> None:
         self._writer.write_table(table)
