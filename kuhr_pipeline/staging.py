@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,43 +156,57 @@ class Staging:
 
 class StagedWriter:
     """Writes tables of one schema to a sealed Arrow file; buffered, in batches of BATCH_ROWS
-    rows (unbuffered: as they come, for the 256 spill files that are open at once)."""
+    rows (unbuffered: as they come, for the 256 spill files that are open at once).
+
+    A buffered writer compresses and seals each full batch on a thread of its own while the
+    caller makes the next one (pass 2: half a core was idle, bench/README.md, eleventh session);
+    one batch at most is in flight, and its error is raised by the next `write` or `close`."""
 
     def __init__(self, sink: SealedWriter, schema: pa.Schema, buffered: bool = True) -> None:
         self._sink = sink
         self._writer = ipc.new_file(sink, schema, options=_OPTIONS)
-        self._buffered = buffered
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._in_flight: Future[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-staging") if buffered else None
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
-        if not self._buffered:
+        if self._thread is None:
             self._writer.write(table)
             return
         self._pending.append(table if isinstance(table, pa.Table) else pa.Table.from_batches([table]))
         self._pending_rows += table.num_rows
         if self._pending_rows >= BATCH_ROWS:
-            self._flush(whole_batches_only=True)
+            table = pa.concat_tables(self._pending)
+            end = table.num_rows - table.num_rows % BATCH_ROWS
+            rest = table.slice(end)
+            self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+            self._wait()
+            self._in_flight = self._thread.submit(self._write_batches, table.slice(0, end))
 
     def close(self) -> None:
         try:
-            self._flush(whole_batches_only=False)
+            self._wait()
+            if self._pending:
+                self._write_batches(pa.concat_tables(self._pending))
+                self._pending, self._pending_rows = [], 0
             self._writer.close()
         finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=True)
             self._sink.close()
 
-    def _flush(self, whole_batches_only: bool) -> None:
+    def _wait(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            in_flight.result()
+
+    def _write_batches(self, table: pa.Table) -> None:
         """Write batches of exactly BATCH_ROWS rows (the last one of the file may be shorter): the
         file's batches depend only on its rows, not on how they were handed in, so claims gathered
         from many steps make the same file as one step's (and the same delivered bytes)."""
-        if not self._pending:
-            return
-        table = pa.concat_tables(self._pending)
-        end = table.num_rows - table.num_rows % BATCH_ROWS if whole_batches_only else table.num_rows
-        for start in range(0, end, BATCH_ROWS):
-            self._writer.write_table(table.slice(start, min(BATCH_ROWS, end - start)).combine_chunks())
-        rest = table.slice(end)
-        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        for start in range(0, table.num_rows, BATCH_ROWS):
+            self._writer.write_table(table.slice(start, BATCH_ROWS).combine_chunks())
 
 
 DICTIONARY_PAGE_LIMIT = 8 << 20
