@@ -6,8 +6,8 @@ started first imports GX meanwhile, and validation finds it ready (bench/README.
 figures). Validation sends it frames of distinct values and gets counts back (validate.py: never
 a national id, never GX's sample values). It is ended when the process that started it exits, and
 ends by itself if that one dies (its input closes). It runs at a low priority (nice 10): its
-import would otherwise take a core from the passes, which leave some idle; validation finds it
-ready all the same, as the passes are over by then.
+import would otherwise take a core from the passes, which leave some idle. Should it still be
+importing when validation asks, the passes are over and the cores idle by then.
 """
 
 from __future__ import annotations
