@@ -20,6 +20,7 @@ from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.application.plan import YEAR_COLUMN
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.extract.generalise import generalise
+from kuhr_pipeline.source.prefetch import prefetched
 from kuhr_pipeline.staging import SealedParquetWriter, Staging
 
 
@@ -69,7 +70,7 @@ def build_extract(
 
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-extract") as encoder:  # one: files in order
-            for batch in staging.batches(cohort_claims):
+            for batch in prefetched(staging.batches(cohort_claims)):  # unsealed and decompressed meanwhile
                 table = select_variables(batch, variables)
                 schema = table.schema
                 if split:
