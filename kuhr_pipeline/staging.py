@@ -10,7 +10,7 @@ delivered. Every file is sealed with the run's data key (what that costs: bench/
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -130,8 +130,10 @@ class Staging:
 
     # Parquet: the extract and the statistics table.
 
-    def parquet_writer(self, path: Path, schema: pa.Schema) -> SealedParquetWriter:
-        return SealedParquetWriter(SealedWriter(path, self.key), schema)
+    def parquet_writer(
+        self, path: Path, schema: pa.Schema, without_statistics: Collection[str] = ()
+    ) -> SealedParquetWriter:
+        return SealedParquetWriter(SealedWriter(path, self.key), schema, without_statistics)
 
     def write_parquet(self, path: Path, table: pa.Table) -> None:
         writer = self.parquet_writer(path, table.schema)
@@ -218,12 +220,20 @@ class SealedParquetWriter:
     A column's dictionary may grow to DICTIONARY_PAGE_LIMIT (Arrow's default: 1 MiB) before the
     writer gives up on it for the rest of the row group: a cohort's pseudonyms (32 characters
     each) outgrew 1 MiB at some 33 000 persons, and writing them plain after trying took twice the
-    time and made the column four times the size (bench/README.md, eleventh session)."""
+    time and made the column four times the size (bench/README.md, eleventh session).
 
-    def __init__(self, sink: SealedWriter, schema: pa.Schema) -> None:
+    Columns in `without_statistics` get no minimum and maximum per row group and page: for a
+    column of pseudonyms they would help no reader select anything, and computing them over
+    32-character strings took a quarter of the extract's writing (bench/README.md, twelfth session)."""
+
+    def __init__(self, sink: SealedWriter, schema: pa.Schema, without_statistics: Collection[str] = ()) -> None:
         self._sink = sink
         self._writer = pq.ParquetWriter(
-            sink, schema, compression="zstd", dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT
+            sink,
+            schema,
+            compression="zstd",
+            dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
+            write_statistics=[name for name in schema.names if name not in without_statistics],
         )
 
     def write_table(self, table: pa.Table) -> None:

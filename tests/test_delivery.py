@@ -151,6 +151,13 @@ def test_decrypted_claims_have_the_spec_columns_and_staging_is_gone(setup, capsy
         assert delivered.num_rows > 0
         assert delivered.column_names == [v if isinstance(v, str) else v["name"] for v in SPEC["variables"]]
         assert set(delivered.column("behandlingstidspunkt").to_pylist()) <= {f"{year}-{m:02d}" for m in range(1, 13)}
+        first_group = pq.ParquetFile(plain / f"claims_{year}.parquet").metadata.row_group(0)
+        with_statistics = {
+            chunk.path_in_schema: chunk.is_stats_set
+            for chunk in (first_group.column(i) for i in range(first_group.num_columns))
+        }
+        assert with_statistics["behandlingstidspunkt"]  # readers may select months by the statistics
+        assert not with_statistics["pasient_pseudonym"]  # min and max of hashes select nothing
     attrition = pq.read_table(plain / "attrition.parquet")
     assert attrition.column_names == ["step", "persons", "bills"]
     summary = json.loads((plain / "validation_summary.json").read_text())
