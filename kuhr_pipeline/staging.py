@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from kuhr_pipeline import settings
 from kuhr_pipeline.sealed import CHUNK, SealedReader, SealedWriter, private_folder, run_data_key, write_private
-from kuhr_pipeline.source.scan import BATCH_ROWS
+from kuhr_pipeline.source.scan import BATCH_ROWS, parquet_leaves
 
 _OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 SPILL_CHUNK = 64 * 1024  # spill files are written 256 at a time: small chunks keep that bounded
@@ -131,9 +131,10 @@ class Staging:
     # Parquet: the extract and the statistics table.
 
     def parquet_writer(
-        self, path: Path, schema: pa.Schema, without_statistics: Collection[str] = ()
+        self, path: Path, schema: pa.Schema, statistics: Collection[str] | None = None
     ) -> SealedParquetWriter:
-        return SealedParquetWriter(SealedWriter(path, self.key), schema, without_statistics)
+        """`statistics`: the columns that get Parquet statistics (None: all)."""
+        return SealedParquetWriter(SealedWriter(path, self.key), schema, statistics)
 
     def write_parquet(self, path: Path, table: pa.Table) -> None:
         writer = self.parquet_writer(path, table.schema)
@@ -222,18 +223,21 @@ class SealedParquetWriter:
     each) outgrew 1 MiB at some 33 000 persons, and writing them plain after trying took twice the
     time and made the column four times the size (bench/README.md, eleventh session).
 
-    Columns in `without_statistics` get no minimum and maximum per row group and page: for a
-    column of pseudonyms they would help no reader select anything, and computing them over
-    32-character strings took a quarter of the extract's writing (bench/README.md, twelfth session)."""
+    With `statistics`, only those columns get minimum, maximum and null count per row group and
+    page: statistics help a reader skip row groups only where a column's values cluster (the
+    claims' time, in the order the source is read); elsewhere every row group spans nearly all
+    values, and computing them (lists of codes above all) took a fifth to two fifths of the
+    writer's time (bench/README.md, twelfth session)."""
 
-    def __init__(self, sink: SealedWriter, schema: pa.Schema, without_statistics: Collection[str] = ()) -> None:
+    def __init__(self, sink: SealedWriter, schema: pa.Schema, statistics: Collection[str] | None = None) -> None:
         self._sink = sink
+        leaves = True if statistics is None else [leaf for name in statistics for leaf in parquet_leaves(name)]
         self._writer = pq.ParquetWriter(
             sink,
             schema,
             compression="zstd",
             dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
-            write_statistics=[name for name in schema.names if name not in without_statistics],
+            write_statistics=leaves,
         )
 
     def write_table(self, table: pa.Table) -> None:

@@ -158,6 +158,7 @@ def test_decrypted_claims_have_the_spec_columns_and_staging_is_gone(setup, capsy
         }
         assert with_statistics["behandlingstidspunkt"]  # readers may select months by the statistics
         assert not with_statistics["pasient_pseudonym"]  # min and max of hashes select nothing
+        assert not with_statistics["diagnosekoder.list.element"]  # nor do those of codes in every row group
     attrition = pq.read_table(plain / "attrition.parquet")
     assert attrition.column_names == ["step", "persons", "bills"]
     summary = json.loads((plain / "validation_summary.json").read_text())

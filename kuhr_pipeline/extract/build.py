@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.application.model import ApplicationSpec
-from kuhr_pipeline.application.plan import PSEUDONYMS, YEAR_COLUMN
+from kuhr_pipeline.application.plan import YEAR_COLUMN
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.extract.generalise import generalise
+from kuhr_pipeline.source.integrity import TIMESTAMP
 from kuhr_pipeline.source.prefetch import prefetched
 from kuhr_pipeline.staging import SealedParquetWriter, Staging
 
@@ -110,9 +111,7 @@ def _write(
     writers: dict[str, SealedParquetWriter], counts: dict[str, int], out: Staging, name: str, table: pa.Table
 ) -> None:
     if name not in writers:
-        writers[name] = out.parquet_writer(
-            out.path(f".{name}.parquet.tmp"), table.schema, without_statistics=PSEUDONYMS
-        )
+        writers[name] = out.parquet_writer(out.path(f".{name}.parquet.tmp"), table.schema, statistics=[TIMESTAMP])
         counts[name] = 0
     writers[name].write_table(table)
     counts[name] += table.num_rows
