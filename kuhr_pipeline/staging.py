@@ -180,12 +180,12 @@ class StagedWriter:
         self._pending.append(table if isinstance(table, pa.Table) else pa.Table.from_batches([table]))
         self._pending_rows += table.num_rows
         if self._pending_rows >= BATCH_ROWS:
-            table = pa.concat_tables(self._pending)
-            end = table.num_rows - table.num_rows % BATCH_ROWS
-            rest = table.slice(end)
+            pending = pa.concat_tables(self._pending)
+            end = pending.num_rows - pending.num_rows % BATCH_ROWS
+            rest = pending.slice(end)
             self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
             self._wait()
-            self._in_flight = self._thread.submit(self._write_batches, table.slice(0, end))
+            self._in_flight = self._thread.submit(self._write_batches, pending.slice(0, end))
 
     def close(self) -> None:
         try:
@@ -231,13 +231,13 @@ class SealedParquetWriter:
 
     def __init__(self, sink: SealedWriter, schema: pa.Schema, statistics: Collection[str] | None = None) -> None:
         self._sink = sink
-        leaves = True if statistics is None else [leaf for name in statistics for leaf in parquet_leaves(name)]
+        with_statistics = True if statistics is None else [leaf for c in statistics for leaf in parquet_leaves(c)]
         self._writer = pq.ParquetWriter(
             sink,
             schema,
             compression="zstd",
             dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
-            write_statistics=leaves,
+            write_statistics=with_statistics,
         )
 
     def write_table(self, table: pa.Table) -> None:

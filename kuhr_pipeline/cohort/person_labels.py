@@ -35,7 +35,7 @@ class PersonLabels:
         self._numbers = np.zeros(_MIN_SIZE, dtype=np.int64)  # label − 1 → id
         self._count = 0
         self._bits = 17
-        self._slots_of = _empty_slots(self._bits)
+        self._table = _empty_slots(self._bits)
 
     def __len__(self) -> int:
         return self._count
@@ -54,13 +54,13 @@ class PersonLabels:
         """int32 labels of ids seen before; NO_PERSON for the others (none is added)."""
         numbers = numbers.astype(np.int64, copy=False)
         slots = self._slots(numbers)
-        looked = np.take(self._slots_of, slots, axis=0)
+        looked = np.take(self._table, slots, axis=0)
         keys = looked[:, _KEY]
         found = np.where(keys == numbers, looked[:, _LABEL], NO_PERSON).astype(np.int32)
         probing = np.flatnonzero((keys != numbers) & (keys != _EMPTY))  # an empty slot ends a search
         while len(probing):
             slots[probing] = (slots[probing] + 1) & self._mask
-            looked = np.take(self._slots_of, slots[probing], axis=0)
+            looked = np.take(self._table, slots[probing], axis=0)
             hit = looked[:, _KEY] == numbers[probing]
             found[probing[hit]] = looked[hit, _LABEL]
             probing = probing[~hit & (looked[:, _KEY] != _EMPTY)]
@@ -87,10 +87,10 @@ class PersonLabels:
             self._numbers = grown
         self._numbers[start:end] = numbers
         self._count = end
-        if 2 * end > len(self._slots_of):  # at most half full: searches stay short
+        if 2 * end > len(self._table):  # at most half full: searches stay short
             while 2 * end > (1 << self._bits):
                 self._bits += 1
-            self._slots_of = _empty_slots(self._bits)
+            self._table = _empty_slots(self._bits)
             self._insert(self._numbers[:end], np.arange(1, end + 1, dtype=np.int32))
         else:
             self._insert(numbers, np.arange(start + 1, end + 1, dtype=np.int32))
@@ -102,12 +102,12 @@ class PersonLabels:
         others move on to the next slot."""
         slots = self._slots(numbers)
         waiting = np.arange(len(numbers))
-        keys = self._slots_of[:, _KEY]
+        keys = self._table[:, _KEY]
         while len(waiting):
             free = waiting[keys[slots[waiting]] == _EMPTY]
             keys[slots[free]] = numbers[free]
             landed = free[keys[slots[free]] == numbers[free]]
-            self._slots_of[slots[landed], _LABEL] = labels[landed]
+            self._table[slots[landed], _LABEL] = labels[landed]
             placed = np.zeros(len(numbers), dtype=bool)
             placed[landed] = True
             waiting = waiting[~placed[waiting]]
