@@ -84,9 +84,9 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         ["tests/test_delivery_commit.py"],
     ),
     "repeated claims not refused": (
-        "kuhr_pipeline/source/integrity.py",
-        "        if len(repeated) == 0:",
-        "        if True:",
+        "kuhr_pipeline/source/claim_ids.py",
+        "        if len(repeated):",
+        "        if False:",
         ["tests/test_bad_input.py"],
     ),
     "free text delivered without its approval": (
@@ -209,11 +209,23 @@ MUTANTS: dict[str, tuple[str, str, str, list[str]]] = {
         '"synthetic": False,',
         ["tests/test_dummy.py"],
     ),
-    "ids of one length taken as distinct unseen": (
-        "kuhr_pipeline/source/integrity.py",
-        "if not np.any(hashes[1:] == hashes[:-1]):",
-        "if True:",
+    "equal hashes taken as distinct ids": (
+        "kuhr_pipeline/source/claim_ids.py",
+        "    return np.unique(every[1:][every[1:] == every[:-1]])",
+        "    return np.zeros(0, dtype=np.uint64)",
         ["tests/test_bad_input.py::test_repeated_claim_ids_are_found_whatever_their_lengths"],
+    ),
+    "a year's record taken for other versions of its files": (
+        "kuhr_pipeline/source/claim_ids.py",
+        "and _canonical(body[\"version\"]) == _canonical(",
+        "and True or _canonical(body[\"version\"]) == _canonical(",
+        ["tests/test_bad_input.py::test_a_year_found_clean_is_not_read_again_until_its_files_change"],
+    ),
+    "a year's record taken unsigned": (
+        "kuhr_pipeline/source/claim_ids.py",
+        "return hmac.compare_digest(mac, self._mac(body)) and",
+        "return True and",
+        ["tests/test_bad_input.py::test_a_year_found_clean_is_not_read_again_until_its_files_change"],
     ),
     "a person searched in the first slot only": (
         "kuhr_pipeline/cohort/person_labels.py",

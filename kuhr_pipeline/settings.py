@@ -53,6 +53,12 @@ def staging_root() -> Path:
     return dagster_home() / "staging"
 
 
+def source_checks_dir() -> Path:
+    """Signed records of the source's years found without a repeated claim id (source/claim_ids.py):
+    inside DAGSTER_HOME, next to staging; file identities and counts only."""
+    return dagster_home() / "source-checks"
+
+
 def staging_dir(application_id: str, run_id: str | None = None) -> Path:
     """One application's staging (`run_id`: one run's, inside it)."""
     folder = staging_root() / application_id

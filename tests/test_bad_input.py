@@ -211,30 +211,74 @@ def test_a_year_exported_twice_is_refused_naming_both_files(apps, keys_env, tmp_
     assert code == 0, err
 
 
+def test_a_claim_twice_is_refused_even_outside_the_cohort(apps, keys_env, tmp_path, capsys) -> None:
+    """Anywhere in the years a run reads (source contract), not only among the cohort's claims."""
+    outsider = {"pasient_fnr": person_id(99), "when": "2020-05-05T10:00:00", "diagnosekoder": ["A04"]}
+    source = write_source(
+        tmp_path / "source", _rows(12, 2019) + _rows(12, 2020) + [{**outsider, "regning_id": "R000015"}]
+    )
+    code, out, err = _deliver(apps, source, capsys)
+    assert code == 1 and "regning_id: 1 ids are used by more than one claim (e.g. 'R000015')" in err, err
+    assert _no_delivery(keys_env)
+
+
 @pytest.mark.parametrize(
     "ids, repeated",
     [
-        (["R0001", "R0002", "R0003"], 0),
-        (["R0001", "R0002", "R0001"], 1),  # one length: settled by hashes, then on the ids
-        (["R1", "R0002", "R003", "R1"], 1),  # lengths vary: on the ids
-        (["R1", "R0002", "R003"], 0),
+        (["R0001", "R0002", "R0003"], []),
+        (["R0001", "R0002", "R0001"], ["R0001"]),  # one length: settled by hashes, then on the ids
+        (["R1", "R0002", "R003", "R1", "R003", "R003"], ["R003", "R1"]),  # lengths vary
+        (["R1", "R0002", "R003", "R01", "R10"], []),
     ],
 )
-def test_repeated_claim_ids_are_found_whatever_their_lengths(tmp_path, ids, repeated) -> None:
-    from kuhr_pipeline.errors import SourceError
-    from kuhr_pipeline.source.integrity import DuplicateClaims
+@pytest.mark.parametrize("parts", [1, 3])
+def test_repeated_claim_ids_are_found_whatever_their_lengths(tmp_path, monkeypatch, ids, repeated, parts) -> None:
+    """Found in every row group of a year, and when the year is checked in parts (a year too
+    large for its hashes to be held at once)."""
+    from kuhr_pipeline.source import claim_ids, open_source
 
-    pq.write_table(pa.table({"regning_id": ids}), tmp_path / "part-0.parquet")
-    one_a_batch, all_in_one = DuplicateClaims(), DuplicateClaims()
-    for start in range(len(ids)):  # as bytes, as pass 2 reads them
-        one_a_batch.add(pa.array([i.encode() for i in ids[start : start + 1]], pa.binary()))
-    all_in_one.add(pa.array([i.encode() for i in ids], pa.binary()))
-    for duplicates in (one_a_batch, all_in_one):
-        if not repeated:
-            duplicates.refuse(ds.dataset(tmp_path))
-            continue
-        with pytest.raises(SourceError, match=f"{repeated} ids are used by more than one claim"):
-            duplicates.refuse(ds.dataset(tmp_path))
+    rows = [{**row, "regning_id": i} for row, i in zip(_rows(len(ids), 2020), ids, strict=True)]
+    source = open_source(write_source(tmp_path / "source", rows, row_group_size=2))
+    monkeypatch.setattr(claim_ids, "MAX_HASHES", -(-len(ids) // parts))
+    found = claim_ids.repeated_claim_ids(source, 2020)
+    assert sorted(i.decode() for i in found.to_pylist()) == repeated
+
+
+def test_a_year_found_clean_is_not_read_again_until_its_files_change(tmp_path, monkeypatch) -> None:
+    """The record of a clean year is trusted for that version of its files only, and only when
+    this deployment's key signed it."""
+    from kuhr_pipeline.errors import SourceError
+    from kuhr_pipeline.source import claim_ids, open_source
+    from kuhr_pipeline.source.claim_ids import CheckedYears, require_distinct_claim_ids, year_version
+
+    folder = write_source(tmp_path / "source", _rows(6, 2019) + _rows(6, 2020))
+    source = open_source(folder)
+    checked = CheckedYears(tmp_path / "checks", b"k" * 32)
+    require_distinct_claim_ids(source, 2019, 2020, checked)
+    assert checked.holds(year_version(source, 2019)) and checked.holds(year_version(source, 2020))
+    reads: list[int] = []
+    monkeypatch.setattr(
+        claim_ids, "repeated_claim_ids", lambda s, year: reads.append(year) or pa.array([], pa.binary())
+    )
+    require_distinct_claim_ids(source, 2019, 2020, checked)
+    assert reads == []  # both years unchanged: nothing read
+
+    table = pq.read_table(folder / "ar=2020" / "part-0.parquet")
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("regning_id"), "regning_id", pa.array(["R000006"] * 6)),
+        folder / "ar=2020" / "part-0.parquet",
+    )
+    monkeypatch.undo()
+    with pytest.raises(SourceError, match="1 ids are used by more than one claim"):
+        require_distinct_claim_ids(open_source(folder), 2019, 2020, checked)
+
+    repaired = folder / "ar=2020" / "part-0.parquet"
+    pq.write_table(table, repaired)
+    other_key = CheckedYears(tmp_path / "checks", b"x" * 32)
+    assert not other_key.holds(year_version(open_source(folder), 2019))  # signed with another key: not taken
+    record = next((tmp_path / "checks").glob("2019-*.json"))
+    record.write_text(record.read_text().replace('"claims": 6', '"claims": 7'))
+    assert not checked.holds(year_version(open_source(folder), 2019))  # altered: not taken
 
 
 # --- specs that check must refuse -------------------------------------------------------------------

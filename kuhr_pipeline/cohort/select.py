@@ -49,7 +49,6 @@ from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.identity.pseudonym import Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
-from kuhr_pipeline.source.integrity import CLAIM_ID, DuplicateClaims
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
 from kuhr_pipeline.staging import StagedWriter, Staging
@@ -310,15 +309,14 @@ def second_pass(
     months: dict[int, int] = {}
     criteria = columns_for(spec.cohort.entry) if entry_only else set()
     extra = ["behandler_id"] if practitioners else []
-    read = sorted({FINGERPRINT_COLUMN, "behandlingstidspunkt", CLAIM_ID, *wanted, *extra, *criteria})
-    duplicates = DuplicateClaims()
+    read = sorted({FINGERPRINT_COLUMN, "behandlingstidspunkt", *wanted, *extra, *criteria})
     codes = CODE_COLUMNS.intersection(read)  # matched on their dictionaries, decoded only for the rows kept
     practitioner_cache: dict[str, str] = {}
     out = staging.sub(PASSES).path(f"{found.group.name}.claims.arrow")
     writer: StagedWriter | None = None
     rows = 0
     try:
-        batches = scan(source, read, found.group.period, as_dictionary=codes, as_bytes=[CLAIM_ID])
+        batches = scan(source, read, found.group.period, as_dictionary=codes)
         for batch, labels in found.row_labels.along(batches, source.path):
             if on_progress:
                 on_progress("pass 2: collecting claims", batch.num_rows)
@@ -329,7 +327,6 @@ def second_pass(
             # The cohort's claims first (a mask: half the cost of taking the same rows by index),
             # then the rest of the rules on those few rows only.
             kept, position = batch.filter(pa.array(ours)), position[ours]
-            duplicates.add(kept.column(CLAIM_ID))
             keep = np.ones(kept.num_rows, dtype=bool)
             if entry_only:
                 keep &= match(kept, spec.cohort.entry)
@@ -349,7 +346,6 @@ def second_pass(
             writer.write(part)
             rows += part.num_rows
             _count_months(months, kept.column("behandlingstidspunkt"))
-        duplicates.refuse(source.dataset)
         if writer is None:
             writer = staging.arrow_writer(out, _empty_schema(source, wanted, practitioners is not None))
     finally:

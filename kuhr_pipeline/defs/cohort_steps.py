@@ -34,6 +34,7 @@ from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import check_source_quality_meanwhile, keep_source_quality
 from kuhr_pipeline.report import months_by_year, progress_line
 from kuhr_pipeline.source import open_source
+from kuhr_pipeline.source.claim_ids import CheckedYears, require_distinct_claim_ids
 from kuhr_pipeline.staging import remove_stale_staging
 
 # Executors that run every step in the run's own process (`deliver`'s is Dagster's execute_in_process)
@@ -70,7 +71,11 @@ def cohort_groups(
     for stale in remove_stale_staging(staging.folder):  # runs of one application never overlap
         context.log.info(f"cohort: removed the staging a stopped run left ({stale})")
     spec = application.spec
-    open_source(paths.source_dir()).require_sound_period(*reach(spec))
+    source = open_source(paths.source_dir())
+    start, end = reach(spec)
+    source.require_sound_period(start, end)
+    checked = CheckedYears(paths.source_checks_dir(), pseudonym_key.master_key())
+    require_distinct_claim_ids(source, start.year, end.year, checked, context.log.info)
     groups = scan_groups(spec, per_year=context.job_def.executor_def.name not in IN_ONE_PROCESS)
     context.log.info(f"cohort: {len(groups)} scan group(s): {', '.join(g.name for g in groups)}")
     return [dg.DynamicOutput(group, mapping_key=group.name) for group in groups]

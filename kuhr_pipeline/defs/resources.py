@@ -32,6 +32,9 @@ class KuhrPaths(dg.ConfigurableResource):
         `run_id`, the application's, which holds every run's."""
         return settings.staging_dir(application_id, run_id)
 
+    def source_checks_dir(self) -> Path:
+        return settings.source_checks_dir()
+
 
 class PseudonymKey(dg.ConfigurableResource):
     """The pseudonym master key, read from the file named by KUHR_PSEUDONYM_KEY_FILE."""

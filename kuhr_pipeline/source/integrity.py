@@ -13,7 +13,6 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -113,88 +112,3 @@ def _as_datetime(value: object) -> datetime | None:
 
 def _count(mask: pa.ChunkedArray) -> int:
     return int(pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0)
-
-
-CLAIM_ID = "regning_id"
-
-
-class DuplicateClaims:
-    """Pass 2's check that no claim is there twice (a repeated file, a year exported twice): every
-    `regning_id` of the cohort's claims in the period — the claims that can change a delivery, as
-    claims or as entry claims that admit a person — must be unique. Fed batch by batch; held as
-    the ids only (the size of the cohort's claims, which pass 2 stages anyway)."""
-
-    def __init__(self) -> None:
-        self._ids: list[pa.Array] = []
-        self._hashes: list[np.ndarray] | None = []  # None: some ids could not be hashed here
-
-    def add(self, ids: pa.Array) -> None:
-        self._ids.append(ids)
-        if self._hashes is not None:
-            hashed = _fixed_width_hashes(ids)
-            if hashed is None:
-                self._hashes = None
-            else:
-                self._hashes.append(hashed)
-
-    def refuse(self, dataset: ds.Dataset) -> None:
-        """Raise SourceError naming the files and the number of repeated ids, if there are any.
-
-        Usually settled by the ids' 64-bit hashes, sorted: no two equal, no two ids equal (a
-        sixth of the cost of Arrow's `unique` on the ids). Equal hashes, or ids of varying
-        lengths, are settled on the ids themselves."""
-        if not self._ids:
-            return
-        if self._hashes is not None:
-            hashes = np.sort(np.concatenate(self._hashes))
-            if not np.any(hashes[1:] == hashes[:-1]):
-                return
-        ids = pa.chunked_array(self._ids).combine_chunks()
-        if len(pc.unique(ids)) == len(ids):  # a third of the cost of counting each id
-            return
-        counts = pc.value_counts(ids)
-        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-        if len(repeated) == 0:
-            return
-        wanted = ds.field(CLAIM_ID).isin(repeated.slice(0, 1000).cast(pa.string()))  # the files of the first thousand
-        files = sorted(
-            fragment.path
-            for fragment in dataset.get_fragments()
-            if fragment.count_rows(filter=wanted)  # only on this failure: a read of one column
-        )
-        raise SourceError.single(
-            ", ".join(files),
-            CLAIM_ID,
-            f"{len(repeated):,} ids are used by more than one claim (e.g. {_text(repeated[0].as_py())!r}); "
-            "a file or a year may have been exported twice",
-            FIX,
-        )
-
-
-def _fixed_width_hashes(ids: pa.Array) -> np.ndarray | None:
-    """FNV-1a hashes (64 bits) of ids that all have one length, as registers' claim ids do,
-    a byte column at a time; None when they do not (or some are null)."""
-    if ids.null_count:
-        return None
-    hashes = np.full(len(ids), _FNV_OFFSET, dtype=np.uint64)
-    if not len(ids):
-        return hashes
-    shortest, width = pc.min_max(pc.binary_length(ids)).values()
-    if shortest != width:
-        return None
-    width = width.as_py()
-    fixed = ids.cast(pa.binary(width))
-    data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=len(fixed) * width, offset=fixed.offset * width)
-    for column in data.reshape(len(fixed), width).T:
-        hashes ^= column
-        hashes *= _FNV_PRIME
-    return hashes
-
-
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-
-def _text(value: str | bytes) -> str:
-    """An id as text (pass 2 reads ids as bytes)."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -1,0 +1,251 @@
+"""No claim twice: every `regning_id` of a year is used by one claim only (source contract: two
+bills with one id anywhere in the years a run reads refuse the source), checked once for each
+version of a year's files.
+
+Why once: reading `regning_id` (plain, the widest column of the source) and settling it cost a
+20 M-claim delivery about 1.1 s of its 9 when every run did it (bench/README.md, thirteenth
+session), for a verdict that changes only when the export does. A year found clean is recorded
+with the identity of each of its files (path, size, modification time, and a digest of its
+Parquet footer, which holds every column chunk's offsets and statistics): a file added, removed,
+rewritten or touched makes a new version, checked again. The records are signed (HMAC-SHA256
+with a key derived from the pseudonym master key), so a record copied from another deployment,
+or written by hand, is not taken for a check.
+
+A year is checked whole: every claim in it, not only the cohort's (the check this replaced
+looked at the cohort's claims only). Across years: a claim copied into another year's folder
+carries a timestamp of its own year and is refused by the timestamp check (integrity.py).
+
+Settled on 64-bit hashes of the ids, sorted: no two equal, no id twice. Equal hashes are
+settled on the ids themselves (read again, those few only). Memory: 8 bytes a claim of the year;
+a year of more than MAX_HASHES claims is checked in parts, each a share of the hash values, a
+read of the year's ids each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from kuhr_pipeline import clock
+from kuhr_pipeline.errors import SourceError
+from kuhr_pipeline.source.integrity import FIX
+from kuhr_pipeline.source.scan import Source, changed_while_read, scan
+from kuhr_pipeline.source.schema import PARTITION_COLUMN
+
+CLAIM_ID = "regning_id"
+MAX_HASHES = 32 * 1024 * 1024  # hashes held at once: 256 MiB
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_FOOTER_END = 8  # a Parquet file ends with its footer's length (4 bytes) and b"PAR1"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    path: str
+    size: int
+    modified_ns: int
+    footer_sha256: str
+
+
+@dataclass(frozen=True)
+class YearVersion:
+    """A year's files as they are now: what a record of a check of that year is valid for."""
+
+    year: int
+    files: tuple[FileVersion, ...]
+
+    def digest(self) -> str:
+        return hashlib.sha256(_canonical(asdict(self))).hexdigest()
+
+
+def year_version(source: Source, year: int) -> YearVersion:
+    """The identity of each file of `year` in the source (read from the file system and the
+    files' footers; no data is read)."""
+    files = []
+    for path in sorted(_year_files(source, year)):
+        status = os.stat(path)
+        files.append(FileVersion(path, status.st_size, status.st_mtime_ns, _footer_digest(Path(path))))
+    return YearVersion(year, tuple(files))
+
+
+def _year_files(source: Source, year: int) -> list[str]:
+    return [fragment.path for fragment in source.dataset.get_fragments(filter=ds.field(PARTITION_COLUMN) == year)]
+
+
+def _footer_digest(path: Path) -> str:
+    with path.open("rb") as file:
+        file.seek(-_FOOTER_END, os.SEEK_END)
+        end = file.read(_FOOTER_END)
+        length = int.from_bytes(end[:4], "little")
+        file.seek(-(_FOOTER_END + length), os.SEEK_END)
+        return hashlib.sha256(file.read(length) + end).hexdigest()
+
+
+class CheckedYears:
+    """The signed records of years found without a repeated claim id, one file per year version
+    in `folder` (written whole or not at all; two runs recording one version write the same)."""
+
+    def __init__(self, folder: Path, master_key: bytes) -> None:
+        self.folder = folder
+        self._key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"kuhr-pipeline source checks v1", info=b"regning_id"
+        ).derive(master_key)
+
+    def holds(self, version: YearVersion) -> bool:
+        """True when this version of the year was checked and found clean (by this deployment)."""
+        try:
+            record = json.loads(self._path(version).read_text(encoding="utf-8"))
+            body, mac = record["body"], record["mac"]
+            return hmac.compare_digest(mac, self._mac(body)) and _canonical(body["version"]) == _canonical(
+                asdict(version)
+            )
+        except (OSError, ValueError, KeyError, TypeError):  # no record, or not one this deployment signed
+            return False
+
+    def record(self, version: YearVersion, claims: int) -> None:
+        body = {"version": asdict(version), "claims": claims, "checked": clock.register_now().isoformat()}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self._path(version)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"body": body, "mac": self._mac(body)}, indent=1), encoding="utf-8")
+            tmp.replace(final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _path(self, version: YearVersion) -> Path:
+        return self.folder / f"{version.year}-{version.digest()[:32]}.json"
+
+    def _mac(self, body: object) -> str:
+        return hmac.new(self._key, _canonical(body), hashlib.sha256).hexdigest()
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def require_distinct_claim_ids(
+    source: Source, first: int, last: int, checked: CheckedYears, log: Progress | None = None
+) -> None:
+    """SourceError naming the files and the number of repeated ids when a year of `first`–`last`
+    uses a `regning_id` for more than one claim. Years whose files are unchanged since they were
+    found clean are not read again."""
+    for year in source.years:
+        if not first <= year <= last:
+            continue
+        version = year_version(source, year)
+        if checked.holds(version):
+            continue
+        claims = source.rows_in_years(year, year)
+        if log:
+            log(f"source: checking that no regning_id of {year} is used twice ({claims:,} claims; once per export)")
+        repeated = repeated_claim_ids(source, year)
+        if len(repeated):
+            _refuse(source, year, repeated)
+        checked.record(version, claims)
+
+
+def repeated_claim_ids(source: Source, year: int) -> pa.Array:
+    """The ids used by more than one claim of `year` (nulls are not ids)."""
+    parts = max(1, math.ceil(source.rows_in_years(year, year) / MAX_HASHES))
+    suspects = [_equal_hashes(source, year, part, parts) for part in range(parts)]
+    suspect = np.unique(np.concatenate(suspects))
+    if not len(suspect):
+        return pa.array([], pa.binary())
+    ids = [batch.filter(pa.array(_isin(hashes, suspect))) for batch, hashes in _hashed(source, year)]
+    counts = pc.value_counts(pa.chunked_array(ids, pa.binary()).combine_chunks())
+    return counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+
+
+def _equal_hashes(source: Source, year: int, part: int, parts: int) -> np.ndarray:
+    """The hash values that two or more claims' ids of `year` share, among the hashes h with
+    h mod parts == part. Held in one array, sorted in place: an array as long as the year,
+    whose pages beyond the part's share are never touched (so never in memory)."""
+    every = np.empty(source.rows_in_years(year, year), dtype=np.uint64)
+    held = 0
+    for _, hashed in _hashed(source, year):
+        if parts > 1:
+            hashed = hashed[hashed % np.uint64(parts) == part]
+        if held + len(hashed) > len(every):
+            raise changed_while_read(source.path)  # more claims than the footers said when we began
+        every[held : held + len(hashed)] = hashed
+        held += len(hashed)
+    every = every[:held]
+    every.sort()
+    return np.unique(every[1:][every[1:] == every[:-1]])
+
+
+def _hashed(source: Source, year: int) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    """Each batch's ids of `year` (as bytes, nulls left out) with their hashes."""
+    for batch in scan(source, [CLAIM_ID], (date(year, 1, 1), date(year, 12, 31)), clip=False, as_bytes=[CLAIM_ID]):
+        ids = batch.column(0)
+        if ids.null_count:
+            ids = ids.drop_null()
+        yield ids, id_hashes(ids)
+
+
+def id_hashes(ids: pa.Array) -> np.ndarray:
+    """64-bit FNV-1a hashes of binary ids (no nulls), a byte column at a time: all at once when
+    the ids have one length (as a register's do), else the ids of each length apart."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.uint64)
+    lengths = pc.binary_length(ids)
+    shortest, longest = (value.as_py() for value in pc.min_max(lengths).values())
+    if shortest == longest:
+        return _fixed_width(ids, longest)
+    widths = lengths.to_numpy()
+    hashes = np.empty(len(ids), dtype=np.uint64)
+    for width in np.unique(widths).tolist():
+        rows = np.flatnonzero(widths == width)
+        hashes[rows] = _fixed_width(ids.take(pa.array(rows)), width)
+    return hashes
+
+
+def _fixed_width(ids: pa.Array, width: int) -> np.ndarray:
+    hashes = np.full(len(ids), _FNV_OFFSET, dtype=np.uint64)
+    if not width:
+        return hashes
+    fixed = ids.cast(pa.binary(width))
+    data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=len(fixed) * width, offset=fixed.offset * width)
+    for column in data.reshape(len(fixed), width).T:
+        hashes ^= column
+        hashes *= _FNV_PRIME
+    return hashes
+
+
+def _isin(hashes: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    at = np.minimum(np.searchsorted(sorted_values, hashes), len(sorted_values) - 1)
+    return sorted_values[at] == hashes
+
+
+def _refuse(source: Source, year: int, repeated: pa.Array) -> None:
+    wanted = ds.field(CLAIM_ID).isin(repeated.slice(0, 1000).cast(pa.string()))  # the files of the first thousand
+    files = sorted(
+        fragment.path
+        for fragment in source.dataset.get_fragments(filter=ds.field(PARTITION_COLUMN) == year)
+        if fragment.count_rows(filter=wanted)
+    )
+    example = repeated[0].as_py().decode("utf-8", "replace")
+    raise SourceError.single(
+        ", ".join(files),
+        CLAIM_ID,
+        f"{len(repeated):,} ids are used by more than one claim (e.g. {example!r}); "
+        "a file or a year may have been exported twice",
+        FIX,
+    )
