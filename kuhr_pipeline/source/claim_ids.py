@@ -163,8 +163,9 @@ def require_distinct_claim_ids(
 
 def repeated_claim_ids(source: Source, year: int) -> pa.Array:
     """The ids used by more than one claim of `year` (nulls are not ids)."""
-    parts = max(1, math.ceil(source.rows_in_years(year, year) / MAX_HASHES))
-    suspects = [_equal_hashes(source, year, part, parts) for part in range(parts)]
+    claims = source.rows_in_years(year, year)
+    parts = max(1, math.ceil(claims / MAX_HASHES))
+    suspects = [_equal_hashes(source, year, claims, part, parts) for part in range(parts)]
     suspect = np.unique(np.concatenate(suspects))
     if not len(suspect):
         return pa.array([], pa.binary())
@@ -173,11 +174,11 @@ def repeated_claim_ids(source: Source, year: int) -> pa.Array:
     return counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
 
 
-def _equal_hashes(source: Source, year: int, part: int, parts: int) -> np.ndarray:
+def _equal_hashes(source: Source, year: int, claims: int, part: int, parts: int) -> np.ndarray:
     """The hash values that two or more claims' ids of `year` share, among the hashes h with
     h mod parts == part. Held in one array, sorted in place: an array as long as the year,
     whose pages beyond the part's share are never touched (so never in memory)."""
-    every = np.empty(source.rows_in_years(year, year), dtype=np.uint64)
+    every = np.empty(claims, dtype=np.uint64)
     held = 0
     for _, hashed in _hashed(source, year):
         if parts > 1:
