@@ -78,14 +78,14 @@ def year_version(source: Source, year: int) -> YearVersion:
     """The identity of each file of `year` in the source (read from the file system and the
     files' footers; no data is read)."""
     files = []
-    for path in sorted(_year_files(source, year)):
+    for path in sorted(fragment.path for fragment in _year_fragments(source, year)):
         status = os.stat(path)
         files.append(FileVersion(path, status.st_size, status.st_mtime_ns, _footer_digest(Path(path))))
     return YearVersion(year, tuple(files))
 
 
-def _year_files(source: Source, year: int) -> list[str]:
-    return [fragment.path for fragment in source.dataset.get_fragments(filter=ds.field(PARTITION_COLUMN) == year)]
+def _year_fragments(source: Source, year: int) -> Iterator[ds.ParquetFileFragment]:
+    return source.dataset.get_fragments(filter=ds.field(PARTITION_COLUMN) == year)
 
 
 def _footer_digest(path: Path) -> str:
@@ -237,11 +237,7 @@ def _isin(hashes: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
 
 def _refuse(source: Source, year: int, repeated: pa.Array) -> None:
     wanted = ds.field(CLAIM_ID).isin(repeated.slice(0, 1000).cast(pa.string()))  # the files of the first thousand
-    files = sorted(
-        fragment.path
-        for fragment in source.dataset.get_fragments(filter=ds.field(PARTITION_COLUMN) == year)
-        if fragment.count_rows(filter=wanted)
-    )
+    files = sorted(fragment.path for fragment in _year_fragments(source, year) if fragment.count_rows(filter=wanted))
     example = repeated[0].as_py().decode("utf-8", "replace")
     raise SourceError.single(
         ", ".join(files),
