@@ -81,6 +81,26 @@ SOURCE_DEFAULTS: dict[str, Any] = {
 }
 
 
+SOURCE_ORDERS = ["person order", "time order"]
+
+
+def in_order(order: str, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int | None]:
+    """Hand-built rows (a person's claims listed together) and the row group size to write them
+    with, in one of SOURCE_ORDERS. "time order" is as the register exports: by time over row
+    groups of three claims, a person's claims apart, and claims of one second in the reverse of
+    their listed order, so that no tie is broken by the file's order. Every row keeps the claim
+    id it has as listed."""
+    if order == "person order":
+        return rows, None
+    numbered = [{"regning_id": f"R{i:06d}", **row} for i, row in enumerate(rows)]
+
+    def moment(item: tuple[int, dict[str, Any]]) -> tuple[datetime, int]:
+        when = item[1]["when"]
+        return (when if isinstance(when, datetime) else datetime.fromisoformat(when)), -item[0]
+
+    return [row for _, row in sorted(enumerate(numbered), key=moment)], 3
+
+
 def write_source(folder: Path, rows: list[dict[str, Any]], row_group_size: int | None = None) -> Path:
     """A Hive-partitioned source in the contract from row dicts (`pasient_fnr` and `when` required)."""
     from kuhr_pipeline.source.schema import SOURCE_SCHEMA

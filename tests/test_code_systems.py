@@ -10,7 +10,17 @@ import pytest
 from kuhr_pipeline.application import load_spec
 from kuhr_pipeline.cohort import select_cohort
 from kuhr_pipeline.source import open_source
-from tests.helpers import person_id, pseudonym, read_staged, run_cli, staging_in, write_source, write_spec
+from tests.helpers import (
+    SOURCE_ORDERS,
+    in_order,
+    person_id,
+    pseudonym,
+    read_staged,
+    run_cli,
+    staging_in,
+    write_source,
+    write_spec,
+)
 
 MASTER = bytes(range(32))
 GP = {"behandler_praksistype": "FALE", "diagnosekodeverk": "ICPC-2"}
@@ -35,9 +45,10 @@ for n in range(1, 7):  # a claim in 2020 too: the source has both years of the p
     ROWS.append(claim(n, "2020-01-10T10:00:00", ["A04"], GP))
 
 
-@pytest.fixture
-def source(tmp_path: Path):
-    return open_source(write_source(tmp_path / "source", ROWS))
+@pytest.fixture(params=SOURCE_ORDERS)
+def source(request: pytest.FixtureRequest, tmp_path: Path):
+    rows, row_group_size = in_order(request.param, ROWS)
+    return open_source(write_source(tmp_path / "source", rows, row_group_size))
 
 
 def cohort(source, spec_dir: Path, tmp_path: Path, entry: object, exclude: object = None) -> set[int]:

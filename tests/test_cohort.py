@@ -14,7 +14,17 @@ from kuhr_pipeline.cohort.criteria import codes_match
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.identity.fodselsnummer import IdReason
 from kuhr_pipeline.source import open_source
-from tests.helpers import fnr, person_id, pseudonym, read_staged, staging_in, write_source, write_spec
+from tests.helpers import (
+    SOURCE_ORDERS,
+    fnr,
+    in_order,
+    person_id,
+    pseudonym,
+    read_staged,
+    staging_in,
+    write_source,
+    write_spec,
+)
 
 MASTER = bytes(range(32))
 DOMAIN = "TEST-0001"
@@ -90,9 +100,11 @@ SPEC = {
 }
 
 
-@pytest.fixture
-def source(tmp_path: Path):
-    return open_source(write_source(tmp_path / "source", ROWS))
+@pytest.fixture(params=SOURCE_ORDERS)
+def source(request: pytest.FixtureRequest, tmp_path: Path):
+    """The hand-built claims in either order: the order of the source never changes what is selected."""
+    rows, row_group_size = in_order(request.param, ROWS)
+    return open_source(write_source(tmp_path / "source", rows, row_group_size))
 
 
 def _spec(spec_dir: Path, **changes: object):

@@ -14,7 +14,17 @@ from kuhr_pipeline.application import load_spec
 from kuhr_pipeline.cohort import select_cohort
 from kuhr_pipeline.source import open_source
 from tests import cohort_oracle
-from tests.helpers import person_id, pseudonym, read_staged, run_cli, staging_in, write_source, write_spec
+from tests.helpers import (
+    SOURCE_ORDERS,
+    in_order,
+    person_id,
+    pseudonym,
+    read_staged,
+    run_cli,
+    staging_in,
+    write_source,
+    write_spec,
+)
 
 MASTER = bytes(range(32))
 
@@ -67,10 +77,11 @@ SPEC = {
 }
 
 
-@pytest.fixture
-def staged(tmp_path: Path, spec_dir: Path) -> dict[int, list[str]]:
-    """Each cohort person's delivered claim days."""
-    source = open_source(write_source(tmp_path / "source", ROWS))
+@pytest.fixture(params=SOURCE_ORDERS)
+def staged(request: pytest.FixtureRequest, tmp_path: Path, spec_dir: Path) -> dict[int, list[str]]:
+    """Each cohort person's delivered claim days, from the source in either order."""
+    rows, row_group_size = in_order(request.param, ROWS)
+    source = open_source(write_source(tmp_path / "source", rows, row_group_size))
     spec = load_spec(write_spec(spec_dir, SPEC)).spec
     result = select_cohort(source, spec, MASTER, staging_in(tmp_path / "stage"))
     table = read_staged(result.path)
