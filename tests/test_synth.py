@@ -193,3 +193,45 @@ def test_time_order_sorts_each_year_and_holds_the_same_rows_as_person_order(tmp_
 def test_an_unknown_order_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KuhrError, match="--order"):
         generate_source(tmp_path / "x", persons=10, order="random")
+
+
+def test_time_order_is_one_stable_sort_of_the_year_in_default_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The year is merged from sorted slices a window at a time (bounded memory); the file must be
+    what sorting the whole year at once gives: ties in slice order, then in the slice's own order,
+    and row groups of the writer's default size. Small slices, windows and row groups make every
+    seam occur many times."""
+    import pyarrow.parquet as pq
+
+    from kuhr_pipeline.synth import generate, time_order
+
+    monkeypatch.setattr(generate, "PERSONS_PER_SLICE", 150)
+    monkeypatch.setattr(time_order, "MERGE_ROWS", 97)
+    monkeypatch.setattr(time_order, "ROW_GROUP_ROWS", 500)
+    monkeypatch.setattr(time_order, "SPILL_BATCH_ROWS", 64)
+    by_time = generate_source(tmp_path / "t", persons=450, from_year=2024, to_year=2024, seed=3).path
+    by_person = generate_source(tmp_path / "p", persons=450, from_year=2024, to_year=2024, seed=3, order="person").path
+
+    slices = [pq.read_table(file) for file in sorted((by_person / "ar=2024").iterdir())]
+    assert len(slices) == 3
+    whole_year_sorted = pa.concat_tables(slices).sort_by("behandlingstidspunkt")
+    (file,) = (by_time / "ar=2024").iterdir()
+    merged = pq.read_table(file)
+    assert merged.num_rows > 20 * 97  # many windows
+    assert merged.equals(whole_year_sorted)
+    sizes = [pq.ParquetFile(file).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(file).num_row_groups)]
+    assert sizes[:-1] == [500] * (len(sizes) - 1) and 0 < sizes[-1] <= 500
+    assert sorted(p.name for p in by_time.iterdir()) == ["ar=2024"]  # the sorted runs are gone
+
+
+def test_a_failed_merge_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kuhr_pipeline.synth import generate
+
+    def full_disk(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(generate, "merge_year", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        generate_source(tmp_path / "source", persons=300, from_year=2023, to_year=2024)
+    assert list(tmp_path.iterdir()) == []

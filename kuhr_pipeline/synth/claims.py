@@ -164,9 +164,12 @@ def make_year(
     first_regning: int,
     bad_id_share: float,
     pools: np.ndarray,
+    by_time: bool = False,
 ) -> pa.Table:
     """All claims of `year` for the persons at index `persons` of the population. The steps draw from
-    `rng` in a fixed order, so a seed always gives the same source."""
+    `rng` in a fixed order, so a seed always gives the same source. `by_time` gives the same rows
+    sorted by time (a stable sort): the draws are made in the same order, then every column is put
+    in time order while it is still numbers, which is far cheaper than sorting the strings after."""
     birth = population.birth_date[persons]
     birth_year = birth.astype("datetime64[Y]").astype(np.int64) + 1970
     local, type_idx = _contacts(rng, birth_year, year)
@@ -190,26 +193,29 @@ def make_year(
     sex = population.sex[person].copy()
     sex[rng.random(n) < UNSPECIFIED_SEX_SHARE] = 9
     regning = first_regning + np.arange(n, dtype=np.int64)
+    fnr = _bad_ids(rng, _id_text(population.fnr[persons]).take(pa.array(local)), bad_id_share)
+    rows = np.argsort(when.timestamp, kind="stable") if by_time else slice(None)
+    type_r, main_r = type_idx[rows], main[rows]
     columns = {
-        "regning_id": pc.cast(pa.array(regning), pa.string()),
-        "pasient_fnr": _bad_ids(rng, _id_text(population.fnr[persons]).take(pa.array(local)), bad_id_share),
-        "pasient_kjonn": pa.array(sex, pa.int8()),
-        "pasient_fodselsar": pa.array(birth_year_p.astype(np.int16), pa.int16()),
-        "pasient_alder": pa.array(age, pa.int16()),
-        "pasient_bostedskommune": _labels(numbers, bosted),
-        "behandler_id": pc.cast(pa.array(behandler), pa.string()),
-        "behandler_praksistype": _labels(_TYPE_NAMES, type_idx),
-        "behandler_spesialitet": _labels([t[2] for t in codes.PRACTICE_TYPES], type_idx),
-        "behandler_praksiskommune": _labels(numbers, practice_idx),
-        "behandlingstidspunkt": pa.array(when.timestamp.astype("datetime64[ms]"), pa.timestamp("ms")),
-        "takstkoder": _list_array(fees.fee, fees.supplement, _FEE_ARRAY),
-        "diagnosekodeverk": _labels(_CODE_SYSTEM, np.where(main >= 0, type_idx, -1)),
-        "diagnosekoder": _list_array(main, second, _CODE_ARRAY),
-        "fritaksgrunn": _labels(_FRITAK, fritak),
-        "egenandel": pa.array(amount, pa.float64()),
-        "refusjon": pa.array(np.round(refund, 2), pa.float64()),
-        "regning_status": _labels(["godkjent", "avvist"], (reason >= 0).astype(np.int8)),
-        "avvisningsgrunn": _labels([r for r, _ in codes.REJECTION_REASONS], reason),
+        "regning_id": pc.cast(pa.array(regning[rows]), pa.string()),
+        "pasient_fnr": fnr.take(pa.array(rows)) if by_time else fnr,
+        "pasient_kjonn": pa.array(sex[rows], pa.int8()),
+        "pasient_fodselsar": pa.array(birth_year_p[rows].astype(np.int16), pa.int16()),
+        "pasient_alder": pa.array(age[rows], pa.int16()),
+        "pasient_bostedskommune": _labels(numbers, bosted[rows]),
+        "behandler_id": pc.cast(pa.array(behandler[rows]), pa.string()),
+        "behandler_praksistype": _labels(_TYPE_NAMES, type_r),
+        "behandler_spesialitet": _labels([t[2] for t in codes.PRACTICE_TYPES], type_r),
+        "behandler_praksiskommune": _labels(numbers, practice_idx[rows]),
+        "behandlingstidspunkt": pa.array(when.timestamp[rows].astype("datetime64[ms]"), pa.timestamp("ms")),
+        "takstkoder": _list_array(fees.fee[rows], fees.supplement[rows], _FEE_ARRAY),
+        "diagnosekodeverk": _labels(_CODE_SYSTEM, np.where(main_r >= 0, type_r, -1)),
+        "diagnosekoder": _list_array(main_r, second[rows], _CODE_ARRAY),
+        "fritaksgrunn": _labels(_FRITAK, fritak[rows]),
+        "egenandel": pa.array(amount[rows], pa.float64()),
+        "refusjon": pa.array(np.round(refund[rows], 2), pa.float64()),
+        "regning_status": _labels(["godkjent", "avvist"], (reason[rows] >= 0).astype(np.int8)),
+        "avvisningsgrunn": _labels([r for r, _ in codes.REJECTION_REASONS], reason[rows]),
     }
     return pa.Table.from_pydict(columns, schema=SOURCE_SCHEMA)
 

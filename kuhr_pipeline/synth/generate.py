@@ -5,9 +5,9 @@ The whole run is determined by the seed: the population from `seed`, each (year,
 
 Two orders of the same rows: `time` (the default) writes each year as one file sorted by
 `behandlingstidspunkt`, in row groups as a default writer makes them, as a register export is
-written in the order claims arrive, so a person's claims are spread over every row group; `person`
-writes each slice of persons as its own file, a person's claims together (the favourable case for
-pass 1). Time order holds one year in memory to sort it (about 1 GB at 6.7 M claims a year).
+written in the order claims arrive, so a person's claims are spread over every row group (an
+external merge sort, `time_order`, keeps memory bounded); `person` writes each slice of persons as
+its own file, a person's claims together (the favourable case for pass 1).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.synth import codes
 from kuhr_pipeline.synth.claims import make_year
+from kuhr_pipeline.synth.parquet_settings import parquet_options
 from kuhr_pipeline.synth.population import make_population
+from kuhr_pipeline.synth.time_order import merge_year, spill_run
 
 PERSONS_PER_SLICE = 200_000  # at most; a year's slices are made equal
 PERSONS_PER_FASTLEGE = 1_100  # 4 787 fastleger for 5.5 M people (2018)
@@ -76,24 +77,35 @@ def generate_source(
     parts = -(-persons // PERSONS_PER_SLICE)
     slice_size = -(-persons // parts)  # slices of even size keep both workers busy to the end
 
-    def make_slice(year: int, part: int) -> pa.Table:
-        """One (year, slice), made from its own seed; in person order also written to its own file."""
+    runs = staging / ".runs"  # time order's sorted slices, until their year is merged
+    runs.mkdir()
+
+    def make_slice(year: int, part: int) -> int:
+        """One (year, slice), made from its own seed and written to its own file: in person order
+        the source's, in time order a sorted run for its year's merge."""
         rng = np.random.default_rng([seed, year, part])
         slice_ = np.arange(part * slice_size, min((part + 1) * slice_size, persons))
         first_regning = year * 10**10 + part * REGNING_IDS_PER_SLICE
-        table = make_year(rng, population, slice_, year, first_regning, bad_id_share, pools)
+        table = make_year(rng, population, slice_, year, first_regning, bad_id_share, pools, by_time=order == "time")
         if order == "person":
-            _write(table, staging / f"ar={year}" / f"part-{part:04d}.parquet", row_group_size=256 * 1024)
-        return table
+            path = staging / f"ar={year}" / f"part-{part:04d}.parquet"
+            pq.write_table(table, path, row_group_size=256 * 1024, **parquet_options(table.schema))
+        else:
+            spill_run(table, _run_path(runs, year, part))
+        return table.num_rows
 
-    years = _Years(staging, order, parts, on_progress)
+    years = _Years(staging, runs, order, parts, on_progress)
     try:
         slices = [(year, part) for year in range(from_year, to_year + 1) for part in range(parts)]
         claims = _two_at_a_time(slices, make_slice, years.slice_made)
+        years.wait()
+        years.close()
+        runs.rmdir()
         if out.exists():
             out.rmdir()
         staging.rename(out)
     except BaseException:
+        years.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return SynthReport(out, persons, claims, list(range(from_year, to_year + 1)))
@@ -119,37 +131,59 @@ def _refuse_arguments(out: Path, persons: int, from_year: int, to_year: int, bad
 
 
 class _Years:
-    """Counts the slices as they are made; in time order, writes a year once all its slices are made."""
+    """Counts the slices as they are made; in time order, merges a year's sorted runs into its file
+    once all its slices are made, on a thread of its own while the next year's slices are made (one
+    year at a time, so at most two years' runs are on disk: merging two at once was no faster, both
+    cores being busy already)."""
 
-    def __init__(self, staging: Path, order: str, parts: int, on_progress: Callable[[int], None] | None) -> None:
-        self.staging, self.order, self.parts, self.on_progress = staging, order, parts, on_progress
-        self.made: dict[int, dict[int, pa.Table]] = {}
+    def __init__(
+        self, staging: Path, runs: Path, order: str, parts: int, on_progress: Callable[[int], None] | None
+    ) -> None:
+        self.staging, self.runs, self.order, self.parts, self.on_progress = staging, runs, order, parts, on_progress
+        self.slices: dict[int, int] = {}
+        self.claims: dict[int, int] = {}
+        self._merger = ThreadPoolExecutor(max_workers=1)
+        self._merging: Future[None] | None = None
 
-    def slice_made(self, year: int, part: int, table: pa.Table) -> int:
+    def slice_made(self, year: int, part: int, claims: int) -> int:
         if self.on_progress:
-            self.on_progress(table.num_rows)
+            self.on_progress(claims)
         if self.order == "time":
-            made = self.made.setdefault(year, {})
-            made[part] = table
-            if len(made) == self.parts:
-                whole = pa.concat_tables([made[p] for p in range(self.parts)]).sort_by("behandlingstidspunkt")
-                del self.made[year]
-                _write(whole, self.staging / f"ar={year}" / "part-0000.parquet", row_group_size=None)
-        return table.num_rows
+            self.slices[year] = self.slices.get(year, 0) + 1
+            self.claims[year] = self.claims.get(year, 0) + claims
+            if self.slices[year] == self.parts:
+                self.wait()
+                runs = [_run_path(self.runs, year, p) for p in range(self.parts)]
+                out = self.staging / f"ar={year}" / "part-0000.parquet"
+                self._merging = self._merger.submit(merge_year, runs, out, year, self.claims[year])
+        return claims
+
+    def wait(self) -> None:
+        """Until the year being merged is written (raising what its merge raised)."""
+        merging, self._merging = self._merging, None
+        if merging is not None:
+            merging.result()
+
+    def close(self) -> None:
+        self._merger.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_path(runs: Path, year: int, part: int) -> Path:
+    return runs / f"{year}-{part:04d}.arrow"
 
 
 def _two_at_a_time(
     slices: list[tuple[int, int]],
-    make: Callable[[int, int], pa.Table],
-    made: Callable[[int, int, pa.Table], int],
+    make: Callable[[int, int], int],
+    made: Callable[[int, int, int], int],
 ) -> int:
     """`make` each (year, part) on WORKERS threads, handing each result to `made` in the main
     thread, in slice order among those done together; returns the sum of what `made` returns.
     numpy and Parquet release the GIL for their bulk work, so two slices at a time use both cores,
-    and at most two slices (in time order: a year and two slices) are in memory."""
+    and at most two slices are in memory."""
     total = 0
     pool = ThreadPoolExecutor(max_workers=WORKERS)
-    running: dict[Future[pa.Table], tuple[int, int]] = {}
+    running: dict[Future[int], tuple[int, int]] = {}
     try:
         for year, part in slices:
             if len(running) == WORKERS:
@@ -165,22 +199,6 @@ def _two_at_a_time(
             future.cancel()
         pool.shutdown(wait=True)
     return total
-
-
-# Nearly one value per claim: a dictionary would only be built to be thrown away (Parquet falls back to
-# plain encoding once it grows past a page), which cost a fifth of the writing.
-_NO_DICTIONARY = {"regning_id", "pasient_fnr", "behandlingstidspunkt"}
-
-
-def _write(table: pa.Table, path: Path, row_group_size: int | None) -> None:
-    # A list's values are the Parquet column `name.list.element`: naming the list itself would
-    # leave its codes without a dictionary.
-    dictionary = [
-        f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
-        for field in table.schema
-        if field.name not in _NO_DICTIONARY
-    ]
-    pq.write_table(table, path, compression="snappy", row_group_size=row_group_size, use_dictionary=dictionary)
 
 
 def expected_claims(persons: int, years: int) -> int:
