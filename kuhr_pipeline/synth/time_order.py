@@ -2,9 +2,10 @@
 
 Each slice of persons is made sorted by `behandlingstidspunkt` and spilled to an Arrow IPC file (a
 plain copy: nothing to encode); once a year's slices are all spilled, they are merged a
-window of time at a time into the year's Parquet file. Two slices and one window are in memory at
-once however large the year, so a national year (some 80 M claims) needs no more memory than a
-bench year, where sorting the whole year in memory needed one year's worth. Ties keep slice order,
+window of time at a time into the year's Parquet file. Two slices being made, a batch read ahead
+per run, one window and at most a row group waiting to be written are in memory at once, however
+large the year, so a national year (some 80 M claims) needs no more memory than a bench year, where
+sorting the whole year in memory needed one year's worth. Ties keep slice order,
 then the order within a slice, exactly as one stable sort of the whole year would, and the row
 groups are those a default writer makes of the whole year, so the file is the same either way.
 """
@@ -37,7 +38,7 @@ def spill_run(table: pa.Table, path: Path) -> None:
 
 def merge_year(runs: Sequence[Path], out: Path, year: int, rows: int) -> None:
     """Merge the spilled, sorted `runs` (in slice order; `rows` claims in all) into one Parquet
-    file sorted by time, deleting each run once it is read."""
+    file sorted by time, then delete the runs."""
     readers = [_Run(path) for path in runs]
     try:
         schema = readers[0].schema
