@@ -94,17 +94,26 @@ OVERVIEW_COLUMNS = {
     "file": "The spec file in KUHR_APPLICATIONS",
     "status": "approved, or why it is not delivered: expired, withdrawn, draft, rejected, refused, unreadable",
     "why": "What the spec's check found, field by field (empty when approved)",
-    "last_delivery": "Time (UTC) and id of the newest delivery in the audit log",
-    "next_delivery": "When the schedule delivers it next (approved recurring deliveries only)",
+    "pending_release": "Packages waiting for a reviewer's release: who prepared each, since when (UTC)",
+    "last_delivery": "Time (UTC), id and state of the newest package in the audit log",
+    "last_run": "The newest Dagster run of the application: its status (a failed run shows as failed)",
+    "approval_ends": "The approval's last day; 'soon' when it ends within 30 days",
+    "next_delivery": "When the schedule delivers it next (approved recurring deliveries only), due or overdue",
 }
+ENDING_SOON_DAYS = 30
 
 
-def overview(files: list[SpecFile], deliveries_root: Path, today: date) -> list[dict[str, Any]]:
-    """One row per spec file, in the columns of OVERVIEW_COLUMNS, sorted by application id."""
+def overview(
+    files: list[SpecFile], deliveries_root: Path, today: date, last_runs: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per spec file, in the columns of OVERVIEW_COLUMNS, sorted by application id.
+    `last_runs`: the newest run's status per application id (from the Dagster instance)."""
     history = deliveries_of(deliveries_root)
     rows = []
     for f in files:
-        delivered = [r for r in history if r["application_id"] == f.application_id]
+        packages = [r for r in history if r["application_id"] == f.application_id]
+        delivered = [r for r in packages if r["state"] != "rejected"]
+        pending = [r for r in packages if r["state"] == "prepared"]
         last = delivered[-1] if delivered else None
         schedule = f.loaded.spec.delivery.schedule if f.loaded else None
         upcoming = ""
@@ -117,8 +126,18 @@ def overview(files: list[SpecFile], deliveries_root: Path, today: date) -> list[
                 "file": f.path.name,
                 "status": f.status,
                 "why": f.why,
-                "last_delivery": f"{last['time']} ({last['delivery_id']})" if last else "never",
+                "pending_release": "; ".join(f"{r['delivery_id']} by {r['ran_by']} since {r['time']}" for r in pending),
+                "last_delivery": f"{last['time']} ({last['delivery_id']}, {last['state']})" if last else "never",
+                "last_run": (last_runs or {}).get(f.application_id or "", ""),
+                "approval_ends": _approval_ends(f, today),
                 "next_delivery": upcoming,
             }
         )
     return sorted(rows, key=lambda r: (r["application_id"], r["file"]))
+
+
+def _approval_ends(f: SpecFile, today: date) -> str:
+    if f.loaded is None:
+        return ""
+    end = f.loaded.spec.approval.valid_until
+    return f"{end} (soon)" if (end - today).days <= ENDING_SOON_DAYS else str(end)

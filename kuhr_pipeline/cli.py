@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -134,6 +135,12 @@ def deliver(
         executor=executor,
     )
     click.echo(json.dumps(delivered.as_json(), sort_keys=True) if as_json else str(delivered.path))
+    if not quiet and not as_json:
+        click.echo(
+            f"prepared, not yet released: a registered reviewer other than the preparer releases it with "
+            f"`kuhr-pipeline release {delivered.delivery_id} --key REVIEWER.key`",
+            err=True,
+        )
 
 
 @cli.command()
@@ -214,14 +221,24 @@ def _signer(signer_pub: Path | None) -> object:
 @cli.command()
 @click.argument("delivery", type=click.Path(path_type=Path))
 @click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
-def verify(delivery: Path, signer_pub: Path | None) -> None:
-    """Check the signature and every file's size and SHA-256 (exit 0 intact, 1 not)."""
+@click.option("--reviewers", type=click.Path(path_type=Path), help="Reviewers' public keys (default $KUHR_REVIEWERS).")
+@click.option("--prepared", is_flag=True, help="A package not released yet: check it as prepared (no releases).")
+def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prepared: bool) -> None:
+    """Check the signature, every file's size and SHA-256, and the reviewers' releases (exit 0
+    intact and released, 1 not)."""
+    from kuhr_pipeline.delivery.reviewers import registered_reviewers, required_reviews, reviewers_dir, verify_releases
     from kuhr_pipeline.delivery.verify import verify_delivery
 
     problems = verify_delivery(delivery, _signer(signer_pub))  # type: ignore[arg-type]
+    if not prepared and not problems:
+        try:
+            registered = registered_reviewers(reviewers or reviewers_dir())
+        except KeyFileError as error:
+            raise SignerKeyError(error.problems) from None
+        problems = verify_releases(delivery, registered, required_reviews())
     if problems:
         _fail("NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
-    click.echo(f"intact: {delivery}")
+    click.echo(f"intact{' (prepared, not released)' if prepared else ' and released'}: {delivery}")
 
 
 @cli.command()
@@ -262,23 +279,102 @@ def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
 @cli.command()
 @click.argument("application_id", required=False)
 @click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder (default $KUHR_DELIVERIES).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per delivery, one per line.")
-def history(application_id: str | None, out: Path | None, as_json: bool) -> None:
-    """The deliveries made (of APPLICATION_ID, or of every application), oldest first, from the
-    audit log: when, which spec, to whom, how many files, who ran it. `audit verify` checks the log."""
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only packages prepared on or after this day.")
+@click.option("--recipient", help="Only packages for the recipient of this name.")
+@click.option("--state", type=click.Choice(["prepared", "released", "rejected"]), help="Only packages in this state.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per package, one per line.")
+def history(
+    application_id: str | None,
+    out: Path | None,
+    since: datetime | None,
+    recipient: str | None,
+    state: str | None,
+    as_json: bool,
+) -> None:
+    """The packages prepared (of APPLICATION_ID, or of every application), oldest first, from the
+    audit log: state, when, which spec and approval, to whom, who prepared and who reviewed them,
+    how the run was started. Exit 1 for an application with no line. `audit verify` checks the log."""
     from kuhr_pipeline.application.find import require_application_id
-    from kuhr_pipeline.delivery.history import deliveries_of
+    from kuhr_pipeline.delivery.history import deliveries_of, filtered
 
     if application_id is not None:
         require_application_id(application_id, "APPLICATION_ID")
-    for entry in deliveries_of(settings.deliveries_dir(str(out) if out else None), application_id):
+    root = settings.deliveries_dir(str(out) if out else None)
+    entries = deliveries_of(root, application_id)
+    if application_id is not None and not entries:
+        _fail(f"error: {application_id}: APPLICATION_ID: has no line in {root / 'audit.jsonl'}", 1)
+    for entry in filtered(entries, since.date() if since else None, recipient, state):
         if as_json:
-            click.echo(json.dumps(entry, sort_keys=True))
-        else:
-            click.echo(
-                f"{entry['time']}  {entry['application_id']}  {entry['delivery_id']}  spec {entry['spec_sha256'][:16]}"
-                f"  {entry['recipients']} recipient(s)  {entry['files']} file(s)  by {entry['ran_by']}"
-            )
+            click.echo(json.dumps(entry, sort_keys=True, ensure_ascii=False))
+            continue
+        names = ", ".join(str(r.get("name") or r.get("key_fingerprint", "?")[:19]) for r in entry["recipients"])
+        reviewers = ", ".join(r["name"] for r in entry["reviewers"]) or "-"
+        click.echo(
+            f"{entry['time']}  {entry['application_id']}  {entry['delivery_id']}  {entry['state']:<8}"
+            f"  spec {entry['spec_sha256'][:16]}  by {entry['ran_by']} ({entry['trigger'] or '-'})"
+            f"  reviewed by {reviewers}  to {names}  {entry['files']} file(s)"
+        )
+
+
+def _reviewing() -> tuple[Path, object, Path | None]:
+    from kuhr_pipeline.delivery.reviewers import reviewers_dir
+    from kuhr_pipeline.identity.keys import read_signing_key
+
+    return settings.deliveries_dir(), read_signing_key(settings.signing_key_file()), reviewers_dir()
+
+
+@cli.command()
+@click.argument("delivery")
+@click.option("--key", "key_file", required=True, type=click.Path(path_type=Path), help="Your reviewer key (PEM).")
+@click.option("--note", default="", help="Recorded with your release.")
+def release(delivery: str, key_file: Path, note: str) -> None:
+    """Release a prepared package (its .pending folder, or its delivery id) with a registered
+    reviewer's key: not the preparer's, not one that released it already. Exit 2 when refused
+    (nothing moved). With the last review required (KUHR_REQUIRED_REVIEWS) it moves into place
+    for its recipients."""
+    from kuhr_pipeline.delivery import release as releasing
+    from kuhr_pipeline.delivery.reviewers import required_reviews
+
+    root, signer, reviewers = _reviewing()
+    decision = releasing.release(
+        delivery,
+        key_file,
+        note,
+        root,
+        settings.applications_dir(),
+        signer,  # type: ignore[arg-type]
+        reviewers,
+        required_reviews(),
+    )
+    if decision.state == "released":
+        click.echo(f"released: {decision.path}")
+    else:
+        click.echo(f"{decision.reviews} of {decision.required} reviews: {decision.path} waits for another reviewer")
+
+
+@cli.command()
+@click.argument("delivery")
+@click.option("--key", "key_file", required=True, type=click.Path(path_type=Path), help="Your reviewer key (PEM).")
+@click.option("--reason", required=True, help="Why it is rejected (recorded in the audit log).")
+def reject(delivery: str, key_file: Path, reason: str) -> None:
+    """Reject a prepared package: a signed `rejected` line with your name and reason; the package is removed."""
+    from kuhr_pipeline.delivery import release as releasing
+
+    root, signer, reviewers = _reviewing()
+    decision = releasing.reject(delivery, key_file, reason, root, signer, reviewers)  # type: ignore[arg-type]
+    click.echo(f"rejected: {decision.application_id} {decision.delivery_id} (removed)")
+
+
+@keys.command("reviewer")
+@click.argument("name")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for NAME.key and NAME.pub.")
+def keys_reviewer(name: str, out: Path) -> None:
+    """A reviewer's key pair: NAME.key (0600, stays with the reviewer) and NAME.pub (register it
+    by copying it into the deployment's KUHR_REVIEWERS folder)."""
+    from kuhr_pipeline.delivery.reviewers import new_reviewer
+
+    for written in new_reviewer(name, out):
+        click.echo(f"wrote {written}")
 
 
 @cli.command()

@@ -77,6 +77,11 @@ class RunConflict(KuhrError):
     exit_code = 1
 
 
+class DeploymentMismatch(KuhrError):
+    """A run (or one of its steps) is not the deployment's own: launched with other folders or
+    keys, or on a worker of another deployment. Nothing is read (exit 2)."""
+
+
 class StagingFull(KuhrError):
     """The disk under DAGSTER_HOME is full: the run stops with one line, its staging is removed."""
 

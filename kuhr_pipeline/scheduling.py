@@ -1,8 +1,8 @@
 """When a recurring delivery is due: once per calendar month, quarter or year while approved.
 
-Due means: no delivery of the application since the current period began. A missed tick is
-therefore caught up on the next one, and a delivery made by hand (or by the sensor) in the
-period counts.
+Due means: no package of the application (prepared or released) since the current period
+began. A missed or failed tick is therefore caught up on the next one, and a delivery made by
+hand (or by the sensor) in the period counts.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from kuhr_pipeline.delivery.folders import delivery_day, published_deliveries
+from kuhr_pipeline.delivery.history import deliveries_of
 
 
 def period_start(schedule: str, today: date) -> date:
@@ -33,9 +33,14 @@ def period_label(schedule: str, today: date) -> str:
 
 
 def last_delivery_date(deliveries_root: Path, application_id: str) -> date | None:
-    """The UTC day of the newest published delivery of the application."""
-    days = [delivery_day(folder) for folder in published_deliveries(deliveries_root, application_id)]
-    return max((day for day in days if day is not None), default=None)
+    """The UTC day of the application's newest package, prepared or released (a rejected one does
+    not count: the period's delivery is still owed, and the next tick prepares it again)."""
+    days = [
+        date.fromisoformat(str(e["time"])[:10])
+        for e in deliveries_of(deliveries_root, application_id)
+        if e["state"] != "rejected" and e["time"]
+    ]
+    return max(days, default=None)
 
 
 def is_due(schedule: str, today: date, last_delivery: date | None) -> bool:
@@ -50,12 +55,15 @@ def next_period_start(schedule: str, today: date) -> date:
 
 
 def next_delivery(schedule: str, today: date, last_delivery: date | None, valid_until: date) -> str:
-    """When the schedule delivers next, in words: today (due), from the next period's start, or
-    never, when the approval ends first."""
-    day = today if is_due(schedule, today, last_delivery) else next_period_start(schedule, today)
+    """When the schedule delivers next, in words: today (due; overdue when the period's package
+    is owed since an earlier day), from the next period's start, or never, when the approval ends first."""
+    due = is_due(schedule, today, last_delivery)
+    day = today if due else next_period_start(schedule, today)
     if day > valid_until:
         return f"none: the approval ends on {valid_until}"
-    return f"{day} ({schedule}{', due' if day == today else ''})"
+    start = period_start(schedule, today)
+    late = f", overdue since {start}" if due and start < today and last_delivery is not None else ""
+    return f"{day} ({schedule}{', due' if due else ''}{late})"
 
 
 def not_due_reason(schedule: str, today: date, last_delivery: date | None) -> str:

@@ -86,12 +86,27 @@ def canonical_sha256(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) ->
     (comments, key order, quoting and whitespace do not change it) with its recipients' keys (a
     new key is a new delivery). It names the spec in runs, manifests and the audit log, and an
     unchanged hash is what keeps a spec from being delivered twice by accident."""
-    body = {
-        "spec": spec.model_dump(mode="json", by_alias=True),
+    text = json.dumps(canonical_body(spec, recipient_keys), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# Optional fields added after specs were first hashed: left out when not given, so a spec that
+# does not use them keeps the hash it had (and stays "delivered" for the one gate).
+_LATER_OPTIONAL = {"approval": ("decision_id", "approved_by")}
+
+
+def canonical_body(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) -> dict[str, object]:
+    """What the canonical hash is taken over (and what the deliveries' spec archive keeps): the
+    parsed spec and the SHA-256 of each recipient's key. No person data is in it."""
+    dumped = spec.model_dump(mode="json", by_alias=True)
+    for section, names in _LATER_OPTIONAL.items():
+        for name in names:
+            if dumped[section].get(name) is None:
+                dumped[section].pop(name, None)
+    return {
+        "spec": dumped,
         "recipient_keys": {name: hashlib.sha256(key).hexdigest() for name, key in sorted(recipient_keys.items())},
     }
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def spec_files(folder: Path) -> list[Path]:

@@ -39,6 +39,8 @@ class Approval(_Strict):
     valid_until: date
     rek_reference: NonEmpty | None = None
     legal_basis: NonEmpty
+    decision_id: NonEmpty | None = None  # the decision's reference: into the manifest and the audit log
+    approved_by: NonEmpty | None = None  # who decided
 
 
 class Period(_Strict):

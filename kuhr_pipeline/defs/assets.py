@@ -11,8 +11,8 @@ from kuhr_pipeline.application.find import find_spec
 from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.defs.failures import plain_failures
 from kuhr_pipeline.defs.partitions import applications_partitions
-from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey
-from kuhr_pipeline.defs.runs import begin_run, require_run_spec, run_staging
+from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
+from kuhr_pipeline.defs.runs import begin_run, claim_for_deployment, require_run_spec, run_staging
 from kuhr_pipeline.defs.tables import (
     column_schema,
     described,
@@ -20,6 +20,7 @@ from kuhr_pipeline.defs.tables import (
     statistics_descriptions,
     text_table,
 )
+from kuhr_pipeline.delivery.history import AGAIN_TAG, refuse_repeat
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.kanon import KANON_COLUMNS
 from kuhr_pipeline.disclosure.patterns import previous_pattern
@@ -37,9 +38,18 @@ class ApplicationConfig(dg.Config):
 
 @dg.asset(partitions_def=applications_partitions, group_name="delivery", kinds={"yaml"})
 @plain_failures
-def application(context: dg.AssetExecutionContext, config: ApplicationConfig, paths: KuhrPaths) -> LoadedSpec:
-    """The approved application spec, checked against the contract and the catalogue."""
+def application(
+    context: dg.AssetExecutionContext,
+    config: ApplicationConfig,
+    paths: KuhrPaths,
+    pseudonym_key: PseudonymKey,
+    signing_key: SigningKey,
+) -> LoadedSpec:
+    """The approved application spec, checked against the contract and the catalogue, and passed
+    through the one gate: an unchanged spec already prepared or released is refused unless the
+    run is tagged kuhr/again=true."""
     application_id = begin_run(context)
+    claim_for_deployment(context, paths, pseudonym_key.master_key(), signing_key.private_key())
     path = Path(config.spec_path) if config.spec_path else find_spec(paths.applications_dir(), application_id)
     loaded = load_spec(path)
     if loaded.application_id != application_id:
@@ -50,6 +60,8 @@ def application(context: dg.AssetExecutionContext, config: ApplicationConfig, pa
             "launch the run for the partition of the spec's application_id",
         )
     require_run_spec(context, loaded)
+    if context.run.tags.get(AGAIN_TAG) != "true":
+        refuse_repeat(paths.deliveries_dir(), application_id, loaded.sha256, str(path))
     context.log.info(f"application: {application_id} checked ({loaded.spec.data_level}, spec {loaded.sha256[:12]})")
     for advisory in loaded.advisories:
         context.log.warning(advisory)
@@ -82,7 +94,7 @@ def extract(
     if spec.data_level != "pseudonymised":
         context.log.info("extract: not made (data_level statistics: the delivery is the statistics table)")
         return
-    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
     claims = cohort.attrition.masked(cohort.rows)
     context.log.info(f"extract: selecting {len(spec.plan.columns)} variables of {claims} claims")
     descriptions = described(spec.plan.pairs)
@@ -118,7 +130,7 @@ def statistics(
     if spec.statistics is None:
         context.log.info("statistics: not made (data_level pseudonymised: the delivery is the extract)")
         return
-    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
     dimensions = spec.plan.names
     previous = previous_pattern(paths.deliveries_dir(), application.application_id, dimensions)
     context.log.info(

@@ -16,9 +16,10 @@ from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.defs.failures import plain_failures
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
-from kuhr_pipeline.defs.runs import require_run_spec, run_staging
+from kuhr_pipeline.defs.runs import RAN_BY_TAG, require_run_spec, require_signer, run_staging, trigger_of
+from kuhr_pipeline.delivery.audit import ran_by
 from kuhr_pipeline.delivery.package import assemble_and_publish
-from kuhr_pipeline.delivery.publish import PublishedDelivery
+from kuhr_pipeline.delivery.publish import Provenance, PublishedDelivery
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.extract.build import ExtractFiles
 from kuhr_pipeline.staging import remove_staging
@@ -58,26 +59,31 @@ def publish(
     signing_key: SigningKey,
     pseudonym_key: PseudonymKey,
 ) -> PublishedDelivery:
-    """Encrypt, sign and publish the one table set the data level made."""
+    """Encrypt and sign the one table set the data level made, and prepare it for release."""
     (tables,) = made
     require_run_spec(context, application)
-    staging = run_staging(context.run_id, application.application_id, paths, pseudonym_key)
-    context.log.info(f"delivery: publishing under {paths.deliveries_dir()}")
+    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    key = signing_key.private_key()
+    require_signer(context.run, key)
+    context.log.info(f"delivery: preparing under {paths.deliveries_dir()}")
+    made_by = Provenance(context.run_id, trigger_of(context.run), context.run.tags.get(RAN_BY_TAG) or ran_by())
     published = assemble_and_publish(
         application,
         cohort,
         tables,
         paths.deliveries_dir(),
         staging,
-        signing_key.private_key(),
+        key,
         on_step=context.log.info,
         still_wanted=lambda: _still_wanted(context),
+        provenance=made_by,
     )
     remove_staging(staging.folder)  # a failed run's: sensors.staging_cleanup
     context.add_output_metadata(
         {
             "delivery_folder": dg.MetadataValue.path(str(published.path)),
             "delivery_id": published.delivery_id,
+            "state": "prepared: waiting for a reviewer's release",
             "manifest_sha256": published.manifest_sha256,
             "files": published.files,
         }
@@ -100,5 +106,6 @@ def _still_wanted(context: dg.OpExecutionContext) -> bool:
 def delivery(
     application: LoadedSpec, cohort: CohortClaims, extract: ExtractFiles, statistics: StatisticsTable
 ) -> PublishedDelivery:
-    """The encrypted, signed delivery package, published atomically under KUHR_DELIVERIES."""
+    """The encrypted, signed delivery package, prepared atomically under KUHR_DELIVERIES/<id>/.pending
+    (a registered reviewer releases it: `kuhr-pipeline release`)."""
     return publish(application, cohort, [validated_extract(extract), validated_statistics(statistics)])

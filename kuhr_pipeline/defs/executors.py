@@ -16,7 +16,6 @@ import dagster as dg
 
 from kuhr_pipeline import settings
 from kuhr_pipeline.defs.jobs import JOB_OF_EXECUTOR
-from kuhr_pipeline.defs.resources import KuhrPaths
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.processes import die_with_parent
 
@@ -52,16 +51,17 @@ def reconstructable_job(executor: str) -> dg.ReconstructableJob:
     return dg.reconstructable({"multiprocess": multiprocess_job, "celery": celery_job}[executor])
 
 
-def run_config_elsewhere(executor: str, paths: KuhrPaths) -> dict[str, object]:
-    """The run config that steps in other processes need: the paths this command chose, and for
-    Celery the broker and the task settings above."""
-    chosen = {"source": str(paths.source_dir()), "deliveries": str(paths.deliveries_dir())}
-    config: dict[str, object] = {"resources": {"paths": {"config": chosen}}}
-    if executor == "celery":
-        config["execution"] = {
+def run_config_elsewhere(executor: str) -> dict[str, object]:
+    """The run config that steps in other processes need: for Celery the broker and the task
+    settings above. Never folders or keys: each step uses its deployment's own (and refuses a
+    run launched by another deployment)."""
+    if executor != "celery":
+        return {}
+    return {
+        "execution": {
             "config": {"broker": settings.celery_broker(), "backend": "rpc://", "config_source": CELERY_SETTINGS}
         }
-    return config
+    }
 
 
 def require_workers(executor: str, spec_path: Path) -> None:

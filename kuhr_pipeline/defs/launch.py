@@ -27,10 +27,13 @@ from kuhr_pipeline.defs.executors import (
 )
 from kuhr_pipeline.defs.jobs import JOB_OF_EXECUTOR
 from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
-from kuhr_pipeline.defs.runs import ensure_partition, run_config_for, run_tags
+from kuhr_pipeline.defs.runs import RAN_BY_TAG, TRIGGER_TAG, ensure_partition, run_config_for, run_tags
 from kuhr_pipeline.defs.stale_runs import PROCESS_TAG
+from kuhr_pipeline.delivery.audit import ran_by
 from kuhr_pipeline.delivery.commit import make_ready
-from kuhr_pipeline.delivery.history import refuse_repeat
+from kuhr_pipeline.delivery.history import AGAIN_TAG, refuse_repeat
+from kuhr_pipeline.delivery.manifest import public_fingerprint
+from kuhr_pipeline.deployment import DEPLOYMENT_TAG, SIGNER_TAG, deployment_fingerprint
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
 from kuhr_pipeline.locks import application_lock, instance_setup_lock
@@ -68,6 +71,7 @@ class Delivered:
     spec_sha256: str
     persons: str
     claims: str
+    state: str = "prepared"  # waiting in .pending for a reviewer's release
 
     def as_json(self) -> dict[str, str]:
         return {**asdict(self), "path": str(self.path)}
@@ -88,27 +92,41 @@ def run_delivery(
     `verbosity` (quiet, normal, verbose) chooses the run's log lines (see loggers_for);
     `executor` where the steps run (in_process, multiprocess, celery)."""
     loaded = load_spec(spec_path)
-    read_master_key(settings.pseudonym_key_file())
+    master_key = read_master_key(settings.pseudonym_key_file())
     signing_key = read_signing_key(settings.signing_key_file())
-    paths = KuhrPaths(source=str(source or ""), deliveries=str(deliveries or ""))
+    preparer = ran_by()
+    # The flags are this command's deployment: set where every step (here or in a step process) reads it.
+    for variable, value in (("KUHR_SOURCE", source), ("KUHR_DELIVERIES", deliveries)):
+        if value is not None:
+            os.environ[variable] = str(value)
+    paths = KuhrPaths()
     open_source(paths.source_dir()).require_sound_period(*reach(loaded.spec))
     deliveries_root = paths.deliveries_dir()
     for done in make_ready(deliveries_root, signing_key):  # the log and the folders agree before the run
         echo(done)
-    if not again:  # after make_ready: a delivery a killed run had committed counts, completed
-        refuse_repeat(deliveries_root, loaded.application_id, loaded.sha256, spec_path)
+    if not again:  # after make_ready: a package a killed run had committed counts, completed
+        refuse_repeat(deliveries_root, loaded.application_id, loaded.sha256, str(spec_path))
     require_workers(executor, spec_path)
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home().resolve()))
-    defs = build_definitions({**default_resources(), "paths": paths})
+    defs = build_definitions(default_resources())
+    deployment = {
+        DEPLOYMENT_TAG: deployment_fingerprint(
+            paths.source_dir(), deliveries_root, paths.applications_dir(), master_key
+        ),
+        SIGNER_TAG: public_fingerprint(signing_key.public_key()),
+        TRIGGER_TAG: "cli",
+        RAN_BY_TAG: preparer,
+        **({AGAIN_TAG: "true"} if again else {}),
+    }
     if instance is not None:
-        return _run(instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity), executor)
+        return _run(instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity), executor, deployment)
     # The instance this process opens is entered (which makes it the current one for Dagster's
     # definitions state) and disposed of afterwards (its database connections closed).
     with instance_setup_lock():
         own_instance = dg.DagsterInstance.get()
     with own_instance:
         hold_connections(own_instance)
-        return _run(own_instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity), executor)
+        return _run(own_instance, defs, loaded, spec_path, paths, echo, loggers_for(verbosity), executor, deployment)
 
 
 def hold_connections(instance: dg.DagsterInstance) -> None:
@@ -159,14 +177,15 @@ def _run(
     echo: Callable[[str], None],
     loggers: dict[str, object],
     executor: str,
+    deployment: dict[str, str],
 ) -> Delivered:
     home = os.environ["DAGSTER_HOME"]
     steps = "" if executor == "in_process" else f"; steps: {executor}"
-    echo(f"delivering {loaded.application_id} from {paths.source_dir()} (Dagster instance {home}{steps})")
+    echo(f"preparing {loaded.application_id} from {paths.source_dir()} (Dagster instance {home}{steps})")
     run_id = str(uuid.uuid4())  # an in-process run's; a stop finds runs by the process tag
     staging = paths.staging_dir(loaded.application_id)  # the run's own, and any a killed run left
     run_config = {**run_config_for(spec_path), "loggers": loggers}
-    tags = {**run_tags(loaded), PROCESS_TAG: this_process()}
+    tags = {**run_tags(loaded), **deployment, PROCESS_TAG: this_process()}
 
     def execute() -> _Outcome:  # its application step waits for the pool, sleeping
         if executor == "in_process":
@@ -183,7 +202,7 @@ def _run(
         with dg.execute_job(
             reconstructable_job(executor),
             instance,
-            run_config={**run_config, **run_config_elsewhere(executor, paths)},
+            run_config={**run_config, **run_config_elsewhere(executor)},
             tags={**tags, "dagster/partition": loaded.application_id},
         ) as elsewhere:
             return _outcome(elsewhere)

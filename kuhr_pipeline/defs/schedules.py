@@ -1,5 +1,7 @@
-"""Schedule `recurring_deliveries`: a daily tick that requests each due recurring delivery, and
-otherwise says why nothing is delivered today."""
+"""Schedule `recurring_deliveries`: a daily tick that requests each due recurring delivery (it is
+prepared; a reviewer releases it), and otherwise says why nothing is delivered today. A failed
+run is tried again by the next day's tick, until the period's package is prepared or the
+approval ends."""
 
 import dagster as dg
 
@@ -41,7 +43,10 @@ def recurring_deliveries(
             context.log.info(reasons[-1])
             continue
         ensure_partition(context.instance, loaded.application_id)
-        requests.append(run_request_for(loaded, run_key=f"{loaded.application_id}:{period_label(schedule, today)}"))
+        # The period's package is owed (none prepared or released in it, from the audit log): a
+        # repeat of an unchanged spec on purpose, tried once a day until one is prepared.
+        run_key = f"{loaded.application_id}:{period_label(schedule, today)}:{today}"
+        requests.append(run_request_for(loaded, run_key=run_key, again=True))
     if requests:
         return requests
     return dg.SkipReason("; ".join(reasons) or "no approved application has a delivery.schedule")

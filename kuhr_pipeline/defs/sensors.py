@@ -18,7 +18,7 @@ from kuhr_pipeline.applications import OVERVIEW_COLUMNS, SpecFile, overview, sur
 from kuhr_pipeline.defs.jobs import deliver_application
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths
-from kuhr_pipeline.defs.runs import run_request_for
+from kuhr_pipeline.defs.runs import has_package, run_request_for
 from kuhr_pipeline.defs.stale_runs import release_dead_runs
 from kuhr_pipeline.staging import remove_staging
 
@@ -35,8 +35,9 @@ APPLICATIONS_OVERVIEW = dg.AssetSpec(
     job=deliver_application,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches KUHR_APPLICATIONS; run key = application id + spec hash, so a spec is delivered once. "
-    "A refused file is named once per version; the applications overview is recorded when it changes.",
+    description="Watches KUHR_APPLICATIONS and prepares each new or changed approved spec (a reviewer releases it); "
+    "a spec with a package in the audit log is never requested again. A refused file is named once per version; "
+    "the applications overview is recorded when it changes.",
 )
 def new_applications(context: dg.SensorEvaluationContext, paths: KuhrPaths) -> dg.SensorResult:
     files = survey(paths.applications_dir())
@@ -51,13 +52,13 @@ def new_applications(context: dg.SensorEvaluationContext, paths: KuhrPaths) -> d
         if f.loaded is None:
             continue
         run_key = f"{f.loaded.application_id}:{f.loaded.sha256[:16]}"
-        if _has_run(context.instance, run_key):  # delivered, or on its way: never a second request
-            continue
+        if _has_run(context.instance, run_key) or has_package(paths.deliveries_dir(), f.loaded):
+            continue  # on its way, or prepared or released (the audit log decides): never a second request
         if not context.instance.has_dynamic_partition(PARTITIONS, f.loaded.application_id):
             new_partitions.append(f.loaded.application_id)
         requests.append(run_request_for(f.loaded, run_key=run_key))
     unwanted = _unwanted_partitions(context, {f.application_id for f in files})
-    rows = overview(files, paths.deliveries_dir(), clock.today())
+    rows = overview(files, paths.deliveries_dir(), clock.today(), last_run_statuses(context.instance))
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
     return dg.SensorResult(
         run_requests=requests,
@@ -125,17 +126,26 @@ def _overview_event(rows: list[dict[str, object]]) -> dg.AssetMaterialization:
 
 
 def _unwanted_partitions(context: dg.SensorEvaluationContext, declared: set[str | None]) -> list[str]:
-    """Partitions that are no application id (added by hand through the API), and, when every
-    spec file could be read, partitions that no spec file declares: reported, then removed."""
+    """Partitions that are no application id (added by hand through the API): reported, then
+    removed. A partition whose spec file left the folder keeps its history: said, never removed."""
     unwanted = []
     for key in context.instance.get_dynamic_partitions(PARTITIONS):
         if not re.fullmatch(APPLICATION_ID_PATTERN, key):
             context.log.warning(f"partition {key!r} is not an application id: removed")
             unwanted.append(key)
         elif None not in declared and key not in declared:
-            context.log.warning(f"partition {key} has no spec file in KUHR_APPLICATIONS: removed")
-            unwanted.append(key)
+            context.log.info(f"partition {key} has no spec file in KUHR_APPLICATIONS: kept with its history")
     return unwanted
+
+
+def last_run_statuses(instance: dg.DagsterInstance) -> dict[str, str]:
+    """The newest delivery run's status per application (partition), for the overview."""
+    statuses: dict[str, str] = {}
+    for record in instance.get_run_records(filters=dg.RunsFilter(job_name=deliver_application.name), limit=200):
+        application_id = record.dagster_run.tags.get("dagster/partition")
+        if application_id and application_id not in statuses:  # newest first
+            statuses[application_id] = record.dagster_run.status.value.lower()
+    return statuses
 
 
 def _remove_staging_of(context: dg.RunStatusSensorContext, paths: KuhrPaths) -> None:

@@ -1,11 +1,13 @@
-"""The delivery audit log: one signed, hash-chained JSON line per published delivery.
+"""The delivery audit log: one signed, hash-chained JSON line per event of a package's life:
+`prepared` (made, waiting in `.pending`), `released` (a reviewer's release; the last one needed
+moves it into place), `rejected` (removed); `estimate` (a feasibility estimate read the register).
 
 Each line holds `prev_sha256`, the SHA-256 of the previous line's bytes (the first line: 64
 zeros), so an edited, removed or reordered line breaks the chain; and `signature`, an Ed25519
 signature by the signing key over the line's canonical bytes without that field, so no one
 without the key can forge a line or recompute the chain (the last line included). `verify_audit`
-checks both, and ties the log to the folders: each line's `manifest_sha256` matches its
-delivery's manifest, every delivery folder has its line and every line its folder.
+checks both, and ties the log to the folders: each package is where its state says (released,
+pending, or nowhere when rejected) with the manifest its lines name, and every folder has its lines.
 
 A line with `"event": "chain_break"` starts a new chain after a log was lost or damaged
 (`kuhr-pipeline audit init --accept-existing`): it records the old log's hash and the delivery
@@ -20,21 +22,38 @@ import getpass
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kuhr_pipeline.delivery.folders import published_deliveries
+from kuhr_pipeline.delivery.folders import (
+    pending_deliveries,
+    pending_folder,
+    published_deliveries,
+    released_folder,
+)
 from kuhr_pipeline.delivery.manifest import MANIFEST, public_fingerprint
-from kuhr_pipeline.errors import Problem
+from kuhr_pipeline.errors import KuhrError, Problem
 
 GENESIS = "0" * 64
 AUDIT_LOG = "audit.jsonl"
 CHAIN_BREAK = "chain_break"
 ESTIMATE = "estimate"  # a feasibility estimate read the register; nothing was delivered
+PREPARED = "prepared"  # a package made and waiting in `.pending` for its reviewers
+RELEASED = "released"  # a reviewer released it (`published`: the last review needed; it moved into place)
+REJECTED = "rejected"  # a reviewer rejected it; the package was removed
+DELIVERY = "delivery"  # a delivery made before two-phase release (or a dummy): released as it was made
+FIX = "restore audit.jsonl from backup, or start a new chain with `kuhr-pipeline audit init --accept-existing`"
+
+
+class AuditLogError(KuhrError):
+    """The audit log is missing or damaged beside existing deliveries: nothing is delivered (exit 3)."""
+
+    exit_code = 3
 
 
 def _canonical(record: dict[str, Any]) -> bytes:
@@ -66,16 +85,28 @@ def append_audit(path: Path, record: dict[str, Any], key: Ed25519PrivateKey) -> 
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+RAN_BY_VARIABLE = "KUHR_RAN_BY"
+_NAME = re.compile(r"[A-Za-z0-9.\-_@ ]{1,64}")
+
+
 def ran_by() -> str:
     """Who runs a delivery or estimate: KUHR_RAN_BY when the deployment names the person (the UI
-    user, say), else the operating-system user."""
-    named = os.environ.get("KUHR_RAN_BY", "").strip()
-    if named:
-        return named[:200]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
+    user, say), else the operating-system user. A name only (letters, digits, `.-_@ `, at most
+    64): anything else could forge a line of `history`, so it is refused, never trimmed."""
+    named = os.environ.get(RAN_BY_VARIABLE)
+    if named is None:
+        try:
+            named = getpass.getuser()
+        except (KeyError, OSError):
+            named = f"uid {os.getuid()}"
+    if not _NAME.fullmatch(named):
+        raise KuhrError.single(
+            f"${RAN_BY_VARIABLE}",
+            RAN_BY_VARIABLE,
+            f"is not a name ({len(named)} characters; letters, digits, '.-_@' and spaces, at most 64)",
+            "set KUHR_RAN_BY to the data manager's name or user id",
+        )
+    return named
 
 
 def record_estimate(root: Path, key: Ed25519PrivateKey, application_id: str, spec_sha256: str, time: str) -> None:
@@ -131,46 +162,104 @@ def _signed_by(record: dict[str, Any], signer: Ed25519PublicKey) -> bool:
     return True
 
 
-def accounted_for(lines: list[AuditLine]) -> tuple[dict[tuple[str, str], AuditLine], set[tuple[str, str]]]:
-    """The (application_id, delivery_id) of each delivery line, and those a chain break accepted."""
-    delivered: dict[tuple[str, str], AuditLine] = {}
+@dataclass
+class Ledger:
+    """One package's story in the log: its `prepared` line, its reviews, and how it ended."""
+
+    prepared: AuditLine | None = None
+    released: list[AuditLine] = field(default_factory=list)
+    rejected: AuditLine | None = None
+    delivered: AuditLine | None = None  # the line of a delivery made before two-phase release
+
+    @property
+    def state(self) -> str:
+        """prepared (waiting for its reviewers), released, or rejected."""
+        if self.rejected is not None:
+            return REJECTED
+        if self.delivered is not None or any(line.record.get("published") for line in self.released):
+            return RELEASED
+        return PREPARED
+
+    @property
+    def last(self) -> AuditLine:
+        lines = [line for line in (self.prepared, self.rejected, self.delivered, *self.released) if line]
+        return max(lines, key=lambda line: line.number)
+
+    @property
+    def manifest_sha256(self) -> str | None:
+        first = self.prepared or self.delivered
+        return str(first.record.get("manifest_sha256")) if first else None
+
+
+def ledgers(lines: list[AuditLine]) -> tuple[dict[tuple[str, str], Ledger], set[tuple[str, str]]]:
+    """Each package's ledger by (application_id, delivery_id), and the released folders a chain
+    break accepted."""
+    found: dict[tuple[str, str], Ledger] = {}
     accepted: set[tuple[str, str]] = set()
     for line in lines:
-        if line.record.get("event") == CHAIN_BREAK:
+        event = line.record.get("event")
+        if event == CHAIN_BREAK:
             accepted.update((str(a), str(d)) for a, d in line.record.get("accepted", []))
-        elif line.record.get("event") != ESTIMATE:  # an estimate delivers nothing
-            delivered[(str(line.record.get("application_id")), str(line.record.get("delivery_id")))] = line
-    return delivered, accepted
+            continue
+        if event == ESTIMATE:  # an estimate delivers nothing
+            continue
+        ledger = found.setdefault(
+            (str(line.record.get("application_id")), str(line.record.get("delivery_id"))), Ledger()
+        )
+        if event == PREPARED:
+            ledger.prepared = line
+        elif event == RELEASED:
+            ledger.released.append(line)
+        elif event == REJECTED:
+            ledger.rejected = line
+        else:
+            ledger.delivered = line
+    return found, accepted
 
 
 def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) -> list[Problem]:
-    """Everything wrong with the log and its ties to the delivery folders (empty: intact)."""
+    """Everything wrong with the log and its ties to the delivery folders (empty: intact): a
+    released package is in its released folder, a prepared one in `.pending`, a rejected one
+    nowhere; every folder has its lines."""
     folders = published_deliveries(deliveries_root)
+    waiting = pending_deliveries(deliveries_root)
     if not path.exists():
-        if not folders:
+        if not folders and not waiting:
             return []
+        first = (folders or waiting)[0]
         return [
             Problem(
                 str(path),
                 "(file)",
-                f"is missing while {len(folders)} delivery folders exist (first: {folders[0]})",
+                f"is missing while {len(folders) + len(waiting)} delivery folders exist (first: {first})",
                 "restore the log from backup, or start a new chain with `kuhr-pipeline audit init --accept-existing`",
             )
         ]
     lines, problems = read_audit(path, signer)
-    delivered, accepted = accounted_for(lines)
-    for (application_id, delivery_id), line in delivered.items():
-        manifest = deliveries_root / application_id / delivery_id / MANIFEST
+    found, accepted = ledgers(lines)
+    for (application_id, delivery_id), ledger in found.items():
+        where = f"line {ledger.last.number}"
+        released = released_folder(deliveries_root, application_id, delivery_id)
+        pending = pending_folder(deliveries_root, application_id, delivery_id)
+        expected = {RELEASED: released, PREPARED: pending}.get(ledger.state)
+        for folder in (released, pending):
+            if folder != expected and (folder / MANIFEST).exists():
+                problems.append(Problem(str(path), where, f"{delivery_id} is {ledger.state}, but {folder} exists"))
+        if expected is None:
+            continue
+        manifest = expected / MANIFEST
         if not manifest.is_file():
-            problems.append(
-                Problem(str(path), f"line {line.number}", f"its delivery folder {manifest.parent} is missing")
-            )
-        elif hashlib.sha256(manifest.read_bytes()).hexdigest() != line.record.get("manifest_sha256"):
-            problems.append(Problem(str(path), f"line {line.number}", f"manifest_sha256 does not match {manifest}"))
-    accounted = set(delivered) | accepted
+            problems.append(Problem(str(path), where, f"its delivery folder {expected} is missing"))
+        elif hashlib.sha256(manifest.read_bytes()).hexdigest() != ledger.manifest_sha256:
+            problems.append(Problem(str(path), where, f"manifest_sha256 does not match {manifest}"))
     for folder in folders:
-        if (folder.parent.name, folder.name) not in accounted:
-            problems.append(Problem(str(folder), "(folder)", f"delivery has no line in {path}"))
+        key = (folder.parent.name, folder.name)
+        if key not in accepted and (key not in found or found[key].state != RELEASED):
+            problems.append(Problem(str(folder), "(folder)", f"delivery has no release line in {path}"))
+    for folder in waiting:
+        key = (folder.parent.parent.name, folder.name)
+        if key not in found or found[key].prepared is None:
+            problems.append(Problem(str(folder), "(folder)", f"pending package has no prepared line in {path}"))
     return problems
 
 
@@ -184,7 +273,7 @@ def break_chain(path: Path, deliveries_root: Path, key: Ed25519PrivateKey, reaso
         old_sha = hashlib.sha256(data).hexdigest()
         kept = path.with_name(f"{path.name}.broken-{old_sha[:16]}")
         path.replace(kept)
-    accepted = [[f.parent.name, f.name] for f in published_deliveries(deliveries_root)]
+    accepted = [[f.parent.name, f.name] for f in published_deliveries(deliveries_root)]  # pending ones: none
     append_audit(
         path, {"event": CHAIN_BREAK, "reason": reason, "previous_log_sha256": old_sha, "accepted": accepted}, key
     )

@@ -2,12 +2,13 @@
 with what a killed one left.
 
 A publish writes its package into a hidden staging folder beside the target (`.staging-<id>`,
-locked by its writer for as long as the writer lives), appends the signed audit line, and only
-then renames the folder into place. So a published folder always has its line. A kill between
-the line and the rename leaves a line and a whole staging folder: `make_ready` (run before every
-publish, and by `deliver` before it starts) renames it into place once the package verifies;
-staging folders without a line are removed. A published folder without a line (a folder copied
-in, or left by an older version) is given its line when it verifies, and removed when not.
+locked by its writer for as long as the writer lives), appends the signed `prepared` line, and
+only then renames the folder into `.pending/<id>`. So a pending folder always has its line. A
+kill between the line and the rename leaves a line and a whole staging folder: `make_ready` (run
+before every publish, and by `deliver` before it starts) renames it into place once the package
+verifies; staging folders without a line are removed. A release or rejection killed after its
+line is finished (signatures written, folder moved or removed). A folder without its lines (one
+copied in) is never adopted: `make_ready` refuses until the operator removes it.
 
 `make_ready` refuses (exit 3) while the log is missing beside delivery folders or fails its own
 checks (chain, signatures), and when lines and folders still disagree after reconciling: the
@@ -27,25 +28,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kuhr_pipeline.delivery.audit import (
     AUDIT_LOG,
-    accounted_for,
-    append_audit,
+    FIX,
+    PREPARED,
+    REJECTED,
+    AuditLogError,
+    Ledger,
+    ledgers,
     read_audit,
     verify_audit,
 )
-from kuhr_pipeline.delivery.folders import published_deliveries
+from kuhr_pipeline.delivery.folders import pending_deliveries, pending_folder, published_deliveries
 from kuhr_pipeline.delivery.manifest import MANIFEST
+from kuhr_pipeline.delivery.release import finish_release
 from kuhr_pipeline.delivery.verify import verify_delivery
-from kuhr_pipeline.errors import KuhrError
 
 STAGING_PREFIX = ".staging-"
 LOCK_SUFFIX = ".lock"
-FIX = "restore audit.jsonl from backup, or start a new chain with `kuhr-pipeline audit init --accept-existing`"
-
-
-class AuditLogError(KuhrError):
-    """The audit log is missing or damaged beside existing deliveries: nothing is delivered (exit 3)."""
-
-    exit_code = 3
 
 
 def _lock_path(stage: Path) -> Path:
@@ -98,24 +96,20 @@ def remove_stale_staging(app_dir: Path) -> list[Path]:
 
 
 def make_ready(root: Path, key: Ed25519PrivateKey) -> list[str]:
-    """Reconcile the deliveries root with its audit log before publishing; returns what was done.
+    """Reconcile the deliveries root with its audit log before a run; returns what was done.
     Raises AuditLogError when the log cannot be trusted or lines and folders disagree."""
     log, signer = root / AUDIT_LOG, key.public_key()
-    folders = published_deliveries(root)
+    folders = published_deliveries(root) + pending_deliveries(root)
     if not log.exists() and folders:
         raise AuditLogError.single(str(log), "(file)", f"is missing while {len(folders)} delivery folders exist", FIX)
     lines, problems = read_audit(log, signer)
     if problems:
         raise AuditLogError(problems)
-    delivered, accepted = accounted_for(lines)
-    lined = {key: line.record for key, line in delivered.items()}
-    done = [_complete(stage, lined, signer) for app in _applications(root) for stage in _stages(app)]
+    found, _ = ledgers(lines)
+    done = [_complete(stage, found, signer) for app in _applications(root) for stage in _stages(app)]
     for app in _applications(root):
         remove_stale_staging(app)
-    known = set(delivered) | accepted
-    for folder in published_deliveries(root):
-        if (folder.parent.name, folder.name) not in known:
-            done.append(_adopt_or_remove(folder, log, key))
+    done += [_finish_decision(folder, found) for folder in pending_deliveries(root)]
     remaining = verify_audit(log, root, signer)
     if remaining:
         raise AuditLogError(remaining)
@@ -126,38 +120,40 @@ def _applications(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.exists() else []
 
 
-def _complete(stage: Path, lined: dict[tuple[str, str], dict[str, Any]], signer: Ed25519PublicKey) -> str:
-    """A staging folder whose line was written before a kill: renamed into place if it is whole."""
+def _complete(stage: Path, found: dict[tuple[str, str], Ledger], signer: Ed25519PublicKey) -> str:
+    """A staging folder whose `prepared` line was written before a kill: moved into `.pending`
+    when it is whole."""
     if _writer_alive(stage):
         return ""
-    target = stage.with_name(stage.name.removeprefix(STAGING_PREFIX))
-    record = lined.get((stage.parent.name, target.name))
+    delivery_id = stage.name.removeprefix(STAGING_PREFIX)
+    target = pending_folder(stage.parent.parent, stage.parent.name, delivery_id)
+    ledger = found.get((stage.parent.name, delivery_id))
     manifest = stage / MANIFEST
-    if record is None or target.exists() or not manifest.is_file():
+    if ledger is None or ledger.state != PREPARED or target.exists() or not manifest.is_file():
         return ""
-    if hashlib.sha256(manifest.read_bytes()).hexdigest() != record.get("manifest_sha256"):
+    if hashlib.sha256(manifest.read_bytes()).hexdigest() != ledger.manifest_sha256:
         return ""
     if verify_delivery(stage, signer):
         return ""
+    target.parent.mkdir(mode=0o700, exist_ok=True)
     stage.rename(target)
-    return f"completed {target}: its audit line was written before the run stopped"
+    return f"completed {target}: its prepared line was written before the run stopped"
 
 
-def _adopt_or_remove(folder: Path, log: Path, key: Ed25519PrivateKey) -> str:
-    """A published folder without a line: given its line when whole and signed by us, else removed."""
-    if verify_delivery(folder, key.public_key()):
-        shutil.rmtree(folder)
-        return f"removed {folder}: no audit line and not a whole, signed delivery"
-    manifest = (folder / MANIFEST).read_bytes()
-    append_audit(
-        log,
-        {
-            "event": "delivery",
-            "application_id": folder.parent.name,
-            "delivery_id": folder.name,
-            "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-            "reconciled": True,
-        },
-        key,
-    )
-    return f"recorded {folder}: a whole delivery without its audit line, line added"
+def _finish_decision(folder: Path, found: dict[tuple[str, str], Ledger]) -> str:
+    """A pending package whose release or rejection was recorded before a kill: finished now."""
+    application_id, delivery_id = folder.parent.parent.name, folder.name
+    ledger = found.get((application_id, delivery_id))
+    if ledger is None or ledger.state == PREPARED:
+        if ledger is not None and ledger.released:  # a review recorded, its signature not yet written
+            finish_release(folder.parent.parent.parent, application_id, delivery_id, _reviews(ledger), False)
+        return ""
+    if ledger.state == REJECTED:
+        shutil.rmtree(folder, ignore_errors=True)
+        return f"removed {folder}: it was rejected"
+    finish_release(folder.parent.parent.parent, application_id, delivery_id, _reviews(ledger), True)
+    return f"completed the release of {delivery_id}: its released line was written before the process stopped"
+
+
+def _reviews(ledger: Ledger) -> list[dict[str, Any]]:
+    return [dict(line.record["review"]) for line in ledger.released]

@@ -137,6 +137,8 @@ def approval_of(spec: ApplicationSpec) -> dict[str, str | None]:
         "valid_until": a.valid_until.isoformat(),
         "rek_reference": a.rek_reference,
         "legal_basis": a.legal_basis,
+        "decision_id": a.decision_id,
+        "approved_by": a.approved_by,
     }
 
 

@@ -1,6 +1,7 @@
-"""The deliveries folder's layout, known here only: `<root>/<application_id>/<delivery_id>/`, a
-published delivery being a folder with its manifest, and a delivery id that starts with the UTC
-time it was made."""
+"""The deliveries folder's layout, known here only: a prepared package waits in
+`<root>/<application_id>/.pending/<delivery_id>/` (hidden, owner-only) until reviewers release it
+to `<root>/<application_id>/<delivery_id>/`; a delivery is a folder with its manifest, and a
+delivery id starts with the UTC time it was made."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 from kuhr_pipeline import clock
 from kuhr_pipeline.delivery.manifest import MANIFEST
+
+PENDING = ".pending"
+SPECS = "specs"
 
 
 def new_delivery_id(now: datetime | None = None) -> str:
@@ -23,7 +27,33 @@ def published_deliveries(root: Path, application_id: str = "*") -> list[Path]:
     Hidden folders (a publish in progress) are not published."""
     if not root.exists():
         return []
-    return sorted(m.parent for m in root.glob(f"{application_id}/*/{MANIFEST}") if not m.parent.name.startswith("."))
+    return sorted(
+        m.parent
+        for m in root.glob(f"{application_id}/*/{MANIFEST}")
+        if not m.parent.name.startswith(".") and m.parent.name != SPECS
+    )
+
+
+def pending_folder(root: Path, application_id: str, delivery_id: str) -> Path:
+    """Where a prepared package waits for its reviewers."""
+    return root / application_id / PENDING / delivery_id
+
+
+def released_folder(root: Path, application_id: str, delivery_id: str) -> Path:
+    """Where a released delivery is, for its recipients to fetch."""
+    return root / application_id / delivery_id
+
+
+def pending_deliveries(root: Path, application_id: str = "*") -> list[Path]:
+    """Prepared packages waiting for release (of one application, or all), oldest first."""
+    if not root.exists():
+        return []
+    return sorted(m.parent for m in root.glob(f"{application_id}/{PENDING}/*/{MANIFEST}"))
+
+
+def spec_archive(root: Path, application_id: str, spec_sha256: str) -> Path:
+    """Where the canonical spec a package was prepared from is kept (a spec holds no person data)."""
+    return root / application_id / SPECS / f"{spec_sha256}.yaml"
 
 
 def delivery_day(folder: Path) -> date | None:

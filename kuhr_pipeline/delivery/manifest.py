@@ -14,6 +14,7 @@ from kuhr_pipeline.delivery.hashing import fingerprint
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
+RELEASES = "releases.json"  # the reviewers' signatures over the manifest's SHA-256, added at release
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

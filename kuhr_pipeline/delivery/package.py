@@ -6,11 +6,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline.application import LoadedSpec
+from kuhr_pipeline.application.load import canonical_body
 from kuhr_pipeline.cohort import CohortClaims
-from kuhr_pipeline.delivery.publish import DataTable, DeliveryContents, PublishedDelivery, publish_delivery
+from kuhr_pipeline.delivery.publish import DataTable, DeliveryContents, Provenance, PublishedDelivery, publish_delivery
 from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.patterns import keep_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
@@ -30,6 +32,7 @@ def assemble_and_publish(
     on_step: Callable[[str], None] | None = None,
     synthetic: bool = False,
     still_wanted: Callable[[], bool] = lambda: True,
+    provenance: Provenance | None = None,
 ) -> PublishedDelivery:
     """`made`: the extract of a person-level application, or the statistics table of a statistics
     one. Only what passed validation goes in: the gate raises DeliveryError otherwise. `synthetic`:
@@ -68,8 +71,17 @@ def assemble_and_publish(
         codebook_columns=spec.plan.pairs,
         codebook_schema=schema,
         synthetic=synthetic,
+        provenance=provenance,
+        canonical_spec=b"" if synthetic else canonical_yaml(application),
     )
     published = publish_delivery(contents, deliveries_root, staging, signing_key, on_step, still_wanted)
     if isinstance(made, StatisticsTable) and not synthetic:  # the next release keeps these cells hidden
         keep_pattern(deliveries_root, spec.application_id, list(made.dimensions), staging.read_parquet(made.path))
     return published
+
+
+def canonical_yaml(application: LoadedSpec) -> bytes:
+    """The spec as its canonical hash sees it (parsed spec, recipients' key hashes), as YAML."""
+    body = canonical_body(application.spec, application.recipient_keys)
+    header = f"# canonical spec of {application.application_id}, sha256 {application.sha256}\n"
+    return (header + yaml.safe_dump(body, sort_keys=True, allow_unicode=True)).encode("utf-8")

@@ -1,9 +1,10 @@
-"""Publishing a delivery: encrypt, describe, sign, and move into place atomically.
+"""Preparing a delivery: encrypt, describe, sign, and move into `.pending` atomically.
 
 Everything is written into a hidden staging folder beside the target (`.staging-<id>`), fsynced,
-then renamed to `<delivery_id>`: a failure or a kill at any point leaves no folder that looks like
-a delivery. Tables are read from sealed staging; CSV conversions are sealed too, so no plaintext
-row is ever written to disk.
+then, after its signed `prepared` audit line, renamed to `.pending/<delivery_id>` (owner-only):
+a failure or a kill at any point leaves no folder that looks like a package. Recipients see it
+only when reviewers release it (delivery/release.py). Tables are read from sealed staging; CSV
+conversions are sealed too, so no plaintext row is ever written to disk.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kuhr_pipeline import __version__, clock
 from kuhr_pipeline.application.model import ApplicationSpec
-from kuhr_pipeline.delivery.audit import AUDIT_LOG, append_audit, ran_by
+from kuhr_pipeline.delivery.audit import AUDIT_LOG, DELIVERY, PREPARED, append_audit, ran_by
 from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
 from kuhr_pipeline.delivery.documents import approval_of, codebook, readme
-from kuhr_pipeline.delivery.folders import new_delivery_id
+from kuhr_pipeline.delivery.folders import new_delivery_id, pending_folder, spec_archive
 from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
 from kuhr_pipeline.errors import DeliveryError
@@ -57,6 +58,17 @@ class DeliveryContents:
     codebook_columns: list[tuple[str, str]] = field(default_factory=list)
     codebook_schema: pa.Schema | None = None
     synthetic: bool = False  # dummy persons (kuhr_pipeline.dummy), no one of the register
+    provenance: Provenance | None = None  # who and what made it (None: a dummy, outside the register's log)
+    canonical_spec: bytes = b""  # archived beside the deliveries under specs/<spec_sha256>.yaml
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who prepared a package and how the run was started."""
+
+    run_id: str
+    trigger: str  # cli, sensor, schedule, ui, backfill
+    ran_by: str
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,8 @@ def publish_delivery(
     still_wanted: Callable[[], bool] = lambda: True,
 ) -> PublishedDelivery:
     """Encrypt the sealed tables and the documents into a hidden folder, describe and sign it, then
-    commit it (audit line, rename). Plaintext exists only in memory, a chunk at a time.
+    commit it (the `prepared` audit line, the rename into `.pending`). Plaintext exists only in
+    memory, a chunk at a time.
     `still_wanted` is asked just before the commit: a run stopped from another process (its step
     on a worker) publishes nothing."""
     report = on_step or (lambda _: None)
@@ -124,9 +137,10 @@ def publish_delivery(
         data = manifest_bytes(manifest)
         (stage / MANIFEST).write_bytes(data)
         (stage / SIGNATURE).write_bytes(sign(data, signing_key))
-        for path in stage.rglob("*"):
+        for path in [*stage.rglob("*"), stage]:
+            if not contents.synthetic:
+                path.chmod(0o700 if path.is_dir() else 0o600)  # pending: for the service user only
             _fsync(path)
-        _fsync(stage)
     except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
         release_lock(stage, lock)
@@ -142,8 +156,24 @@ def publish_delivery(
         remove_staging(scratch.folder)
     manifest_sha = hashlib.sha256(data).hexdigest()
     record = audit_record(contents, manifest, manifest_sha)
-    _commit(stage, app_dir / delivery_id, lock, deliveries_root, signing_key, record, still_wanted)
-    return PublishedDelivery(app_dir / delivery_id, delivery_id, manifest_sha, len(files))
+    _archive_spec(contents, deliveries_root)
+    # A dummy (synthetic persons, its own folder and log) needs no review: it is made in place.
+    target = app_dir / delivery_id if contents.synthetic else pending_folder(deliveries_root, app_dir.name, delivery_id)
+    _commit(stage, target, lock, deliveries_root, signing_key, record, still_wanted)
+    return PublishedDelivery(target, delivery_id, manifest_sha, len(files))
+
+
+def _archive_spec(contents: DeliveryContents, root: Path) -> None:
+    """The canonical spec the package was prepared from, kept once per hash (no person data)."""
+    if not contents.canonical_spec:
+        return
+    path = spec_archive(root, contents.spec.application_id, contents.spec_sha256)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    aside.write_bytes(contents.canonical_spec)
+    aside.replace(path)
 
 
 def _open_stage(app_dir: Path, delivery_id: str) -> tuple[Path, int]:
@@ -217,7 +247,9 @@ def _manifest(
     contents: DeliveryContents, delivery_id: str, files: list[dict[str, Any]], signer: Ed25519PublicKey
 ) -> dict[str, Any]:
     spec = contents.spec
+    made = contents.provenance
     return {
+        **({"run_id": made.run_id, "trigger": made.trigger, "ran_by": made.ran_by} if made else {}),
         "application_id": spec.application_id,
         "delivery_id": delivery_id,
         "created_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -239,15 +271,22 @@ def _manifest(
 
 
 def audit_record(contents: DeliveryContents, manifest: dict[str, Any], manifest_sha: str) -> dict[str, Any]:
+    """The `prepared` line: the package and its provenance (who, how started, which approval)."""
+    made = contents.provenance
+    approval = contents.spec.approval
     return {
-        "event": "delivery",
+        "event": DELIVERY if contents.synthetic else PREPARED,
         "application_id": contents.spec.application_id,
         "delivery_id": manifest["delivery_id"],
         "time": manifest["created_at"],
         "spec_sha256": contents.spec_sha256,
         "manifest_sha256": manifest_sha,
-        "recipients": [r["key_fingerprint"] for r in manifest["recipients"]],
-        "ran_by": ran_by(),
+        "recipients": manifest["recipients"],
+        "ran_by": made.ran_by if made else ran_by(),
+        "run_id": made.run_id if made else None,
+        "trigger": made.trigger if made else None,
+        "decision_id": approval.decision_id,
+        "approved_by": approval.approved_by,
     }
 
 
@@ -260,8 +299,9 @@ def _commit(
     record: dict[str, Any],
     still_wanted: Callable[[], bool],
 ) -> None:
-    """The signed audit line, then the rename: the line is the commit point. A kill between the
-    two leaves a line and a whole staging folder, which the next run renames into place."""
+    """The signed `prepared` line, then the rename into `.pending`: the line is the commit point.
+    A kill between the two leaves a line and a whole staging folder, which the next run renames
+    into place."""
     with COMMIT:  # a stop (SIGTERM, Ctrl-C) waits for the commit, or comes before it
         try:
             if not still_wanted():
@@ -278,6 +318,7 @@ def _commit(
             raise
         try:
             fault_point("after-audit-line")
+            target.parent.mkdir(mode=0o700, exist_ok=True)
             stage.rename(target)
             _fsync(target.parent)
         finally:
