@@ -10,6 +10,8 @@ export KUHR_PSEUDONYM_KEY_FILE ?= $(CURDIR)/keys/pseudonym.key
 export KUHR_SIGNING_KEY_FILE ?= $(CURDIR)/keys/signing.pem
 export KUHR_SOURCE ?= $(CURDIR)/data/sample
 export KUHR_DELIVERIES ?= $(CURDIR)/deliveries
+export KUHR_REVIEWERS ?= $(CURDIR)/keys/reviewers
+DEMO_REVIEWER := keys/demo-reviewer.key
 export DAGSTER_DG_UPDATE_CHECK_ENABLED := 0
 
 .PHONY: demo test lint typecheck pytest browser keys sample ui clean
@@ -22,6 +24,8 @@ $(BIN)/.installed: pyproject.toml
 
 keys: $(BIN)/.installed
 	@test -f $(KUHR_PSEUDONYM_KEY_FILE) || $(BIN)/kuhr-pipeline keys init
+	@test -f $(DEMO_REVIEWER) || $(BIN)/kuhr-pipeline keys reviewer demo-reviewer --out keys
+	@mkdir -p $(KUHR_REVIEWERS) && cp keys/demo-reviewer.pub $(KUHR_REVIEWERS)/
 
 sample: $(BIN)/.installed
 	@test -d $(KUHR_SOURCE) || $(BIN)/kuhr-pipeline synth --out $(KUHR_SOURCE) --persons 5000 --from-year 2019 --to-year 2025 --seed 42
@@ -29,14 +33,19 @@ sample: $(BIN)/.installed
 demo: keys sample
 	$(BIN)/kuhr-pipeline check $(DEMO_SPEC)
 	$(BIN)/kuhr-pipeline check $(DEMO_STATS_SPEC)
-	@$(BIN)/kuhr-pipeline deliver --again $(DEMO_STATS_SPEC) > .last-statistics
-	@$(BIN)/kuhr-pipeline deliver --again $(DEMO_SPEC) > .last-delivery
+	@$(BIN)/kuhr-pipeline deliver --again -q $(DEMO_STATS_SPEC) > .prepared-statistics
+	@$(BIN)/kuhr-pipeline deliver --again -q $(DEMO_SPEC) > .prepared-delivery
+	@echo "Prepared (pending release): $$(cat .prepared-statistics) $$(cat .prepared-delivery)"
+	@echo "Released by a second person (the demo reviewer):"
+	$(BIN)/kuhr-pipeline release $$(cat .prepared-statistics) --key $(DEMO_REVIEWER) --note "demo" > .last-statistics
+	$(BIN)/kuhr-pipeline release $$(cat .prepared-delivery) --key $(DEMO_REVIEWER) --note "demo" > .last-delivery
+	@sed -i 's/^released: //' .last-statistics .last-delivery
 	@echo
-	@echo "Delivered: $$(cat .last-delivery)"
-	@echo "Verify it:   $(BIN)/kuhr-pipeline verify $$(cat .last-delivery) --signer-pub keys/signing.pub"
+	@echo "Released:  $$(cat .last-delivery) (by demo-reviewer; see kuhr-pipeline history)"
+	@echo "Verify it:   $(BIN)/kuhr-pipeline verify $$(cat .last-delivery) --signer-pub keys/signing.pub --reviewers keys/reviewers"
 	@echo "Decrypt it:  $(BIN)/kuhr-pipeline decrypt $$(cat .last-delivery) --sk demo-keys/hds-2026-0042.sec --signer-pub keys/signing.pub --out decrypted/$$(basename $$(cat .last-delivery))"
 	@echo "Statistics:  $$(cat .last-statistics) (decrypt with demo-keys/hds-2026-0107.sec)"
-	@rm -f .last-delivery .last-statistics
+	@rm -f .last-delivery .last-statistics .prepared-delivery .prepared-statistics
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check kuhr_pipeline tests
