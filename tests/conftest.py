@@ -49,6 +49,7 @@ def spec_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def keys_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """A master key, a signing key and a DAGSTER_HOME in tmp, set in the environment."""
+    from kuhr_pipeline.delivery.reviewers import new_reviewer
     from kuhr_pipeline.identity.new_keys import init_keys
 
     keys = tmp_path / "keys"
@@ -61,7 +62,18 @@ def keys_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]
     monkeypatch.setenv("KUHR_SIGNING_KEY_FILE", str(signing))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("KUHR_DELIVERIES", str(tmp_path / "deliveries"))
+    reviewers = keys / "reviewers"  # registered: anna and bjorn; their private keys beside the folder
+    reviewers.mkdir()
+    for name in ("anna", "bjorn"):
+        new_reviewer(name, keys)
+        shutil.copy(keys / f"{name}.pub", reviewers / f"{name}.pub")
+    monkeypatch.setenv("KUHR_REVIEWERS", str(reviewers))
+    monkeypatch.setenv("KUHR_RAN_BY", "preparer")
+    monkeypatch.delenv("KUHR_REQUIRED_REVIEWS", raising=False)
     return {
+        "reviewers": reviewers,
+        "anna": keys / "anna.key",
+        "bjorn": keys / "bjorn.key",
         "master": master,
         "signing": signing,
         "signing_pub": keys / "signing.pub",

@@ -204,6 +204,14 @@ def run_cli(args: list[str], capsys: Any) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def released(pending: Path | str, key: Path, capsys: Any) -> Path:
+    """Release a prepared package with a registered reviewer's key (`kuhr-pipeline release`);
+    returns the released folder."""
+    code, out, err = run_cli(["release", pending, "--key", key], capsys)
+    assert code == 0, err
+    return Path(out.strip().removeprefix("released: "))
+
+
 def small_application(root: Path, application_id: str, seed: int = 8) -> tuple[Path, Path]:
     """A small synthetic source (300 persons, 2019–2020) and a spec for it with its recipient key,
     in `root`; returns (source, spec). The spec file is named after the application id."""

@@ -94,7 +94,7 @@ def extract(
     if spec.data_level != "pseudonymised":
         context.log.info("extract: not made (data_level statistics: the delivery is the statistics table)")
         return
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)
     claims = cohort.attrition.masked(cohort.rows)
     context.log.info(f"extract: selecting {len(spec.plan.columns)} variables of {claims} claims")
     descriptions = described(spec.plan.pairs)
@@ -130,7 +130,7 @@ def statistics(
     if spec.statistics is None:
         context.log.info("statistics: not made (data_level pseudonymised: the delivery is the extract)")
         return
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)
     dimensions = spec.plan.names
     previous = previous_pattern(paths.deliveries_dir(), application.application_id, dimensions)
     context.log.info(

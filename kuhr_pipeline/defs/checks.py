@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 def _staging_of(context: dg.AssetCheckExecutionContext, application_id: str) -> Staging:
     resources = context.resources
-    return run_staging(context.run, application_id, resources.paths, resources.pseudonym_key)
+    return run_staging(context, application_id, resources.paths, resources.pseudonym_key)
 
 
 @dg.asset_check(  # type: ignore[arg-type]  # a generator check: see defs/failures.verdict

@@ -67,7 +67,7 @@ def cohort_groups(
 ) -> list[dg.DynamicOutput[ScanGroup]]:
     """The parts of the period each pass reads a step at a time, after the source's check: the
     whole period in one process, a year each where steps run apart."""
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)  # a bad key fails here
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)  # a bad key fails here
     for stale in remove_stale_staging(staging.folder):  # runs of one application never overlap
         context.log.info(f"cohort: removed the staging a stopped run left ({stale})")
     spec = application.spec
@@ -92,7 +92,7 @@ def first_pass_group(
 ) -> GroupFound:
     """Pass 1 over one scan group. The first group also has GX check a sample of the source
     meanwhile, for the source_data_quality check."""
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)
     source = open_source(paths.source_dir())
     quality = None
     if group.index == 0:
@@ -118,7 +118,7 @@ def merged_cohort(
     pseudonym_key: PseudonymKey,
 ) -> FoundCohort:
     """The groups' pass 1 merged: the cohort (its persons sealed in staging) and the attrition."""
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)
     found = find_cohort_in(application.spec, groups, staging)
     context.log.info(f"cohort: {found.attrition.masked(found.persons)} persons from {len(groups)} scan group(s)")
     return found
@@ -135,7 +135,7 @@ def second_pass_group(
     pseudonym_key: PseudonymKey,
 ) -> GroupClaims:
     """Pass 2 over one scan group: its claims of the cohort, pseudonymised, sealed in staging."""
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)
     source = open_source(paths.source_dir())
     patients, practitioners = pseudonymisers(application.spec, pseudonym_key.master_key())
     first, last = group.group.period
@@ -156,7 +156,7 @@ def gathered_claims(
     pseudonym_key: PseudonymKey,
 ) -> CohortClaims:
     """The groups' claims put together in scan order: the cohort's claims, with its pictures."""
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)
     result = cohort_claims(cohort, parts, staging)
     persons, claims = result.attrition.masked(result.persons), result.attrition.masked(result.rows)
     context.log.info(f"cohort: {persons} persons, {claims} claims")

@@ -16,7 +16,7 @@ from kuhr_pipeline.cohort import CohortClaims
 from kuhr_pipeline.defs.failures import plain_failures
 from kuhr_pipeline.defs.partitions import applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
-from kuhr_pipeline.defs.runs import RAN_BY_TAG, require_run_spec, require_signer, run_staging, trigger_of
+from kuhr_pipeline.defs.runs import RAN_BY_TAG, require_run_spec, require_signer, run_staging, stored_run, trigger_of
 from kuhr_pipeline.delivery.audit import ran_by
 from kuhr_pipeline.delivery.package import assemble_and_publish
 from kuhr_pipeline.delivery.publish import Provenance, PublishedDelivery
@@ -62,11 +62,12 @@ def publish(
     """Encrypt and sign the one table set the data level made, and prepare it for release."""
     (tables,) = made
     require_run_spec(context, application)
-    staging = run_staging(context.run, application.application_id, paths, pseudonym_key)
+    staging = run_staging(context, application.application_id, paths, pseudonym_key)
     key = signing_key.private_key()
-    require_signer(context.run, key)
+    run = stored_run(context)
+    require_signer(run, key)
     context.log.info(f"delivery: preparing under {paths.deliveries_dir()}")
-    made_by = Provenance(context.run_id, trigger_of(context.run), context.run.tags.get(RAN_BY_TAG) or ran_by())
+    made_by = Provenance(context.run_id, trigger_of(run), run.tags.get(RAN_BY_TAG) or ran_by())
     published = assemble_and_publish(
         application,
         cohort,

@@ -137,12 +137,22 @@ def require_signer(run: dg.DagsterRun, signing_key: Ed25519PrivateKey) -> None:
         )
 
 
-def run_staging(run: dg.DagsterRun, application_id: str, paths: KuhrPaths, pseudonym_key: PseudonymKey) -> Staging:
+StepContext = dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext
+
+
+def stored_run(context: StepContext) -> dg.DagsterRun:
+    """The run as the instance holds it now, with the tags its first step added (`context.run`
+    is the run as it was launched)."""
+    return context.instance.get_run_by_id(context.run.run_id) or context.run
+
+
+def run_staging(context: StepContext, application_id: str, paths: KuhrPaths, pseudonym_key: PseudonymKey) -> Staging:
     """This run's staging folder and data key (the same in every process of the run), once this
     process is found to belong to the run's deployment."""
     master_key = pseudonym_key.master_key()
-    require_deployment(run, paths, master_key)
-    return Staging.for_run(paths.staging_dir(application_id, run.run_id), master_key, run.run_id)
+    require_deployment(stored_run(context), paths, master_key)
+    run_id = context.run.run_id
+    return Staging.for_run(paths.staging_dir(application_id, run_id), master_key, run_id)
 
 
 def begin_run(context: dg.AssetExecutionContext) -> str:
