@@ -27,6 +27,15 @@ def celery_broker() -> str:
     return os.environ.get(CELERY_BROKER_VARIABLE, "pyamqp://guest:guest@127.0.0.1:5672//")
 
 
+CELERY_QUEUE_VARIABLE = "KUHR_CELERY_QUEUE"
+
+
+def celery_queue() -> str:
+    """The Celery queue of this deployment: its workers consume it alone (`worker start -q`), so
+    a run's steps never reach another deployment's workers on a shared broker."""
+    return os.environ.get(CELERY_QUEUE_VARIABLE, "kuhr-pipeline")
+
+
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
     return Path(value) if value else default

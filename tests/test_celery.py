@@ -54,6 +54,7 @@ def celery_workers(tmp_path: Path, env: dict[str, str], count: int) -> Iterator[
                             *(str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"),
                             *("-y", str(REPO / "deploy" / "celery.yaml")),
                             *("-n", f"kuhr-test-{os.getpid()}-{n}@localhost", "-l", "INFO"),
+                            *("-q", env["KUHR_CELERY_QUEUE"]),
                         ],
                         cwd=REPO,
                         env=env,
@@ -77,8 +78,9 @@ def celery_workers(tmp_path: Path, env: dict[str, str], count: int) -> Iterator[
 
 
 def deliver(spec: Path, out: Path, env: dict[str, str], executor: str) -> dict[str, str]:
-    """`kuhr-pipeline deliver --executor …` into `out`; the plaintext hash of each data file but the
-    validation summary (which names its run)."""
+    """`kuhr-pipeline deliver --executor …` into `out` (the workers' deliveries folder too: a
+    deployment's own); the plaintext hash of each data file but the validation summary (which
+    names its run)."""
     result = subprocess.run(
         [str(BIN / "kuhr-pipeline"), "deliver", str(spec), "--out", str(out), "-q", "--executor", executor],
         cwd=REPO,
@@ -103,6 +105,7 @@ def celery_env(tmp_path: Path, keys_env: dict[str, Path]) -> Iterator[tuple[dict
     env = {**os.environ, **database.home(tmp_path / "home"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     source, spec = small_application(tmp_path, "CEL-0001", seed=9)
     env.update({"KUHR_SOURCE": str(source), "KUHR_APPLICATIONS": str(spec.parent), "KUHR_CELERY_BROKER": BROKER})
+    env.update({"KUHR_CELERY_QUEUE": f"kuhr-test-{os.getpid()}", "KUHR_DELIVERIES": str(tmp_path / "celery")})
     # The instance's tables exist before workers start, as in a deployment (deploy/README.md): two
     # workers opening a new database at once both create them, and one of them dies of it.
     subprocess.run(
@@ -124,6 +127,7 @@ def test_the_same_bytes_in_process_in_a_process_per_step_and_on_two_celery_worke
     assert "execute_plan" in worker_text and "succeeded" in worker_text, worker_text[-3000:]
     in_processes = deliver(spec, tmp_path / "multiprocess", env, "multiprocess")
     in_process = deliver(spec, tmp_path / "in-process", env, "in_process")
+    assert (tmp_path / "celery" / "CEL-0001" / ".pending").is_dir()  # prepared, as every run
     assert on_celery == in_processes == in_process
     assert any("claims" in path for path in in_process)
     assert sorted(database.query("select status from runs")) == [("SUCCESS",)] * 3
@@ -143,7 +147,40 @@ def test_a_step_whose_worker_process_is_killed_runs_again_with_the_same_bytes(
     assert killed.exists(), "no step process was killed"
     assert "SIGKILL" in worker_text or "WorkerLostError" in worker_text, worker_text[-3000:]
     assert on_celery == deliver(spec, tmp_path / "in-process", env, "in_process")
-    assert list((tmp_path / "celery" / "CEL-0001").glob("2*")) and len(list((tmp_path / "celery").glob("*/2*"))) == 1
+    assert len(list((tmp_path / "celery").glob("*/.pending/2*"))) == 1
+
+
+def test_a_worker_of_another_deployment_refuses_the_step(
+    tmp_path: Path, celery_env: tuple[dict[str, str], Path, PostgresDatabase]
+) -> None:
+    """A worker started with another master key on the same broker and queue: it refuses the
+    first step it takes; the run fails with that sentence and nothing is prepared."""
+    from kuhr_pipeline.identity.new_keys import init_keys
+
+    env, spec, _ = celery_env
+    other = tmp_path / "other-keys"
+    init_keys(other / "pseudonym.key", other / "signing.pem", None, other)
+    foreign = {**env, "KUHR_PSEUDONYM_KEY_FILE": str(other / "pseudonym.key")}
+    with celery_workers(tmp_path, foreign, 1):
+        result = subprocess.run(
+            [
+                str(BIN / "kuhr-pipeline"),
+                "deliver",
+                str(spec),
+                "--out",
+                str(tmp_path / "celery"),
+                "--executor",
+                "celery",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "was launched by another deployment" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "celery").glob("*/.pending/2*"))
 
 
 def test_celery_without_workers_is_refused_before_the_run(

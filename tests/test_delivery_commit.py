@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kuhr_pipeline.application import load_spec
-from tests.helpers import run_cli, small_application, write_spec
+from tests.helpers import released, run_cli, small_application, write_spec
 
 CLI = Path(sys.executable).with_name("kuhr-pipeline")
 APP = "COMMIT-1"
@@ -40,7 +40,12 @@ def audit_verify(setup: dict[str, Path], capsys) -> tuple[int, str]:
 
 
 def published(setup: dict[str, Path]) -> list[Path]:
-    return sorted(p for p in (setup["deliveries"] / APP).glob("2*") if p.is_dir())
+    """The application's prepared packages (pending release)."""
+    return sorted(p for p in (setup["deliveries"] / APP / ".pending").glob("2*") if p.is_dir())
+
+
+def no_staging(setup: dict[str, Path]) -> bool:
+    return not list((setup["deliveries"] / APP).glob(".staging-*"))
 
 
 def test_a_kill_between_the_line_and_the_folder_is_completed_by_the_next_run(setup, capsys) -> None:
@@ -55,26 +60,28 @@ def test_a_kill_between_the_line_and_the_folder_is_completed_by_the_next_run(set
 
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
     first = json.loads(lines[0])["delivery_id"]
-    assert f"completed {setup['deliveries'] / APP / first}" in err
-    assert code == 2 and f"is unchanged since delivery {first}" in err  # completed, so not delivered twice
+    assert f"completed {setup['deliveries'] / APP / '.pending' / first}" in err
+    assert code == 2 and f"is unchanged since delivery {first}" in err  # completed, so not prepared twice
     assert [p.name for p in published(setup)] == [first]
-    assert not [p for p in (setup["deliveries"] / APP).iterdir() if p.name.startswith(".")]
+    assert no_staging(setup)
     code, text = audit_verify(setup, capsys)
     assert code == 0, text
-    code, _, err = run_cli(["verify", setup["deliveries"] / APP / first, "--signer-pub", setup["signing_pub"]], capsys)
+    pending = setup["deliveries"] / APP / ".pending" / first
+    code, _, err = run_cli(["verify", pending, "--prepared", "--signer-pub", setup["signing_pub"]], capsys)
     assert code == 0, err
 
 
 def test_a_lost_log_stops_every_delivery_until_a_new_chain_records_the_break(setup, capsys) -> None:
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
     assert code == 0, err
+    released(out.strip(), setup["anna"], capsys)
     log = setup["deliveries"] / "audit.jsonl"
     log.unlink()
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
     assert code == 3 and out == ""
     assert f"error: {log}: (file): is missing while 1 delivery folders exist" in err
     assert "audit init --accept-existing" in err and "Traceback" not in err
-    assert len(published(setup)) == 1
+    assert len(list((setup["deliveries"] / APP).glob("2*"))) == 1
 
     code, out, err = run_cli(["audit", "init"], capsys)
     assert code == 2 and "--accept-existing" in err
@@ -83,8 +90,8 @@ def test_a_lost_log_stops_every_delivery_until_a_new_chain_records_the_break(set
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
     assert code == 0, err
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r.get("event") for r in records] == ["chain_break", "delivery"]
-    assert records[0]["accepted"] == [[APP, published(setup)[0].name]]
+    assert [r.get("event") for r in records] == ["chain_break", "prepared"]
+    assert records[0]["accepted"] == [[APP, next((setup["deliveries"] / APP).glob("2*")).name]]
     assert audit_verify(setup, capsys)[0] == 0
 
 
@@ -147,8 +154,8 @@ def test_a_run_stopped_from_elsewhere_while_it_packs_publishes_nothing(setup, ca
     assert code == 1, err
     assert "run: was stopped before its commit; nothing was published" in err
     assert published(setup) == []
-    assert not [p for p in (setup["deliveries"] / APP).iterdir() if p.name.startswith(".")]
+    assert no_staging(setup)
     assert (
         not (setup["deliveries"] / "audit.jsonl").exists()
-        or "delivery" not in (setup["deliveries"] / "audit.jsonl").read_text()
+        or "prepared" not in (setup["deliveries"] / "audit.jsonl").read_text()
     )

@@ -66,7 +66,7 @@ def test_two_spec_files_declaring_one_id_are_refused_naming_both(tmp_path, keys_
     assert not (keys_env["deliveries"] / "HOLD-2").exists()
 
 
-def test_the_sensor_removes_invalid_and_orphaned_partitions(tmp_path, capsys) -> None:
+def test_the_sensor_removes_invalid_partitions_and_keeps_orphaned_ones_with_their_history(tmp_path, capsys) -> None:
     apps = tmp_path / "applications"
     apps.mkdir()
     write_spec(apps, {"application_id": "KEEP-1"}, name="keep.yaml")
@@ -75,10 +75,10 @@ def test_the_sensor_removes_invalid_and_orphaned_partitions(tmp_path, capsys) ->
         context = dg.build_sensor_context(instance=instance, resources={"paths": KuhrPaths(applications=str(apps))})
         result = new_applications(context)
     deletes = [r for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)]
-    assert [sorted(r.partition_keys) for r in deletes] == [["../evil id", "GONE-1"]]
+    assert [sorted(r.partition_keys) for r in deletes] == [["../evil id"]]  # GONE-1's spec moved away: kept
     log = capsys.readouterr().err
     assert "partition '../evil id' is not an application id: removed" in log
-    assert "partition GONE-1 has no spec file in KUHR_APPLICATIONS: removed" in log
+    assert "partition GONE-1 has no spec file in KUHR_APPLICATIONS: kept with its history" in log
 
 
 def test_a_run_refuses_while_another_run_of_its_application_is_in_progress(tmp_path, keys_env, capsys) -> None:

@@ -132,7 +132,7 @@ def test_applications_overview_lists_every_spec_file_when_it_changes(instance, s
     table = delivered.metadata["applications"]
     assert isinstance(table, dg.TableMetadataValue)
     (ok,) = [r.data for r in table.records if r.data["application_id"] == "OK-1"]
-    assert ok["last_delivery"] == f"{clock.today()}T06:00:00Z (20261202T060000000Z-abc)"
+    assert ok["last_delivery"] == f"{clock.today()}T06:00:00Z (20261202T060000000Z-abc, released)"
     assert ok["next_delivery"].endswith("(monthly)")  # delivered this month: due again next month
 
 
@@ -159,10 +159,12 @@ def _recurring(spec_dir: Path, application_id: str, schedule: str, valid_until: 
     )
 
 
-def _delivered(deliveries: Path, application_id: str, day: date) -> None:
-    folder = deliveries / application_id / f"{day:%Y%m%d}T060000000Z-abcdef"
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text("{}")
+def _delivered(deliveries: Path, application_id: str, day: date, event: str = "prepared") -> None:
+    """A package of the application on `day`, as the audit log records it (what the schedule reads)."""
+    deliveries.mkdir(parents=True, exist_ok=True)
+    line = {"event": event, "application_id": application_id, "delivery_id": f"{day:%Y%m%d}T060000000Z-abcdef"}
+    with (deliveries / "audit.jsonl").open("a") as log:
+        log.write(json.dumps({**line, "time": f"{day}T06:00:00Z", "spec_sha256": "0" * 64}) + "\n")
 
 
 def test_schedule_due_not_due_and_expired(instance, spec_dir: Path, tmp_path: Path, capsys) -> None:
@@ -171,11 +173,14 @@ def test_schedule_due_not_due_and_expired(instance, spec_dir: Path, tmp_path: Pa
     _recurring(spec_dir, "M-1", "monthly")
     _recurring(spec_dir, "Y-1", "yearly", valid_until="2026-12-31")
     write_spec(spec_dir, {"application_id": "ONCE-1"}, name="ONCE-1.yaml")  # no schedule: never by the schedule
-    _delivered(deliveries, "Q-1", date(2026, 10, 2))  # already delivered this quarter
+    _delivered(deliveries, "Q-1", date(2026, 10, 2))  # already prepared this quarter
     _delivered(deliveries, "M-1", date(2026, 10, 20))  # last month: due again in November
+    _delivered(deliveries, "M-1", date(2026, 11, 3), event="rejected")  # a rejected package is still owed
     requests = evaluate_schedule(instance, spec_dir, deliveries, datetime(2026, 11, 25, 6, 0))
     assert sorted(r.partition_key for r in requests) == ["M-1", "Y-1"]
-    assert {r.run_key for r in requests} == {"M-1:2026-11", "Y-1:2026"}
+    # one try a day until the period's package is prepared; a deliberate repeat for the gate
+    assert {r.run_key for r in requests} == {"M-1:2026-11:2026-11-25", "Y-1:2026:2026-11-25"}
+    assert {r.tags["kuhr/again"] for r in requests} == {"true"}
     assert instance.has_dynamic_partition("applications", "M-1")
 
     # after the approval has ended, nothing is delivered, and the log says why

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kuhr_pipeline.delivery.reviewers import new_reviewer
 from kuhr_pipeline.identity.new_keys import init_keys
 from kuhr_pipeline.synth import generate_source
 from tests.conftest import REPO, PostgresDatabase, make_recipient
@@ -94,7 +95,12 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
         "KUHR_PSEUDONYM_KEY_FILE": str(root / "keys" / "pseudonym.key"),
         "KUHR_SIGNING_KEY_FILE": str(root / "keys" / "signing.pem"),
         "DAGSTER_DG_UPDATE_CHECK_ENABLED": "0",
+        "KUHR_REVIEWERS": str(root / "keys" / "reviewers"),
+        "KUHR_RAN_BY": "dagster-service",
     }
+    (root / "keys" / "reviewers").mkdir()
+    new_reviewer("anna", root / "keys")
+    shutil.copy(root / "keys" / "anna.pub", root / "keys" / "reviewers" / "anna.pub")
     port = free_port()
     logs = [open(root / "webserver.log", "w"), open(root / "daemon.log", "w")]  # noqa: SIM115
     processes = [
@@ -134,6 +140,7 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
                 "keys": root / "keys",
                 "home": home,
                 "database": database,
+                "env": env,
             },
         )
     finally:
@@ -149,10 +156,11 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster,
         database.drop()
 
 
-def _launch(server: Dagster, run_config: dict | None = None, materialize: bool = False) -> str:
+def _launch(server: Dagster, run_config: dict | None = None, materialize: bool = False, again: bool = True) -> str:
     """Launch a run of the application's partition through GraphQL, as the UI does; its run id.
     `materialize`: as the asset graph's "Materialize" button does (the implicit asset job, the
-    group's assets, the partition tag only)."""
+    group's assets, the partition tag only). `again`: tagged kuhr/again=true, the one gate's
+    "on purpose" (the application is prepared already by the sensor's run)."""
     selector: dict = {"repositoryLocationName": "kuhr_pipeline", "repositoryName": "__repository__"}
     if materialize:
         names = ["application", "cohort", "extract", "statistics", "delivery"]
@@ -161,6 +169,8 @@ def _launch(server: Dagster, run_config: dict | None = None, materialize: bool =
     else:
         selector |= {"jobName": "deliver_application"}
         tags = [{"key": "dagster/partition", "value": APP}, {"key": "kuhr/application_id", "value": APP}]
+    if again:
+        tags.append({"key": "kuhr/again", "value": "true"})
     launched = server.graphql(
         """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
              __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
@@ -185,19 +195,66 @@ def _ensure_application(paths: dict[str, Path]) -> None:
         )
 
 
-def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
+def _history(paths: dict[str, Path]) -> list[dict]:
+    out = subprocess.run(
+        [str(BIN / "kuhr-pipeline"), "history", APP, "--json"], env=paths["env"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def _pending(paths: dict[str, Path]) -> list[Path]:
+    return sorted((paths["deliveries"] / APP / ".pending").glob("2*"))
+
+
+def _released(paths: dict[str, Path]) -> list[Path]:
+    return sorted((paths["deliveries"] / APP).glob("2*"))
+
+
+def test_sensor_ui_and_cli_prepare_and_only_a_reviewer_releases(dagster, capsys) -> None:
+    """The sensor's run prepares (never publishes); the same spec from GraphQL is refused by the
+    gate, and prepared with kuhr/again=true; a GraphQL run whose config points the deliveries
+    elsewhere writes nothing anywhere; a CLI run; history names the three triggers; a reviewer
+    releases one."""
     server, paths = dagster
     _ensure_application(paths)
     runs = server.wait_for(lambda rs: any(r["status"] == "SUCCESS" for r in rs), "the sensor's run")
     assert len(runs) == 1
-    delivered = sorted((paths["deliveries"] / APP).glob("2*"))
-    assert len(delivered) == 1
-    code, _, err = run_cli(["verify", delivered[0], "--signer-pub", paths["keys"] / "signing.pub"], capsys)
+    assert len(_pending(paths)) == 1 and _released(paths) == []  # the sensor never publishes
+    code, _, err = run_cli(
+        ["verify", _pending(paths)[0], "--prepared", "--signer-pub", paths["keys"] / "signing.pub"], capsys
+    )
     assert code == 0, err
 
-    _launch(server, {"ops": {"application": {"config": {"spec_path": str(paths["apps"] / f"{APP}.yaml")}}}})
-    server.wait_for(lambda rs: sum(r["status"] == "SUCCESS" for r in rs) == 2, "the GraphQL run")
-    assert len(sorted((paths["deliveries"] / APP).glob("2*"))) == 2
+    spec_config = {"ops": {"application": {"config": {"spec_path": str(paths["apps"] / f"{APP}.yaml")}}}}
+    refused = _launch(server, spec_config, again=False)
+    server.wait_for(lambda rs: any(r["runId"] == refused and r["status"] == "FAILURE" for r in rs), "the gate")
+    assert "is unchanged since delivery" in server.failure(refused)
+    shadow = paths["root"] / "shadow"
+    elsewhere = _launch(server, {**spec_config, "resources": {"paths": {"config": {"deliveries": str(shadow)}}}})
+    server.wait_for(lambda rs: any(r["runId"] == elsewhere and r["status"] == "FAILURE" for r in rs), "refusal")
+    assert "run config resources.paths: names folders or keys at launch" in server.failure(elsewhere)
+    assert not shadow.exists()
+    ui_run = _launch(server, spec_config)
+    server.wait_for(lambda rs: any(r["runId"] == ui_run and r["status"] == "SUCCESS" for r in rs), "the UI's run")
+    cli = subprocess.run(
+        [str(BIN / "kuhr-pipeline"), "deliver", "--again", "-q", str(paths["apps"] / f"{APP}.yaml")],
+        env={**paths["env"], "KUHR_RAN_BY": "kari"},
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert len(_pending(paths)) == 3 and _released(paths) == []
+
+    entries = _history(paths)
+    assert [e["trigger"] for e in entries] == ["sensor", "ui", "cli"]
+    assert [e["ran_by"] for e in entries] == ["dagster-service", "dagster-service", "kari"]
+    assert entries[1]["run_id"] == ui_run and all(e["run_id"] for e in entries)
+    assert all([r["name"] for r in e["recipients"]] == ["Recipient"] for e in entries)
+    code, out, err = run_cli(["release", entries[2]["path"], "--key", paths["keys"] / "anna.key"], capsys)
+    assert code == 0, err
+    assert [e["state"] for e in _history(paths)] == ["prepared", "prepared", "released"]
+    assert _history(paths)[2]["reviewers"][0]["name"] == "anna"
     code, out, err = run_cli(
         [
             "audit",
@@ -210,11 +267,6 @@ def test_sensor_run_then_graphql_run_both_deliver(dagster, capsys) -> None:
         capsys,
     )
     assert code == 0, err
-    recorded = paths["database"].query(
-        "select r.status from runs r join run_tags t on t.run_id = r.run_id "
-        f"where t.key = 'kuhr/application_id' and t.value = '{APP}'"
-    )
-    assert recorded == [("SUCCESS",), ("SUCCESS",)]  # both runs, the sensor's and the UI's, in PostgreSQL
 
 
 def test_materialize_from_the_asset_graph_runs_in_one_process_and_is_tagged(dagster) -> None:
@@ -223,10 +275,10 @@ def test_materialize_from_the_asset_graph_runs_in_one_process_and_is_tagged(dags
     `application` step, and delivers."""
     server, paths = dagster
     _ensure_application(paths)
-    before = len(list((paths["deliveries"] / APP).glob("2*")))
+    before = len(_pending(paths))
     run_id = _launch(server, materialize=True)
     server.wait_for(lambda rs: any(r["runId"] == run_id and r["status"] == "SUCCESS" for r in rs), "the run")
-    assert len(list((paths["deliveries"] / APP).glob("2*"))) == before + 1
+    assert len(_pending(paths)) == before + 1
     tags = dict(paths["database"].query(f"select key, value from run_tags where run_id = '{run_id}'"))
     assert tags["kuhr/application_id"] == APP and len(tags["kuhr/spec_sha256"]) == 16
     engine = server.graphql(
@@ -288,16 +340,13 @@ def test_applications_overview_and_a_failed_run_read_plainly(dagster) -> None:
     (run_failure,) = [e for e in events if e["__typename"] == "RunFailureEvent"]
     assert run_failure["error"] == {"message": step_failure["error"]["message"], "stack": []}
 
-    overview = server.graphql(
-        """{ assetOrError(assetKey: {path: ["applications_overview"]}) { ... on Asset {
-             assetMaterializations(limit: 1) { metadataEntries { label ... on TableMetadataEntry {
-               table { records } } } } } } }"""
-    )["assetOrError"]["assetMaterializations"]
-    assert overview, "the sensor recorded no applications overview"
-    (table,) = [e for e in overview[0]["metadataEntries"] if e["label"] == "applications"]
-    rows = {row["application_id"]: row for row in map(json.loads, table["table"]["records"])}
+    rows = _overview_rows(
+        server, lambda rows: "UI-0003" in rows and rows.get("UI-0002", {}).get("last_run") == "failure"
+    )
     assert rows["UI-0003"]["status"] == "withdrawn" and "approval.status" in rows["UI-0003"]["why"]
     assert rows["UI-0002"]["file"] == "empty.yaml" and rows["UI-0002"]["last_delivery"] == "never"
+    assert rows["UI-0002"]["last_run"] == "failure"  # a failed run shows as failed
+    assert "by dagster-service since" in rows[APP]["pending_release"]  # the earlier tests' prepared packages
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is installed by .ci/run (apt-get install chromium)"
@@ -317,6 +366,55 @@ def test_applications_overview_and_a_failed_run_read_plainly(dagster) -> None:
     ).stdout
     assert "the cohort is empty" in run_page and "DagsterAssetCheckFailedError" not in run_page
     assert "execute_plan.py" not in run_page and "failures.py" not in run_page  # no stack trace on the page
+
+    # a reviewer releases every pending package: the overview shows no pending release, the last one released
+    for pending in _pending(paths):
+        released_cli = subprocess.run(
+            [str(BIN / "kuhr-pipeline"), "release", str(pending), "--key", str(paths["keys"] / "anna.key")],
+            env=paths["env"],
+            capture_output=True,
+            text=True,
+        )
+        assert released_cli.returncode == 0, released_cli.stderr
+    rows = _overview_rows(server, lambda rows: rows.get(APP, {}).get("pending_release") == "")
+    assert rows[APP]["last_delivery"].endswith(", released)")
+    page = subprocess.run(
+        [chromium, *flags, "--dump-dom", f"{server.url}/assets/applications_overview"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    (ARTIFACTS / "released-overview.png").unlink(missing_ok=True)
+    subprocess.run(
+        [
+            chromium,
+            *flags,
+            f"--screenshot={ARTIFACTS / 'released-overview.png'}",
+            f"{server.url}/assets/applications_overview",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert "released)" in page, page[-3000:]
+
+
+def _overview_rows(server: Dagster, ready, timeout: float = 180.0) -> dict[str, dict]:
+    """The newest applications overview the sensor recorded, once `ready(rows)` holds."""
+    deadline = time.monotonic() + timeout
+    rows: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        overview = server.graphql(
+            """{ assetOrError(assetKey: {path: ["applications_overview"]}) { ... on Asset {
+                 assetMaterializations(limit: 1) { metadataEntries { label ... on TableMetadataEntry {
+                   table { records } } } } } } }"""
+        )["assetOrError"]["assetMaterializations"]
+        if overview:
+            (table,) = [e for e in overview[0]["metadataEntries"] if e["label"] == "applications"]
+            rows = {row["application_id"]: row for row in map(json.loads, table["table"]["records"])}
+            if ready(rows):
+                return rows
+        time.sleep(3)
+    raise AssertionError(f"the overview did not show it within {timeout} s: {rows}")
 
 
 def browser_flags(root: Path) -> list[str]:

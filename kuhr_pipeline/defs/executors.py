@@ -1,8 +1,9 @@
 """Where a `deliver` runs its steps: in its own process (the default), one process per step on
 this machine, or on Celery workers. The same steps and the same bytes whichever runs them.
 
-Steps outside this process rebuild the definitions from `kuhr_pipeline.definitions`; what the
-command line chose (source, deliveries folder) reaches them as the `paths` resource's run config.
+Steps outside this process rebuild the definitions from `kuhr_pipeline.definitions` and use
+their own deployment's folders and keys (the environment): step processes inherit this command's,
+Celery workers have their own and refuse a run of another deployment (defs/runs.py).
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ def run_config_elsewhere(executor: str) -> dict[str, object]:
         return {}
     return {
         "execution": {
-            "config": {"broker": settings.celery_broker(), "backend": "rpc://", "config_source": CELERY_SETTINGS}
+            "config": {
+                "broker": settings.celery_broker(),
+                "backend": "rpc://",
+                "config_source": {**CELERY_SETTINGS, "task_default_queue": settings.celery_queue()},
+            }
         }
     }
 
