@@ -204,10 +204,16 @@ def run_cli(args: list[str], capsys: Any) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def released(pending: Path | str, key: Path, capsys: Any) -> Path:
+def released(pending: Path | str, key: Path, capsys: Any, applications: Path | None = None) -> Path:
     """Release a prepared package with a registered reviewer's key (`kuhr-pipeline release`);
-    returns the released folder."""
-    code, out, err = run_cli(["release", pending, "--key", key], capsys)
+    returns the released folder. `applications`: the folder of its spec (KUHR_APPLICATIONS for
+    the release), when the environment does not name it."""
+    import os
+    from unittest import mock
+
+    folder = {"KUHR_APPLICATIONS": str(applications)} if applications else {}
+    with mock.patch.dict(os.environ, folder):
+        code, out, err = run_cli(["release", pending, "--key", key], capsys)
     assert code == 0, err
     return Path(out.strip().removeprefix("released: "))
 

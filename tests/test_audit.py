@@ -132,7 +132,7 @@ def test_removed_line(log: Path, signer, capsys) -> None:
     del records[1]
     _write(log, records)
     code, text = verify(log, signer, capsys)
-    assert code == 1 and "line 2: does not chain" in text and "d1: (folder): delivery has no line" in text
+    assert code == 1 and "line 2: does not chain" in text and "d1: (folder): delivery has no release line" in text
 
 
 def test_reordered_lines(log: Path, signer, capsys) -> None:
@@ -146,7 +146,7 @@ def test_reordered_lines(log: Path, signer, capsys) -> None:
 def test_delivery_without_its_line(log: Path, signer, capsys) -> None:
     _folder(log.parent, "d9")
     code, text = verify(log, signer, capsys)
-    assert code == 1 and "d9: (folder): delivery has no line" in text
+    assert code == 1 and "d9: (folder): delivery has no release line" in text
 
 
 def test_missing_log_beside_deliveries(log: Path, signer, capsys) -> None:

@@ -376,7 +376,7 @@ def test_a_key_open_to_others_gets_a_warning(apps, keys_env, tmp_path, capsys) -
     assert code == 0, err
     assert f"warning: {keys_env['master']}: KUHR_PSEUDONYM_KEY_FILE: mode 644 lets group or others read the key" in err
     os.chmod(keys_env["signing_pub"], 0o644)  # a public key is meant to be read: no warning
-    code, _, err = run_cli(["verify", out.strip(), "--signer-pub", keys_env["signing_pub"]], capsys)
+    code, _, err = run_cli(["verify", out.strip(), "--prepared", "--signer-pub", keys_env["signing_pub"]], capsys)
     assert code == 0 and "warning" not in err, err
 
 

@@ -20,7 +20,7 @@ from dagster import DagsterEventType, DagsterInstance
 from kuhr_pipeline.identity.new_keys import init_keys
 from kuhr_pipeline.synth import generate_source
 from tests.conftest import make_recipient
-from tests.helpers import run_cli, write_source, write_spec
+from tests.helpers import released, run_cli, write_source, write_spec
 from tests.leakscan import at_rest_problems, ids_in_source, leaked
 
 MATERIALIZED = DagsterEventType.ASSET_MATERIALIZATION
@@ -80,9 +80,12 @@ def deliver(
 def test_deliver_then_reference_tool_decrypts_for_each_recipient(setup, capsys, tmp_path) -> None:
     code, out, err = deliver(setup, capsys)
     assert code == 0, err
-    folder = Path(out.strip())
+    pending = Path(out.strip())
+    assert pending.parent == setup["deliveries"] / "E2E-0001" / ".pending"
+    folder = released(pending, setup["anna"], capsys, setup["spec"].parent)
     assert folder.parent.parent == setup["deliveries"] and folder.parent.name == "E2E-0001"
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["ran_by"] == "preparer" and manifest["trigger"] == "cli" and manifest["run_id"]
     for key in (
         "application_id",
         "delivery_id",
@@ -106,6 +109,8 @@ def test_deliver_then_reference_tool_decrypts_for_each_recipient(setup, capsys, 
         "valid_until": manifest["approval"]["valid_until"],
         "rek_reference": "REK 2026/1",
         "legal_basis": "helseforskningsloven § 35",
+        "decision_id": None,
+        "approved_by": None,
     }
     readme = (folder / "README.md").read_text()
     assert f"Approval: approved on {decided}" in readme and "REK reference REK 2026/1" in readme
@@ -555,6 +560,7 @@ def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys, mon
     described = json.loads(out)  # one JSON object: what a script needs of the delivery
     second = described["delivery_id"]
     assert second != first and len(list(Path(described["path"]).parent.glob("2*"))) == 2
+    assert described["state"] == "prepared"
     manifest = Path(described["path"]) / "manifest.json"
     assert described["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
     assert described["spec_sha256"] == json.loads(manifest.read_text())["spec_sha256"]
@@ -566,14 +572,14 @@ def test_an_unchanged_spec_is_delivered_again_on_purpose_only(setup, capsys, mon
     entries = [json.loads(line) for line in out.splitlines()]
     assert [e["delivery_id"] for e in entries] == [first, second]
     assert entries[0]["spec_sha256"] == entries[1]["spec_sha256"]  # the comment did not change the spec
-    assert all(e["recipients"] == 2 and e["files"] >= 5 and e["ran_by"] for e in entries)
+    assert all(len(e["recipients"]) == 2 and e["files"] >= 5 and e["ran_by"] for e in entries)
     assert entries[1]["ran_by"] == "Dana Datamanager" != entries[0]["ran_by"]
     code, out, err = run_cli(["history"], capsys)
     assert code == 0 and len(out.splitlines()) == 2 and first in out.splitlines()[0]
     code, out, err = run_cli(["history", "../etc"], capsys)
     assert code == 2 and "Traceback" not in err
     code, out, err = run_cli(["deliver", spec, "--source", setup["source"], "--again", "-q"], capsys)
-    assert code == 0 and err == "" and Path(out.strip()).parent.name == "E2E-0001"  # the path only
+    assert code == 0 and err == "" and Path(out.strip()).parent.parent.name == "E2E-0001"  # the path only
 
 
 def test_deliver_exit_codes_tell_what_to_fix(setup, capsys, monkeypatch, tmp_path) -> None:

@@ -74,7 +74,7 @@ def test_a_kill_between_the_line_and_the_folder_is_completed_by_the_next_run(set
 def test_a_lost_log_stops_every_delivery_until_a_new_chain_records_the_break(setup, capsys) -> None:
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
     assert code == 0, err
-    released(out.strip(), setup["anna"], capsys)
+    released(out.strip(), setup["anna"], capsys, setup["spec"].parent)
     log = setup["deliveries"] / "audit.jsonl"
     log.unlink()
     code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)

@@ -47,7 +47,7 @@ def test_the_spec_is_found_by_the_application_id_it_declares(tmp_path, keys_env)
             partition_key="HOLD-1", instance=instance, raise_on_error=False
         )
     assert result.success, failure_messages(result)
-    assert len(list((keys_env["deliveries"] / "HOLD-1").glob("2*/manifest.json"))) == 1
+    assert len(list((keys_env["deliveries"] / "HOLD-1" / ".pending").glob("2*/manifest.json"))) == 1
 
 
 def test_two_spec_files_declaring_one_id_are_refused_naming_both(tmp_path, keys_env) -> None:
@@ -115,7 +115,9 @@ def test_each_run_keeps_its_outputs_apart(tmp_path, keys_env) -> None:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("applications", ["HOLD-4"])
         first = job.execute_in_process(partition_key="HOLD-4", instance=instance, raise_on_error=False)
-        second = job.execute_in_process(partition_key="HOLD-4", instance=instance, raise_on_error=False)
+        second = job.execute_in_process(
+            partition_key="HOLD-4", instance=instance, raise_on_error=False, tags={"kuhr/again": "true"}
+        )
         assert first.success and second.success
         runs = keys_env["home"] / "storage" / "runs"
         assert sorted(p.name for p in runs.iterdir()) == sorted([first.run_id, second.run_id])

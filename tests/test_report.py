@@ -1,36 +1,8 @@
-"""Previews shown in Dagster metadata: a few rows, read without the rest, digit runs hidden; counts per month."""
+"""Counts shown in Dagster metadata: claims per month; progress lines."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pyarrow as pa
-
-from kuhr_pipeline.report import HIDDEN, months_by_year, preview
-from tests.helpers import person_id, staging_in, write_sealed_parquet
-
-
-def test_preview_shows_the_first_rows_and_hides_long_digit_runs(tmp_path: Path) -> None:
-    pseudonym = "0123456789abcdef0123456789abcdef"
-    table = pa.table(
-        {
-            "pasient_pseudonym": [pseudonym] * 20,
-            "avvisningsgrunn": [f"duplikat av {person_id(1)}"] + ["for sent"] * 19,
-            "n": list(range(20)),
-        }
-    )
-    path = tmp_path / "claims.parquet"
-    write_sealed_parquet(path, table, row_group_size=8)
-    columns, rows = preview(path, 5, staging_in(tmp_path))
-    assert columns == ["pasient_pseudonym", "avvisningsgrunn", "n"] and len(rows) == 5
-    assert rows[0] == {"pasient_pseudonym": pseudonym, "avvisningsgrunn": f"duplikat av {HIDDEN}", "n": "0"}
-    assert person_id(1) not in str(rows) and rows[-1]["n"] == "4"
-
-
-def test_preview_of_an_empty_file(tmp_path: Path) -> None:
-    path = tmp_path / "empty.parquet"
-    write_sealed_parquet(path, pa.table({"n": pa.array([], pa.int64())}))
-    assert preview(path, 5, staging_in(tmp_path)) == (["n"], [])
+from kuhr_pipeline.report import months_by_year
 
 
 def test_claims_per_month_fold_into_one_row_per_year() -> None:

@@ -27,7 +27,6 @@ from kuhr_pipeline.disclosure.patterns import previous_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.errors import SpecRefused
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report
-from kuhr_pipeline.report import preview
 
 
 class ApplicationConfig(dg.Config):
@@ -99,17 +98,15 @@ def extract(
     context.log.info(f"extract: selecting {len(spec.plan.columns)} variables of {claims} claims")
     descriptions = described(spec.plan.pairs)
     files, report = build_extract_with_report(spec, cohort.path, staging)
-    first = next(iter(files.tables()), None)
     yield dg.Output(
         files,
         metadata={
-            **row_count(files.rows, cohort.attrition.threshold),
+            **row_count(files.rows, cohort.attrition.masked(files.rows)),
             "files": ", ".join(sorted(files.files)),
             "dagster/column_schema": column_schema(files.schema, descriptions),
             "disclosure_report": text_table(
                 ["figure", "value"], kanon.shown(report, cohort.attrition.threshold), KANON_COLUMNS
             ),
-            "preview": text_table(*preview(first[1], 5, staging), descriptions) if first else "(empty)",
         },
     )
 
@@ -145,6 +142,6 @@ def statistics(
             "suppressed_primary": result.primary,
             "suppressed_secondary": result.secondary,
             "secondary_method": result.method,
-            "preview": text_table(*preview(result.path, 12, staging), statistics_descriptions(spec)),
+            "dagster/column_schema": column_schema(staging.parquet_schema(result.path), statistics_descriptions(spec)),
         },
     )

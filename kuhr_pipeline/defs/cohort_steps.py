@@ -164,7 +164,7 @@ def gathered_claims(
         {
             "persons": persons,
             "claims": claims,
-            **row_count(result.rows, result.attrition.threshold),
+            **row_count(result.rows, claims),
             "attrition": arrow_table(result.attrition.table(), ATTRITION_COLUMNS),
             "persons_per_age_group": counts_table(result.profile.persons_per_age_group, "age at first entry claim"),
             "claims_per_month": text_table(

@@ -8,12 +8,11 @@ import pyarrow as pa
 
 from kuhr_pipeline.application import ApplicationSpec
 from kuhr_pipeline.catalogue import load_catalogue
-from kuhr_pipeline.disclosure.masking import mask_count
 
 
-def row_count(rows: int, threshold: int) -> dict[str, int | str]:
-    """Dagster's row count when it may be shown; masked, as text, when it is small."""
-    shown = mask_count(rows, threshold)
+def row_count(rows: int, shown: str) -> dict[str, int | str]:
+    """Dagster's row count when the count as it may be shown (`shown`: masked when small,
+    rounded for statistics) is the count itself; else that text only."""
     return {"dagster/row_count": rows} if shown == str(rows) else {"rows": shown}
 
 
