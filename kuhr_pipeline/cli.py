@@ -230,6 +230,10 @@ def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prep
     from kuhr_pipeline.delivery.verify import verify_delivery
 
     problems = verify_delivery(delivery, _signer(signer_pub))  # type: ignore[arg-type]
+    synthetic = not problems and json.loads((delivery / "manifest.json").read_bytes()).get("synthetic") is True
+    if synthetic:  # a dummy (synthetic persons, signed as such) is never reviewed
+        click.echo(f"intact (a synthetic dummy, no real person; not reviewed): {delivery}")
+        return
     if not prepared and not problems:
         try:
             registered = registered_reviewers(reviewers or reviewers_dir())

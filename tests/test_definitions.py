@@ -68,7 +68,7 @@ def test_cli_materialisation_of_one_partition(tmp_path: Path, keys_env: dict[str
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    delivered = list((keys_env["deliveries"] / "TEST-0001").glob("2*/manifest.json"))
+    delivered = list((keys_env["deliveries"] / "TEST-0001" / ".pending").glob("2*/manifest.json"))
     assert len(delivered) == 1
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()

@@ -55,8 +55,14 @@ def setup(tmp_path: Path, keys_env: dict[str, Path], pristine: Path) -> dict[str
 
 
 def deliveries_left(setup: dict[str, Path]) -> list[str]:
+    """What is left in the application's folder: packages (prepared or released) by their id,
+    anything else hidden (`.staging-…`) by its name; the spec archive is not a package."""
     folder = setup["deliveries"] / "FAULT-1"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    if not folder.exists():
+        return []
+    pending = folder / ".pending"
+    names = [p.name for p in folder.iterdir() if p.name not in (".pending", "specs")]
+    return sorted(names + ([p.name for p in pending.iterdir()] if pending.exists() else []))
 
 
 def assert_nothing_published(setup: dict[str, Path]) -> None:
@@ -136,7 +142,7 @@ def test_output_folder_that_cannot_be_written(setup, capsys, monkeypatch, tmp_pa
         "application: FAULT-1 checked",
         "cohort: scanning",
         "extract: selecting",
-        "delivery: publishing",
+        "delivery: preparing",
         "encrypting data/claims",
         "encrypting data/attrition",
     ],
