@@ -427,7 +427,7 @@ def audit_verify(log_file: Path | None, signer_pub: Path | None) -> None:
 def audit_init(accept_existing: bool, reason: str) -> None:
     """Start a new signed chain after the log was lost or damaged: the old log is kept beside it,
     and the break (with every existing delivery folder) is the new chain's first line."""
-    from kuhr_pipeline.delivery.audit import AUDIT_LOG, break_chain
+    from kuhr_pipeline.delivery.audit import AUDIT_LOG, break_chain, require_broken_log
     from kuhr_pipeline.delivery.folders import published_deliveries
     from kuhr_pipeline.identity.keys import read_signing_key
 
@@ -438,6 +438,7 @@ def audit_init(accept_existing: bool, reason: str) -> None:
             str(root), "--accept-existing", f"{len(folders)} delivery folders exist", "add --accept-existing"
         )
     key = read_signing_key(settings.signing_key_file())
+    require_broken_log(root, key.public_key())
     kept = break_chain(root / AUDIT_LOG, root, key, reason)
     click.echo(f"new chain: {root / AUDIT_LOG} ({len(folders)} existing deliveries accepted)")
     if kept:

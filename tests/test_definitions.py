@@ -80,3 +80,8 @@ def test_cli_materialisation_of_one_partition(tmp_path: Path, keys_env: dict[str
         assert json.loads(delivered[0].read_text())["spec_sha256"].startswith(run.tags["kuhr/spec_sha256"])
     if launch == "dg launch":
         assert "Warning" not in result.stderr, result.stderr[:2000]
+    again = subprocess.run(  # the one gate: an unchanged spec already prepared is refused in its step
+        [*command, "--partition", "TEST-0001"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode != 0 and "is unchanged since delivery" in again.stderr + again.stdout
+    assert len(list((keys_env["deliveries"] / "TEST-0001" / ".pending").glob("2*"))) == 1

@@ -159,3 +159,29 @@ def test_a_run_stopped_from_elsewhere_while_it_packs_publishes_nothing(setup, ca
         not (setup["deliveries"] / "audit.jsonl").exists()
         or "prepared" not in (setup["deliveries"] / "audit.jsonl").read_text()
     )
+
+
+def test_a_new_chain_is_refused_on_an_intact_log_and_never_adopts_a_copy(setup, capsys, tmp_path) -> None:
+    """`audit init --accept-existing` on a log that verifies would reset history and the gate:
+    exit 2. A folder copied in (another application's delivery) is never adopted: `deliver` and
+    `audit verify` name it, and a new chain refuses to accept it."""
+    import shutil
+
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 0, err
+    first = released(out.strip(), setup["anna"], capsys, setup["spec"].parent)
+    code, _, err = run_cli(["audit", "init", "--accept-existing"], capsys)
+    assert code == 2 and "verifies intact; a new chain would erase its history" in err
+    copy = setup["deliveries"] / "OTHER-1" / first.name
+    shutil.copytree(first, copy)
+    code, text = audit_verify(setup, capsys)
+    assert code == 1 and f"{copy}: (folder): delivery has no release line" in text
+    code, _, err = run_cli(["deliver", setup["spec"], "--source", setup["source"], "--again"], capsys)
+    assert code == 3 and f"{copy}: (folder): delivery has no release line" in err
+    assert copy.is_dir()  # named, neither adopted nor removed: the operator decides
+    code, _, err = run_cli(["audit", "init", "--accept-existing"], capsys)
+    assert code == 2 and f"{copy}: (folder): is not a whole delivery of this application" in err
+    assert [json.loads(x)["event"] for x in (setup["deliveries"] / "audit.jsonl").read_text().splitlines()] == [
+        "prepared",
+        "released",
+    ]

@@ -212,3 +212,23 @@ def test_definitions_hold_sensor_and_schedule(instance) -> None:
     defs = build_definitions()  # with a live instance: Dagster keeps the last one's state storage
     assert defs.resolve_sensor_def("new_applications").name == "new_applications"
     assert defs.resolve_schedule_def("recurring_deliveries").cron_schedule == "0 6 * * *"
+
+
+def test_the_sensor_asks_the_audit_log_not_its_run_keys(instance, spec_dir: Path, tmp_path: Path) -> None:
+    """A spec with a prepared (or released) package in the audit log is never requested again,
+    even on an instance that holds no run of it (a new instance, run history wiped); a rejected
+    one does not count."""
+    from kuhr_pipeline.application import load_spec
+
+    path = write_spec(spec_dir, {"application_id": "LOG-1"}, name="LOG-1.yaml")
+    deliveries = tmp_path / "deliveries"
+    deliveries.mkdir()
+    sha = load_spec(path).sha256
+    line = {"application_id": "LOG-1", "delivery_id": "20261202T060000000Z-abc", "spec_sha256": sha, "time": "x"}
+    (deliveries / "audit.jsonl").write_text(json.dumps({**line, "event": "prepared"}) + "\n")
+    assert evaluate_sensor(instance, spec_dir, deliveries=deliveries).run_requests == []
+    with (deliveries / "audit.jsonl").open("a") as log:
+        log.write(json.dumps({**line, "event": "rejected"}) + "\n")
+    assert [r.partition_key for r in evaluate_sensor(instance, spec_dir, deliveries=deliveries).run_requests] == [
+        "LOG-1"
+    ]

@@ -37,6 +37,7 @@ from kuhr_pipeline.delivery.folders import (
     released_folder,
 )
 from kuhr_pipeline.delivery.manifest import MANIFEST, public_fingerprint
+from kuhr_pipeline.delivery.verify import verify_delivery
 from kuhr_pipeline.errors import KuhrError, Problem
 
 GENESIS = "0" * 64
@@ -261,6 +262,28 @@ def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) ->
         if key not in found or found[key].prepared is None:
             problems.append(Problem(str(folder), "(folder)", f"pending package has no prepared line in {path}"))
     return problems
+
+
+def require_broken_log(deliveries_root: Path, signer: Ed25519PublicKey) -> None:
+    """A new chain only when the log is lost or damaged (it would reset `history` and the one
+    gate), and it accepts only whole deliveries signed by this signer: a folder that does not
+    verify, or whose manifest names another application or delivery id, is named and refused."""
+    log = deliveries_root / AUDIT_LOG
+    if log.exists() and not verify_audit(log, deliveries_root, signer):
+        raise KuhrError.single(
+            str(log), "--accept-existing", "verifies intact; a new chain would erase its history", "keep the log"
+        )
+    for folder in published_deliveries(deliveries_root):
+        problems = verify_delivery(folder, signer)
+        manifest = {} if problems else json.loads((folder / MANIFEST).read_bytes())
+        names = (manifest.get("application_id"), manifest.get("delivery_id"), manifest.get("synthetic"))
+        if problems or names != (folder.parent.name, folder.name, False):
+            raise KuhrError.single(
+                str(folder),
+                "(folder)",
+                "is not a whole delivery of this application signed by this deployment (a copy, a dummy or damaged)",
+                "move it out of the deliveries folder, then start the new chain",
+            )
 
 
 def break_chain(path: Path, deliveries_root: Path, key: Ed25519PrivateKey, reason: str) -> Path | None:
