@@ -146,14 +146,14 @@ def deliver(
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--source", type=click.Path(path_type=Path), help="Source dataset (default $KUHR_SOURCE).")
-@click.option("--out", type=click.Path(path_type=Path), help="Deliveries folder whose audit log records it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: the application id and attrition.")
-def estimate(spec: Path, source: Path | None, out: Path | None, as_json: bool) -> None:
+def estimate(spec: Path, source: Path | None, as_json: bool) -> None:
     """How many persons the cohort would hold, before approval: the masked attrition (for a
     statistics spec also the table's cells and those primary suppression would hide).
 
     Accepts a draft spec (and says so); refuses whatever else the contract refuses. Nothing is
-    delivered; the audit log records the estimate (it reads the register)."""
+    delivered; the deployment's audit log records the estimate (it reads the register), and
+    KUHR_ESTIMATES_PER_DAY (default 10) per application id and day are answered (exit 2 past it)."""
     from tqdm import tqdm
 
     from kuhr_pipeline.estimate import estimate as estimate_spec
@@ -166,7 +166,7 @@ def estimate(spec: Path, source: Path | None, out: Path | None, as_json: bool) -
         result = estimate_spec(
             spec,
             scanned,
-            settings.deliveries_dir(str(out) if out else None),
+            settings.deliveries_dir(),
             key,
             lambda stage, rows: bar.update(rows) if stage.startswith("pass") else None,
         )

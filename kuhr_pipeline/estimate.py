@@ -10,6 +10,7 @@ estimate, since it reads the register.
 
 from __future__ import annotations
 
+import os
 import secrets
 import tempfile
 from dataclasses import asdict, dataclass
@@ -23,7 +24,8 @@ from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort import find_cohort, select_cohort
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.windows import Progress
-from kuhr_pipeline.delivery.audit import record_estimate
+from kuhr_pipeline.delivery.audit import AUDIT_LOG, ESTIMATE, audit_records, record_estimate
+from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.suppression import primary_cells
 from kuhr_pipeline.source.scan import Source
@@ -58,9 +60,11 @@ def estimate(
     signing_key: Ed25519PrivateKey,
     on_progress: Progress | None = None,
 ) -> Estimate:
-    """Check the spec (a draft passes), estimate, and record the estimate in the audit log."""
+    """Check the spec (a draft passes) and the day's limit, estimate, and record the estimate in
+    the audit log."""
     loaded: LoadedSpec = load_spec(spec_path, draft=True)
     spec = loaded.spec
+    require_estimates_left(deliveries_root, loaded.application_id, str(spec_path))
     if spec.statistics is None:
         attrition = _pass_one(source, spec, on_progress)
         result = Estimate(loaded.application_id, spec.approval.status == "draft", shown(attrition))
@@ -68,6 +72,42 @@ def estimate(
         result = _statistics(source, spec, on_progress)
     record_estimate(deliveries_root, signing_key, loaded.application_id, loaded.sha256, clock.now().isoformat())
     return result
+
+
+ESTIMATES_PER_DAY_VARIABLE = "KUHR_ESTIMATES_PER_DAY"
+ESTIMATES_PER_DAY = 10
+
+
+def estimates_per_day() -> int:
+    value = os.environ.get(ESTIMATES_PER_DAY_VARIABLE, str(ESTIMATES_PER_DAY)).strip()
+    if not value.isdigit():
+        raise KuhrError.single(
+            f"${ESTIMATES_PER_DAY_VARIABLE}", ESTIMATES_PER_DAY_VARIABLE, f"is {value!r}, not a number", "set it to 10"
+        )
+    return int(value)
+
+
+def require_estimates_left(deliveries_root: Path, application_id: str, where: str) -> None:
+    """Estimates answer open questions, so many of them add up to small groups: the deployment
+    allows KUHR_ESTIMATES_PER_DAY (default 10) per application id and UTC day, counted in the
+    audit log; past it, refused (exit 2) before the register is read."""
+    limit = estimates_per_day()
+    today = clock.today().isoformat()
+    done = sum(
+        1
+        for record in audit_records(deliveries_root / AUDIT_LOG)
+        if record.get("event") == ESTIMATE
+        and record.get("application_id") == application_id
+        and str(record.get("time", "")).startswith(today)
+    )
+    if done >= limit:
+        raise KuhrError.single(
+            where,
+            "application_id",
+            f"{application_id} had its {limit} estimates today ({ESTIMATES_PER_DAY_VARIABLE}); "
+            "many answers to near questions add up to small groups",
+            "estimate again tomorrow, or apply for the delivery",
+        )
 
 
 def _pass_one(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Attrition:

@@ -653,3 +653,28 @@ def test_estimate_takes_a_draft_and_refuses_the_rest(setup, capsys) -> None:
     )
     code, _, err = run_cli(["estimate", national_id, "--source", setup["source"]], capsys)
     assert code == 2 and "'pasient_fnr' is a direct identifier" in err
+
+
+def test_the_eleventh_estimate_of_a_day_is_refused(setup, capsys, monkeypatch, set_today) -> None:
+    """Estimates per application id and day are limited (default 10; 2 here): past the limit,
+    exit 2 before the register is read; another application id, or the next day, is answered."""
+    from datetime import timedelta
+
+    from kuhr_pipeline import clock
+    from kuhr_pipeline.estimate import ESTIMATES_PER_DAY
+
+    assert ESTIMATES_PER_DAY == 10
+    monkeypatch.setenv("KUHR_ESTIMATES_PER_DAY", "2")
+    draft = write_spec(setup["spec"].parent, {**SPEC, "approval.status": "draft"}, name="D.yaml")
+    for _ in range(2):
+        assert run_cli(["estimate", draft, "--source", setup["source"], "--json"], capsys)[0] == 0
+    code, out, err = run_cli(["estimate", draft, "--source", setup["source"], "--json"], capsys)
+    assert code == 2 and out == "" and "had its 2 estimates today (KUHR_ESTIMATES_PER_DAY)" in err
+    log = (setup["deliveries"] / "audit.jsonl").read_text().splitlines()
+    assert len(log) == 2  # the refused one read nothing and wrote nothing
+    other = write_spec(
+        setup["spec"].parent, {**SPEC, "application_id": "E2E-0002", "approval.status": "draft"}, "O.yaml"
+    )
+    assert run_cli(["estimate", other, "--source", setup["source"], "--json"], capsys)[0] == 0
+    set_today(clock.today() + timedelta(days=1))
+    assert run_cli(["estimate", draft, "--source", setup["source"], "--json"], capsys)[0] == 0

@@ -116,6 +116,20 @@ def record_estimate(root: Path, key: Ed25519PrivateKey, application_id: str, spe
     append_audit(root / AUDIT_LOG, {"event": ESTIMATE, **record}, key)
 
 
+def audit_records(path: Path) -> list[dict[str, Any]]:
+    """The log's records as plain JSON (a line that does not parse is skipped: judging the log is
+    `audit verify`'s), for counting and listing."""
+    out = []
+    for raw in _lines(path):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
 @dataclass(frozen=True)
 class AuditLine:
     number: int

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from kuhr_pipeline.delivery.audit import AUDIT_LOG, RELEASED, AuditLine, Ledger, ledgers
+from kuhr_pipeline.delivery.audit import AUDIT_LOG, RELEASED, AuditLine, Ledger, audit_records, ledgers
 from kuhr_pipeline.delivery.folders import pending_folder, released_folder
 from kuhr_pipeline.delivery.manifest import MANIFEST
 from kuhr_pipeline.errors import KuhrError, Problem
@@ -29,15 +29,7 @@ class AlreadyDelivered(KuhrError):
 
 
 def _parsed(path: Path) -> list[AuditLine]:
-    lines = []
-    for number, raw in enumerate(path.read_bytes().splitlines() if path.exists() else [], start=1):
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            lines.append(AuditLine(number, record))
-    return lines
+    return [AuditLine(number, record) for number, record in enumerate(audit_records(path), start=1)]
 
 
 def _recipients(value: Any) -> list[dict[str, Any]]:
