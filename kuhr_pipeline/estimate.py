@@ -25,9 +25,9 @@ from kuhr_pipeline.cohort import find_cohort, select_cohort
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.windows import Progress
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, ESTIMATE, audit_records, record_estimate
-from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.suppression import primary_cells
+from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.staging import Staging
 
