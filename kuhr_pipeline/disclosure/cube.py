@@ -7,6 +7,8 @@ grand total. A real missing value in a string dimension (an unknown age, say) is
 
 from __future__ import annotations
 
+import math
+import os
 import tempfile
 from dataclasses import dataclass
 from itertools import combinations
@@ -16,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.extract.generalise import UNKNOWN, generalise
 from kuhr_pipeline.staging import Staging
 
@@ -44,6 +47,39 @@ def _dimension_columns(claims: pa.Table, group_by: list[tuple[str, str]]) -> dic
     return out
 
 
+MAX_CELLS_VARIABLE = "KUHR_MAX_CELLS"
+MAX_CELLS = 200_000
+
+
+def max_cells() -> int:
+    value = os.environ.get(MAX_CELLS_VARIABLE, str(MAX_CELLS)).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise KuhrError.single(f"${MAX_CELLS_VARIABLE}", MAX_CELLS_VARIABLE, f"is {value!r}", f"set it to {MAX_CELLS}")
+    return int(value)
+
+
+def require_cube_size(staging: Staging, claims_path: Path, group_by: list[tuple[str, str]], limit: int) -> None:
+    """Refuse (exit 2) before building a cube that could exceed `limit` cells: the bound is the
+    product over the dimensions of (distinct values + 1, the margin), counted from the cohort's
+    claims batch by batch, the dimension columns only, and given up as soon as it passes the
+    limit (a timestamp dimension stops it within a batch or two)."""
+    names = [name for name, _ in group_by]
+    seen: dict[str, set[object]] = {name: set() for name in names}
+    for batch in staging.batches(claims_path, names):
+        table = pa.Table.from_batches([batch])
+        for name, values in _dimension_columns(table, group_by).items():
+            seen[name].update(pc.unique(values).to_pylist())
+        bound = math.prod(len(values) + 1 for values in seen.values())
+        if bound > limit:
+            shown = ", ".join(f"{name} ≥{len(values)}" for name, values in seen.items())
+            raise KuhrError.single(
+                "statistics.group_by",
+                MAX_CELLS_VARIABLE,
+                f"the table would have more than {limit:,} cells (distinct values: {shown}); it was not built",
+                "group by fewer or coarser dimensions (month or year, not timestamp; fylke, not kommune)",
+            )
+
+
 def build_cube(
     staging: Staging, claims_path: Path, group_by: list[tuple[str, str]], rows_per_bucket: int = ROWS_PER_BUCKET
 ) -> Cube:
@@ -52,7 +88,9 @@ def build_cube(
     Memory is bounded by `rows_per_bucket`, not by the cohort: a larger cohort is split in one
     pass into buckets of persons (by the first characters of the pseudonym), spilled as Arrow
     files beside the claims; each bucket's cube is made in memory and the cubes are added. Adding
-    is exact for every measure, distinct persons included, because no person is in two buckets."""
+    is exact for every measure, distinct persons included, because no person is in two buckets.
+    A cube that could exceed KUHR_MAX_CELLS is refused before anything is built."""
+    require_cube_size(staging, claims_path, group_by, max_cells())
     names = [name for name, _ in group_by]
     needed = sorted({*names, "pasient_pseudonym", "egenandel", "refusjon"})
     buckets = min(len(_PREFIXES), max(1, -(-staging.rows(claims_path) // rows_per_bucket)))
