@@ -196,10 +196,15 @@ def _ensure_application(paths: dict[str, Path]) -> None:
         )
 
 
-def _history(paths: dict[str, Path]) -> list[dict]:
-    out = subprocess.run(
-        [str(BIN / "kuhr-pipeline"), "history", APP, "--json"], env=paths["env"], capture_output=True, text=True
+def _cli(paths: dict[str, Path], *args: object) -> subprocess.CompletedProcess:
+    """`kuhr-pipeline ARGS` in the deployment's environment (the webserver's and daemon's)."""
+    return subprocess.run(
+        [str(BIN / "kuhr-pipeline"), *map(str, args)], env=paths["env"], capture_output=True, text=True, timeout=300
     )
+
+
+def _history(paths: dict[str, Path]) -> list[dict]:
+    out = _cli(paths, "history", APP, "--json")
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
@@ -240,11 +245,12 @@ def test_sensor_ui_and_cli_prepare_and_only_a_reviewer_releases(dagster, capsys)
     assert not shadow.exists()
     ui_run = _launch(server, spec_config)
     server.wait_for(lambda rs: any(r["runId"] == ui_run and r["status"] == "SUCCESS" for r in rs), "the UI's run")
-    cli = subprocess.run(
-        [str(BIN / "kuhr-pipeline"), "deliver", "--again", "-q", str(paths["apps"] / f"{APP}.yaml")],
-        env={**paths["env"], "KUHR_RAN_BY": "kari"},
-        capture_output=True,
-        text=True,
+    cli = _cli(
+        {**paths, "env": {**paths["env"], "KUHR_RAN_BY": "kari"}},
+        "deliver",
+        "--again",
+        "-q",
+        paths["apps"] / f"{APP}.yaml",
     )
     assert cli.returncode == 0, cli.stderr
     assert len(_pending(paths)) == 3 and _released(paths) == []
@@ -254,22 +260,12 @@ def test_sensor_ui_and_cli_prepare_and_only_a_reviewer_releases(dagster, capsys)
     assert [e["ran_by"] for e in entries] == ["dagster-service", "dagster-service", "kari"]
     assert entries[1]["run_id"] == ui_run and all(e["run_id"] for e in entries)
     assert all([r["name"] for r in e["recipients"]] == ["Recipient"] for e in entries)
-    code, out, err = run_cli(["release", entries[2]["path"], "--key", paths["keys"] / "anna.key"], capsys)
-    assert code == 0, err
+    release = _cli(paths, "release", entries[2]["path"], "--key", paths["keys"] / "anna.key")
+    assert release.returncode == 0, release.stderr
     assert [e["state"] for e in _history(paths)] == ["prepared", "prepared", "released"]
     assert _history(paths)[2]["reviewers"][0]["name"] == "anna"
-    code, out, err = run_cli(
-        [
-            "audit",
-            "verify",
-            "--log",
-            paths["deliveries"] / "audit.jsonl",
-            "--signer-pub",
-            paths["keys"] / "signing.pub",
-        ],
-        capsys,
-    )
-    assert code == 0, err
+    audit = _cli(paths, "audit", "verify")
+    assert audit.returncode == 0, audit.stderr
 
 
 def test_materialize_from_the_asset_graph_runs_in_one_process_and_is_tagged(dagster) -> None:
@@ -372,12 +368,7 @@ def test_applications_overview_and_a_failed_run_read_plainly(dagster) -> None:
 
     # a reviewer releases every pending package: the overview shows no pending release, the last one released
     for pending in _pending(paths):
-        released_cli = subprocess.run(
-            [str(BIN / "kuhr-pipeline"), "release", str(pending), "--key", str(paths["keys"] / "anna.key")],
-            env=paths["env"],
-            capture_output=True,
-            text=True,
-        )
+        released_cli = _cli(paths, "release", pending, "--key", paths["keys"] / "anna.key")
         assert released_cli.returncode == 0, released_cli.stderr
     rows = _overview_rows(server, lambda rows: rows.get(APP, {}).get("pending_release") == "")
     assert rows[APP]["last_delivery"].endswith(", released)")
