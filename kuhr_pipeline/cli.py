@@ -157,10 +157,11 @@ def estimate(spec: Path, source: Path | None, as_json: bool) -> None:
     from tqdm import tqdm
 
     from kuhr_pipeline.estimate import estimate as estimate_spec
-    from kuhr_pipeline.identity.keys import read_signing_key
+    from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
     from kuhr_pipeline.source import open_source
 
     key = read_signing_key(settings.signing_key_file())
+    master_key = read_master_key(settings.pseudonym_key_file())  # the record keys of the cell key method
     scanned = open_source(settings.source_dir(str(source) if source else None))
     with tqdm(unit=" claims", unit_scale=True, desc="estimate", file=sys.stderr, disable=as_json) as bar:
         result = estimate_spec(
@@ -168,6 +169,7 @@ def estimate(spec: Path, source: Path | None, as_json: bool) -> None:
             scanned,
             settings.deliveries_dir(),
             key,
+            master_key,
             lambda stage, rows: bar.update(rows) if stage.startswith("pass") else None,
         )
     if result.draft:

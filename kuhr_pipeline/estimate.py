@@ -4,8 +4,10 @@ Person-level specs: pass 1 only — no pseudonyms, no claims; pass 1's row label
 numbers, no ids) go to a temporary file removed at once. Statistics specs: both passes and the
 cube, to count its cells and those primary suppression would hide, in a temporary folder sealed
 with a key made for the estimate alone (never the master key) and removed at once. What is shown
-is the masked attrition, as a delivery shows it, and counts of cells; the audit log records the
-estimate, since it reads the register.
+is the attrition with every person count perturbed by the cell key method
+(disclosure/cell_key.py), then masked and rounded to 5, so that answers to near questions do not
+add up to a small group; and counts of cells. The audit log records the estimate, since it reads
+the register, and limits how many an application gets a day.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline import clock
@@ -25,7 +28,9 @@ from kuhr_pipeline.cohort import find_cohort, select_cohort
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.windows import Progress
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, ESTIMATE, audit_records, record_estimate
+from kuhr_pipeline.disclosure.cell_key import CellKeys, RecordKeys, perturbed
 from kuhr_pipeline.disclosure.cube import build_cube
+from kuhr_pipeline.disclosure.masking import mask_count
 from kuhr_pipeline.disclosure.suppression import primary_cells
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.source.scan import Source
@@ -58,6 +63,7 @@ def estimate(
     source: Source,
     deliveries_root: Path,
     signing_key: Ed25519PrivateKey,
+    master_key: bytes,
     on_progress: Progress | None = None,
 ) -> Estimate:
     """Check the spec (a draft passes) and the day's limit, estimate, and record the estimate in
@@ -65,11 +71,12 @@ def estimate(
     loaded: LoadedSpec = load_spec(spec_path, draft=True)
     spec = loaded.spec
     require_estimates_left(deliveries_root, loaded.application_id, str(spec_path))
+    cell_keys = _CellKeysOfSteps(RecordKeys(master_key))
     if spec.statistics is None:
-        attrition = _pass_one(source, spec, on_progress)
-        result = Estimate(loaded.application_id, spec.approval.status == "draft", shown(attrition))
+        attrition = _pass_one(source, spec, on_progress, cell_keys)
+        result = Estimate(loaded.application_id, spec.approval.status == "draft", shown(attrition, cell_keys.keys))
     else:
-        result = _statistics(source, spec, on_progress)
+        result = _statistics(source, spec, on_progress, cell_keys)
     record_estimate(deliveries_root, signing_key, loaded.application_id, loaded.sha256, clock.now().isoformat())
     return result
 
@@ -110,29 +117,59 @@ def require_estimates_left(deliveries_root: Path, application_id: str, where: st
         )
 
 
-def _pass_one(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Attrition:
+class _CellKeysOfSteps:
+    """Handed each attrition step's persons as it is counted: keeps the step's cell key only."""
+
+    def __init__(self, record_keys: RecordKeys) -> None:
+        self._record_keys = record_keys
+        self._cells: CellKeys | None = None
+        self.keys: dict[str, float] = {}
+
+    def __call__(self, step: str, persons: np.ndarray) -> None:
+        if self._cells is None:  # the first step: every person in the period, hashed once
+            self._cells = CellKeys(self._record_keys, persons)
+        self.keys[step] = self._cells.of(persons)
+
+
+def _pass_one(
+    source: Source, spec: ApplicationSpec, on_progress: Progress | None, cell_keys: _CellKeysOfSteps
+) -> Attrition:
     with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
         staging = Staging.for_run(Path(folder), secrets.token_bytes(32), "estimate")
-        return find_cohort(source, spec, staging, on_progress).attrition
+        return find_cohort(source, spec, staging, on_progress, cell_keys).attrition
 
 
-def _statistics(source: Source, spec: ApplicationSpec, on_progress: Progress | None) -> Estimate:
+def _statistics(
+    source: Source, spec: ApplicationSpec, on_progress: Progress | None, cell_keys: _CellKeysOfSteps
+) -> Estimate:
     assert spec.statistics is not None
     key = secrets.token_bytes(32)  # the estimate's own: its pseudonyms match nothing, anywhere
     with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
         staging = Staging.for_run(Path(folder), key, "estimate")
-        claims = select_cohort(source, spec, key, staging, on_progress)
+        claims = select_cohort(source, spec, key, staging, on_progress, on_members=cell_keys)
         cube = build_cube(staging, claims.path, spec.plan.pairs)
         primary = primary_cells(cube, list(spec.statistics.measures), spec.statistics.min_cell)
     return Estimate(
         spec.application_id,
         spec.approval.status == "draft",
-        shown(claims.attrition),
+        shown(claims.attrition, cell_keys.keys),
         cells=cube.table.num_rows,
         primary=int(primary.sum()),
     )
 
 
-def shown(attrition: Attrition) -> list[dict[str, str]]:
-    """The attrition as a delivery shows it: every count masked (and rounded for statistics)."""
-    return [{k: v for k, v in row.items() if v is not None} for row in attrition.table().to_pylist()]
+ESTIMATE_ROUNDING = 5
+
+
+def shown(attrition: Attrition, cell_keys: dict[str, float]) -> list[dict[str, str]]:
+    """The attrition as an estimate shows it: each step's persons perturbed by its cell key, then
+    masked and rounded to 5; bills dropped for their ids (no persons to key) masked and rounded."""
+    rows = [
+        {"step": step, "persons": mask_count(perturbed(n, cell_keys[step]), attrition.threshold, ESTIMATE_ROUNDING)}
+        for step, n in attrition.steps
+    ]
+    rows += [
+        {"step": step, "bills": mask_count(count, attrition.threshold, ESTIMATE_ROUNDING)}
+        for step, count in attrition.dropped_rows()
+    ]
+    return rows

@@ -19,6 +19,7 @@ from kuhr_pipeline.cohort.select import (
     FoundCohort,
     GroupClaims,
     GroupFound,
+    Members,
     find_cohort_in,
     first_pass,
     gather_claims,
@@ -40,13 +41,14 @@ def select_cohort(
     staging: Staging,
     on_progress: Progress | None = None,
     per_year: bool = False,
+    on_members: Members | None = None,
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`.
     `per_year`: each pass reads the period a year at a time (what the fanned-out job does)."""
     source.require_sound_period(*reach(spec))
     try:
         groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year)]
-        found = find_cohort_in(spec, groups, staging)
+        found = find_cohort_in(spec, groups, staging, on_members)
         patients, practitioners = pseudonymisers(spec, master_key)
         parts = [second_pass(source, spec, found, g, patients, practitioners, staging, on_progress) for g in groups]
         return cohort_claims(found, parts, staging)
@@ -55,12 +57,16 @@ def select_cohort(
 
 
 def find_cohort(
-    source: Source, spec: ApplicationSpec, staging: Staging, on_progress: Progress | None = None
+    source: Source,
+    spec: ApplicationSpec,
+    staging: Staging,
+    on_progress: Progress | None = None,
+    on_members: Members | None = None,
 ) -> FoundCohort:
     """Pass 1 only (the estimate): the cohort and its attrition."""
     source.require_sound_period(*reach(spec))
     groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year=False)]
-    return find_cohort_in(spec, groups, staging)
+    return find_cohort_in(spec, groups, staging, on_members)
 
 
 def pseudonymisers(spec: ApplicationSpec, master_key: bytes) -> tuple[Pseudonymiser, Pseudonymiser | None]:

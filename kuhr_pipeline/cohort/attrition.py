@@ -28,13 +28,17 @@ class Attrition:
     def masked(self, count: int) -> str:
         return mask_count(count, self.threshold, self.rounding)
 
-    def table(self) -> pa.Table:
-        rows: list[tuple[str, str | None, str | None]] = [(step, self.masked(n), None) for step, n in self.steps]
-        rows += [
-            (f"bills dropped: {reason.label}", None, self.masked(self.dropped_claims.get(reason, 0)))
+    def dropped_rows(self) -> list[tuple[str, int]]:
+        """Bills dropped for their ids, a row per reason: its step name and the exact count."""
+        return [
+            (f"bills dropped: {reason.label}", self.dropped_claims.get(reason, 0))
             for reason in IdReason
             if reason != IdReason.VALID
         ]
+
+    def table(self) -> pa.Table:
+        rows: list[tuple[str, str | None, str | None]] = [(step, self.masked(n), None) for step, n in self.steps]
+        rows += [(step, None, self.masked(count)) for step, count in self.dropped_rows()]
         return pa.table(
             {
                 "step": pa.array([r[0] for r in rows], pa.string()),

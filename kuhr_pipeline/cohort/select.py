@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,8 +213,15 @@ def _write_sealed(staging: Staging, path: Path, table: pa.Table) -> Path:
     return path
 
 
-def find_cohort_in(spec: ApplicationSpec, groups: list[GroupFound], staging: Staging) -> FoundCohort:
-    """Merge the groups' pass 1 into the cohort: its persons (sealed), the attrition, their ages."""
+Members = Callable[[str, np.ndarray], None]  # an attrition step's name and its persons (id numbers)
+
+
+def find_cohort_in(
+    spec: ApplicationSpec, groups: list[GroupFound], staging: Staging, on_members: Members | None = None
+) -> FoundCohort:
+    """Merge the groups' pass 1 into the cohort: its persons (sealed), the attrition, their ages.
+    `on_members` (estimates: their cell keys) is handed each attrition step's persons, in memory
+    only, as the step is counted."""
     groups = sorted(groups, key=lambda found: found.group.index)
     firsts = merge_groups([staging.read(g.firsts) for g in groups])
     rules = IndexDateRules(
@@ -221,9 +229,12 @@ def find_cohort_in(spec: ApplicationSpec, groups: list[GroupFound], staging: Sta
         pa.concat_tables([staging.read(g.exclusions) for g in groups]),
         pa.concat_tables([staging.read(g.prior_entries) for g in groups]),
     )
-    cohort, ages, index_days, steps = _apply_person_criteria(firsts, rules)
+    in_period = "persons with a claim in the period"
+    if on_members is not None:
+        on_members(in_period, _persons_in_period(groups, staging))
+    cohort, ages, index_days, steps = _apply_person_criteria(firsts, rules, on_members)
     persons_in_period = _distinct_persons(groups, staging)
-    steps.insert(0, ("persons with a claim in the period", persons_in_period))
+    steps.insert(0, (in_period, persons_in_period))
     dropped = np.sum([g.dropped for g in groups], axis=0)
     dropped_claims: dict[IdReason, int] = {r: int(dropped[r]) for r in IdReason if r != IdReason.VALID}
     path = _write_sealed(
@@ -255,8 +266,12 @@ def _distinct_persons(groups: list[GroupFound], staging: Staging) -> int:
     return len(np.unique(np.concatenate([staging.read(g.persons).column("number").to_numpy() for g in groups])))
 
 
+def _persons_in_period(groups: list[GroupFound], staging: Staging) -> np.ndarray:
+    return np.unique(np.concatenate([staging.read(g.persons).column("number").to_numpy() for g in groups]))
+
+
 def _apply_person_criteria(
-    firsts: pa.Table, rules: IndexDateRules
+    firsts: pa.Table, rules: IndexDateRules, on_members: Members | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int]]]:
     """The person-level rules on each person's first entry claim (sorted by person), in the
     contract's order: the cohort's numbers (sorted), their ages and index days, and the
@@ -265,26 +280,31 @@ def _apply_person_criteria(
     persons = firsts.column("person").to_numpy()
     ages = pc.fill_null(firsts.column("pasient_alder"), -1).to_numpy()
     index_days = days_of(firsts.column("behandlingstidspunkt"))
+    steps: list[tuple[str, int]] = []
+
+    def step(name: str, keep: np.ndarray) -> None:
+        steps.append((name, int(keep.sum())))
+        if on_members is not None:
+            on_members(name, persons[keep])
+
+    step("with an entry claim", np.ones(len(persons), dtype=bool))
     keep = firsts.column("entry_claims").to_numpy() >= cohort_spec.min_entry_claims
-    steps = [
-        ("with an entry claim", len(persons)),
-        (f"with at least {cohort_spec.min_entry_claims} entry claims", int(keep.sum())),
-    ]
+    step(f"with at least {cohort_spec.min_entry_claims} entry claims", keep)
     if cohort_spec.washout_days:
         keep &= ~rules.washed_out(persons, index_days)
-        steps.append(("after washout", int(keep.sum())))
+        step("after washout", keep)
     if cohort_spec.age is not None:
         keep &= (ages >= cohort_spec.age.min) & (ages <= cohort_spec.age.max)
-    steps.append(("after age", int(keep.sum())))
+    step("after age", keep)
     if cohort_spec.sex is not None:
         keep &= np.isin(firsts.column("pasient_kjonn").to_numpy(), cohort_spec.sex)
-    steps.append(("after sex", int(keep.sum())))
+    step("after sex", keep)
     if cohort_spec.bostedskommuner is not None:
         keep &= codes_match(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
-    steps.append(("after kommune", int(keep.sum())))
+    step("after kommune", keep)
     if cohort_spec.exclude is not None:
         keep &= ~rules.excluded(persons, index_days)
-    steps.append(("after exclusion (the cohort)", int(keep.sum())))
+    step("after exclusion (the cohort)", keep)
     return persons[keep], ages[keep], index_days[keep], steps
 
 

@@ -8,7 +8,7 @@ import dagster as dg
 
 from kuhr_pipeline.cohort.attrition import ATTRITION_COLUMNS
 from kuhr_pipeline.defs.failures import plain_failures
-from kuhr_pipeline.defs.resources import KuhrPaths, SigningKey
+from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey, SigningKey
 from kuhr_pipeline.defs.tables import text_table
 from kuhr_pipeline.estimate import estimate
 from kuhr_pipeline.source import open_source
@@ -26,10 +26,18 @@ class EstimateConfig(dg.Config):
 )
 @plain_failures
 def estimate_cohort(
-    context: dg.OpExecutionContext, config: EstimateConfig, paths: KuhrPaths, signing_key: SigningKey
+    context: dg.OpExecutionContext,
+    config: EstimateConfig,
+    paths: KuhrPaths,
+    signing_key: SigningKey,
+    pseudonym_key: PseudonymKey,
 ) -> dg.Output[None]:
     result = estimate(
-        Path(config.spec_path), open_source(paths.source_dir()), paths.deliveries_dir(), signing_key.private_key()
+        Path(config.spec_path),
+        open_source(paths.source_dir()),
+        paths.deliveries_dir(),
+        signing_key.private_key(),
+        pseudonym_key.master_key(),
     )
     for line in result.lines():
         context.log.info(line)
