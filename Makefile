@@ -67,4 +67,4 @@ ui: keys sample
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:
-	rm -rf deliveries decrypted dagster_home/storage dagster_home/staging dagster_home/history dagster_home/schedules dagster_home/logs
+	rm -rf deliveries decrypted dagster_home/storage dagster_home/staging dagster_home/history dagster_home/schedules dagster_home/logs dagster_home/audit-heads

@@ -411,13 +411,21 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--log", "log_file", type=click.Path(path_type=Path), help="Default $KUHR_DELIVERIES/audit.jsonl.")
 @click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
-def audit_verify(log_file: Path | None, signer_pub: Path | None) -> None:
-    """Check every line's signature, the hash chain, and that lines and delivery folders match
-    (exit 0 intact, 1 not)."""
+@click.option("--expect-head", help="N:SHA256 — the log's line N must be the line with this SHA-256 (kept apart).")
+def audit_verify(log_file: Path | None, signer_pub: Path | None, expect_head: str | None) -> None:
+    """Check every line's signature, the hash chain, that lines and delivery folders match, that
+    each manifest names its line, and that the log still reaches its head (kept signed in
+    DAGSTER_HOME, and --expect-head): exit 0 intact, 1 not."""
     from kuhr_pipeline.delivery.audit import AUDIT_LOG, verify_audit
 
+    expected = None
+    if expect_head is not None:
+        number, _, line_sha = expect_head.partition(":")
+        if not number.isdigit() or len(line_sha) != 64:
+            raise click.UsageError("--expect-head: give N:SHA256 (a line number and its 64-hex SHA-256)")
+        expected = (int(number), line_sha.lower())
     log_file = log_file or settings.deliveries_dir() / AUDIT_LOG
-    problems = verify_audit(log_file, log_file.parent, _signer(signer_pub))  # type: ignore[arg-type]
+    problems = verify_audit(log_file, log_file.parent, _signer(signer_pub), expected)  # type: ignore[arg-type]
     if problems:
         _fail("audit log NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
     click.echo(f"intact: {log_file}")

@@ -185,3 +185,37 @@ def test_a_new_chain_is_refused_on_an_intact_log_and_never_adopts_a_copy(setup, 
         "prepared",
         "released",
     ]
+
+
+def test_a_log_shortened_at_its_end_is_caught(setup, capsys) -> None:
+    """Dropping the last lines verifies no more: with the folder left in place its manifest names
+    the missing line; with the folder moved away too, the head kept in DAGSTER_HOME (and one the
+    operator expects) says where the log ended."""
+    import hashlib
+    import shutil
+
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 0, err
+    pending = Path(out.strip())
+    manifest = json.loads((pending / "manifest.json").read_text())
+    log = setup["deliveries"] / "audit.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert manifest["audit"] == {"sequence": 1, "previous_sha256": "0" * 64}
+    assert json.loads(lines[0])["sequence"] == 1
+    first_line = lines[0].rstrip(b"\n")
+    head = f"1:{hashlib.sha256(first_line).hexdigest()}"
+    assert run_cli(["audit", "verify", "--expect-head", head], capsys)[0] == 0
+    run_cli(["estimate", setup["spec"], "--source", setup["source"]], capsys)  # a second line
+
+    log.write_bytes(lines[0])  # the estimate's line dropped
+    code, text = audit_verify(setup, capsys)
+    assert code == 1 and "line 2: is missing: the log ends at line 1" in text and "removed from its end" in text
+
+    shutil.move(pending, setup["deliveries"].parent / "moved-away")  # and the package with its line
+    log.write_bytes(b"")
+    code, text = audit_verify(setup, capsys)
+    assert code == 1 and "the log ends at line 0" in text
+    code, _, err = run_cli(["audit", "verify", "--expect-head", head], capsys)
+    assert code == 1 and "line 1: is missing" in err and "the expected head" in err
+    code, _, err = run_cli(["deliver", setup["spec"], "--source", setup["source"]], capsys)
+    assert code == 3 and "removed from its end" in err  # nothing is delivered on a shortened log

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from kuhr_pipeline import settings
 from kuhr_pipeline.delivery.folders import (
     pending_deliveries,
     pending_folder,
@@ -65,25 +67,85 @@ def _lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines() if path.exists() else []
 
 
-def append_audit(path: Path, record: dict[str, Any], key: Ed25519PrivateKey) -> None:
-    """Append one signed record, chained to the last line; locked so concurrent runs cannot interleave."""
+Link = Callable[[int, str], dict[str, Any]]  # (the line's sequence, the previous line's hash) → fields
+
+
+def append_audit(path: Path, record: dict[str, Any], key: Ed25519PrivateKey, link: Link | None = None) -> None:
+    """Append one signed record, chained to the last line; locked so concurrent runs cannot
+    interleave. `link` is called under the lock with the new line's sequence number and the
+    previous line's hash (a package's manifest names both) and returns fields for the line. The
+    log's new head is then kept apart, signed, in DAGSTER_HOME (`keep_head`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             lines = _lines(path)
+            sequence, previous = len(lines) + 1, hashlib.sha256(lines[-1]).hexdigest() if lines else GENESIS
             body = {
                 **record,
-                "prev_sha256": hashlib.sha256(lines[-1]).hexdigest() if lines else GENESIS,
+                **(link(sequence, previous) if link else {}),
+                "sequence": sequence,
+                "prev_sha256": previous,
                 "signer_key_fingerprint": public_fingerprint(key.public_key()),
             }
             signature = base64.b64encode(key.sign(_canonical(body))).decode("ascii")
-            line = json.dumps({**body, "signature": signature}, sort_keys=True, ensure_ascii=False)
-            f.write(line.encode("utf-8") + b"\n")
+            line = json.dumps({**body, "signature": signature}, sort_keys=True, ensure_ascii=False).encode("utf-8")
+            f.write(line + b"\n")
             f.flush()
             os.fsync(f.fileno())
+            keep_head(path, sequence, hashlib.sha256(line).hexdigest(), key)
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def head_file(log: Path) -> Path:
+    """Where the log's signed head is kept: in DAGSTER_HOME, apart from the deliveries folder, so
+    that dropping lines from the log's end (with their folders) is seen."""
+    name = hashlib.sha256(str(log.resolve()).encode("utf-8")).hexdigest()[:16]
+    return settings.dagster_home() / "audit-heads" / f"{name}.json"
+
+
+def keep_head(log: Path, sequence: int, line_sha256: str, key: Ed25519PrivateKey) -> None:
+    body = {"log": str(log.resolve()), "sequence": sequence, "line_sha256": line_sha256}
+    signed = {**body, "signature": base64.b64encode(key.sign(_canonical(body))).decode("ascii")}
+    target = head_file(log)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    aside = target.with_name(f".{target.name}.{os.getpid()}")
+    aside.write_text(json.dumps(signed, sort_keys=True) + "\n", encoding="utf-8")
+    aside.replace(target)
+
+
+def head_problems(
+    log: Path, lines: list[bytes], signer: Ed25519PublicKey, expected: tuple[int, str] | None
+) -> list[Problem]:
+    """The log against its head: the one kept in DAGSTER_HOME (when there is one, signed by the
+    signer), and the one the operator expects (`audit verify --expect-head N:SHA256`)."""
+    heads: list[tuple[str, int, str]] = []
+    kept = head_file(log)
+    if kept.is_file():
+        try:
+            head = json.loads(kept.read_text(encoding="utf-8"))
+            body = {k: v for k, v in head.items() if k != "signature"}
+            signer.verify(base64.b64decode(str(head.get("signature", "")), validate=True), _canonical(body))
+            heads.append((f"the head kept in {kept}", int(head["sequence"]), str(head["line_sha256"])))
+        except (ValueError, KeyError, TypeError, InvalidSignature):
+            return [Problem(str(kept), "(head)", "is not a head signed by this signer (edited)")]
+    if expected is not None:
+        heads.append(("the expected head", *expected))
+    problems = []
+    for what, sequence, line_sha in heads:
+        if sequence > len(lines):
+            problems.append(
+                Problem(
+                    str(log),
+                    f"line {sequence}",
+                    f"is missing: the log ends at line {len(lines)}, {what} names "
+                    f"line {sequence} (lines were removed from its end)",
+                )
+            )
+        elif hashlib.sha256(lines[sequence - 1]).hexdigest() != line_sha:
+            problems.append(Problem(str(log), f"line {sequence}", f"is not the line {what} names (rewritten)"))
+    return problems
 
 
 RAN_BY_VARIABLE = "KUHR_RAN_BY"
@@ -232,7 +294,18 @@ def ledgers(lines: list[AuditLine]) -> tuple[dict[tuple[str, str], Ledger], set[
     return found, accepted
 
 
-def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) -> list[Problem]:
+def _linked(manifest: Path, prepared: AuditLine) -> bool:
+    """A package's manifest names its `prepared` line: its sequence number and the hash of the
+    line before it (manifests made before the link have none, and pass)."""
+    link = json.loads(manifest.read_bytes()).get("audit")
+    if link is None:
+        return "sequence" not in prepared.record
+    return bool(link == {"sequence": prepared.number, "previous_sha256": prepared.record.get("prev_sha256")})
+
+
+def verify_audit(
+    path: Path, deliveries_root: Path, signer: Ed25519PublicKey, expected_head: tuple[int, str] | None = None
+) -> list[Problem]:
     """Everything wrong with the log and its ties to the delivery folders (empty: intact): a
     released package is in its released folder, a prepared one in `.pending`, a rejected one
     nowhere; every folder has its lines."""
@@ -251,6 +324,7 @@ def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) ->
             )
         ]
     lines, problems = read_audit(path, signer)
+    problems += head_problems(path, _lines(path), signer, expected_head)
     found, accepted = ledgers(lines)
     for (application_id, delivery_id), ledger in found.items():
         where = f"line {ledger.last.number}"
@@ -267,6 +341,10 @@ def verify_audit(path: Path, deliveries_root: Path, signer: Ed25519PublicKey) ->
             problems.append(Problem(str(path), where, f"its delivery folder {expected} is missing"))
         elif hashlib.sha256(manifest.read_bytes()).hexdigest() != ledger.manifest_sha256:
             problems.append(Problem(str(path), where, f"manifest_sha256 does not match {manifest}"))
+        elif ledger.prepared is not None and not _linked(manifest, ledger.prepared):
+            problems.append(
+                Problem(str(manifest), "audit", f"does not name its prepared line {ledger.prepared.number}")
+            )
     for folder in folders:
         key = (folder.parent.name, folder.name)
         if key not in accepted and (key not in found or found[key].state != RELEASED):

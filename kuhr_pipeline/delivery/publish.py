@@ -25,14 +25,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kuhr_pipeline import __version__, clock
 from kuhr_pipeline.application.model import ApplicationSpec
-from kuhr_pipeline.delivery.audit import AUDIT_LOG, DELIVERY, PREPARED, append_audit, ran_by
+from kuhr_pipeline.delivery.audit import AUDIT_LOG, DELIVERY, PREPARED, Link, append_audit, ran_by
 from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
 from kuhr_pipeline.delivery.documents import approval_of, codebook, readme
 from kuhr_pipeline.delivery.folders import new_delivery_id, pending_folder, spec_archive
 from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
-from kuhr_pipeline.errors import DeliveryError
+from kuhr_pipeline.errors import DeliveryError, Problem
 from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.sealed import SealedWriter
 from kuhr_pipeline.staging import Staging, remove_staging
@@ -134,9 +134,6 @@ def publish_delivery(
         files = _encrypt_data(contents, stage, staging, scratch, report)
         files += _describe(contents, stage, delivery_id, files)
         manifest = _manifest(contents, delivery_id, files, signing_key.public_key())
-        data = manifest_bytes(manifest)
-        (stage / MANIFEST).write_bytes(data)
-        (stage / SIGNATURE).write_bytes(sign(data, signing_key))
         for path in [*stage.rglob("*"), stage]:
             if not contents.synthetic:
                 path.chmod(0o700 if path.is_dir() else 0o600)  # pending: for the service user only
@@ -145,22 +142,44 @@ def publish_delivery(
         shutil.rmtree(stage, ignore_errors=True)
         release_lock(stage, lock)
         if isinstance(exc, OSError):
-            raise DeliveryError.single(
-                str(app_dir),
-                "KUHR_DELIVERIES",
-                f"writing the delivery failed ({exc.strerror})",
-                "free space or fix permissions, then run again; nothing was published",
-            ) from None
+            raise _write_failed(app_dir, exc) from None
         raise
     finally:
         remove_staging(scratch.folder)
-    manifest_sha = hashlib.sha256(data).hexdigest()
-    record = audit_record(contents, manifest, manifest_sha)
+    sealed: dict[str, str] = {}
+
+    def seal(sequence: int, previous: str) -> dict[str, Any]:
+        """Under the log's lock: the manifest names its line (sequence, the previous line's hash),
+        is signed and written; the line gets the manifest's hash."""
+        data = manifest_bytes({**manifest, "audit": {"sequence": sequence, "previous_sha256": previous}})
+        try:
+            for name, content in ((MANIFEST, data), (SIGNATURE, sign(data, signing_key))):
+                (stage / name).write_bytes(content)
+                if not contents.synthetic:
+                    (stage / name).chmod(0o600)
+                _fsync(stage / name)
+            _fsync(stage)
+        except OSError as exc:
+            raise _write_failed(app_dir, exc) from None
+        sealed["sha256"] = hashlib.sha256(data).hexdigest()
+        return {"manifest_sha256": sealed["sha256"]}
+
     _archive_spec(contents, deliveries_root)
     # A dummy (synthetic persons, its own folder and log) needs no review: it is made in place.
     target = app_dir / delivery_id if contents.synthetic else pending_folder(deliveries_root, app_dir.name, delivery_id)
-    _commit(stage, target, lock, deliveries_root, signing_key, record, still_wanted)
-    return PublishedDelivery(target, delivery_id, manifest_sha, len(files))
+    _commit(stage, target, lock, deliveries_root, signing_key, audit_record(contents, manifest), still_wanted, seal)
+    return PublishedDelivery(target, delivery_id, sealed["sha256"], len(files))
+
+
+def _write_failed(app_dir: Path, exc: OSError) -> DeliveryError:
+    return DeliveryError(
+        Problem(
+            str(app_dir),
+            "KUHR_DELIVERIES",
+            f"writing the delivery failed ({exc.strerror})",
+            "free space or fix permissions, then run again; nothing was published",
+        )
+    )
 
 
 def _archive_spec(contents: DeliveryContents, root: Path) -> None:
@@ -270,8 +289,9 @@ def _manifest(
     }
 
 
-def audit_record(contents: DeliveryContents, manifest: dict[str, Any], manifest_sha: str) -> dict[str, Any]:
-    """The `prepared` line: the package and its provenance (who, how started, which approval)."""
+def audit_record(contents: DeliveryContents, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The `prepared` line: the package and its provenance (who, how started, which approval);
+    its manifest's hash is added under the log's lock (`seal`)."""
     made = contents.provenance
     approval = contents.spec.approval
     return {
@@ -280,7 +300,6 @@ def audit_record(contents: DeliveryContents, manifest: dict[str, Any], manifest_
         "delivery_id": manifest["delivery_id"],
         "time": manifest["created_at"],
         "spec_sha256": contents.spec_sha256,
-        "manifest_sha256": manifest_sha,
         "recipients": manifest["recipients"],
         "ran_by": made.ran_by if made else ran_by(),
         "run_id": made.run_id if made else None,
@@ -298,6 +317,7 @@ def _commit(
     signing_key: Ed25519PrivateKey,
     record: dict[str, Any],
     still_wanted: Callable[[], bool],
+    seal: Link,
 ) -> None:
     """The signed `prepared` line, then the rename into `.pending`: the line is the commit point.
     A kill between the two leaves a line and a whole staging folder, which the next run renames
@@ -311,7 +331,7 @@ def _commit(
                     "was stopped before its commit; nothing was published",
                     "deliver again when the delivery is wanted",
                 )
-            append_audit(root / AUDIT_LOG, record, signing_key)
+            append_audit(root / AUDIT_LOG, record, signing_key, seal)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)  # no line: nothing was delivered
             release_lock(stage, lock)
