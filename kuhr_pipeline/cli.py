@@ -18,6 +18,7 @@ import click
 
 from kuhr_pipeline import __version__, settings
 from kuhr_pipeline.errors import KeyFileError, KuhrError, SignerKeyError
+from kuhr_pipeline.report import SMALL_COHORT_ADVICE
 
 
 def _fail(message: str, code: int) -> None:
@@ -135,6 +136,8 @@ def deliver(
         executor=executor,
     )
     click.echo(json.dumps(delivered.as_json(), sort_keys=True) if as_json else str(delivered.path))
+    if delivered.persons.startswith("<") and not quiet:
+        click.echo(f"advisory: {SMALL_COHORT_ADVICE.format(persons=delivered.persons)}", err=True)
     if not quiet and not as_json:
         click.echo(
             f"prepared, not yet released: a registered reviewer other than the preparer releases it with "

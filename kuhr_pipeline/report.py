@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import re
 
+SMALL_COHORT_ADVICE = (
+    "the cohort has {persons} persons: a person-level delivery this small is legal but rarely "
+    "meant; check the spec before a reviewer releases it"
+)
+
 
 def months_by_year(counts: dict[str, str]) -> list[dict[str, str]]:
     """Counts keyed `YYYY-MM` as one row per year and a column per month: a page, not 72 lines."""

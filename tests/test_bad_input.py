@@ -50,8 +50,9 @@ def _deliver(apps: Path, source: Path, capsys, changes: dict | None = None) -> t
 
 
 def _no_delivery(keys_env: dict[str, Path]) -> bool:
+    """No package of BAD-1, prepared or released."""
     folder = keys_env["deliveries"] / "BAD-1"
-    return not folder.exists() or not [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return not folder.exists() or not [*folder.glob("2*"), *folder.glob(".pending/2*")]
 
 
 # --- the leak guard -----------------------------------------------------------------------------

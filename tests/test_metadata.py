@@ -88,3 +88,24 @@ def test_a_statistics_run_shows_rounded_counts_only(tmp_path, keys_env, capsys) 
     row_count = metadata.get("dagster/row_count")
     assert row_count is None or int(str(row_count.value)) % 5 == 0  # never the exact count beside a rounded one
     assert re.fullmatch(r"\d+", str(claims))
+
+
+def test_a_cohort_below_the_threshold_gets_an_advisory(tmp_path, keys_env, capsys) -> None:
+    from tests.conftest import make_recipient
+    from tests.helpers import person_id, write_source
+
+    rows = [
+        {"pasient_fnr": person_id(k), "when": f"2020-0{k}-10T10:00:00", "diagnosekoder": ["R74"]}
+        for k in range(1, 4)
+    ]
+    source = write_source(tmp_path / "source", rows)
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    make_recipient(apps, "recipient")
+    spec = write_spec(apps, {"application_id": "TINY-1", "period": {"from": "2020-01-01", "to": "2020-12-31"}})
+    code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 0, err
+    assert "advisory: the cohort has <5 persons: a person-level delivery this small is legal but rarely meant" in err
+    with dg.DagsterInstance.get() as instance:
+        (record,) = instance.fetch_materializations(dg.AssetKey("delivery"), limit=1).records
+    assert "rarely meant" in str(record.asset_materialization.metadata["advisory"].value)

@@ -22,6 +22,7 @@ from kuhr_pipeline.delivery.package import assemble_and_publish
 from kuhr_pipeline.delivery.publish import Provenance, PublishedDelivery
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.extract.build import ExtractFiles
+from kuhr_pipeline.report import SMALL_COHORT_ADVICE
 from kuhr_pipeline.staging import remove_staging
 
 
@@ -80,8 +81,16 @@ def publish(
         provenance=made_by,
     )
     remove_staging(staging.folder)  # a failed run's: sensors.staging_cleanup
+    small = cohort.persons < cohort.attrition.threshold
+    if small:
+        context.log.warning(SMALL_COHORT_ADVICE.format(persons=cohort.attrition.masked(cohort.persons)))
     context.add_output_metadata(
         {
+            **(
+                {"advisory": SMALL_COHORT_ADVICE.format(persons=cohort.attrition.masked(cohort.persons))}
+                if small
+                else {}
+            ),
             "delivery_folder": dg.MetadataValue.path(str(published.path)),
             "delivery_id": published.delivery_id,
             "state": "prepared: waiting for a reviewer's release",

@@ -164,10 +164,10 @@ def publish_delivery(
         sealed["sha256"] = hashlib.sha256(data).hexdigest()
         return {"manifest_sha256": sealed["sha256"]}
 
-    _archive_spec(contents, deliveries_root)
     # A dummy (synthetic persons, its own folder and log) needs no review: it is made in place.
     target = app_dir / delivery_id if contents.synthetic else pending_folder(deliveries_root, app_dir.name, delivery_id)
     _commit(stage, target, lock, deliveries_root, signing_key, audit_record(contents, manifest), still_wanted, seal)
+    _archive_spec(contents, deliveries_root)
     return PublishedDelivery(target, delivery_id, sealed["sha256"], len(files))
 
 
