@@ -64,6 +64,13 @@ def _no_delivery(keys_env: dict[str, Path]) -> bool:
         ("avvisningsgrunn", "pasient {a} {b} ukjent"),
         ("avvisningsgrunn", "duplikat av {a}-{b}"),
         ("behandler_spesialitet", "{d}.{m}.{y} {b}"),
+        ("avvisningsgrunn", "{d}.{m}.19{y} {b}"),
+        ("avvisningsgrunn", "{a}\u2013{b}"),
+        ("avvisningsgrunn", "{a}\u00a0{b}"),
+        ("avvisningsgrunn", "{a} -- {b}"),
+        ("avvisningsgrunn", "{a}_{b}"),
+        ("avvisningsgrunn", "{a}:{b}"),
+        ("avvisningsgrunn", "fnr {d}{m}19{y} {b}"),
     ],
 )
 def test_an_id_written_with_separators_is_not_delivered(apps, keys_env, tmp_path, capsys, column, written) -> None:
@@ -80,6 +87,10 @@ def test_an_id_written_with_separators_is_not_delivered(apps, keys_env, tmp_path
     assert f"expect_column_values_to_hold_no_fodselsnummer on {column}" in err
     assert victim not in out + err and a not in out + err
     assert _no_delivery(keys_env)
+    from tests.leakscan import leaked
+
+    stored = b"".join(p.read_bytes() for p in keys_env["home"].rglob("*") if p.is_file())
+    assert text.encode("utf-8") not in stored and leaked({victim}, [keys_env["home"]]) == set()
 
 
 def test_the_leak_guard_sees_no_id_in_ordinary_values(tmp_path) -> None:

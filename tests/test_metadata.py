@@ -95,8 +95,7 @@ def test_a_cohort_below_the_threshold_gets_an_advisory(tmp_path, keys_env, capsy
     from tests.helpers import person_id, write_source
 
     rows = [
-        {"pasient_fnr": person_id(k), "when": f"2020-0{k}-10T10:00:00", "diagnosekoder": ["R74"]}
-        for k in range(1, 4)
+        {"pasient_fnr": person_id(k), "when": f"2020-0{k}-10T10:00:00", "diagnosekoder": ["R74"]} for k in range(1, 4)
     ]
     source = write_source(tmp_path / "source", rows)
     apps = tmp_path / "apps"
