@@ -1,0 +1,38 @@
+"""Each disclosure rule's constant and comparison, pinned: a test here fails when an edge moves
+(the small-count threshold, the rounding base, the dominance share, the statistics' min_cell
+floor, the estimate's rounding, the audit chain's first link)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from kuhr_pipeline.application.rules import MIN_CELL_FLOOR
+from kuhr_pipeline.delivery.audit import GENESIS, append_audit
+from kuhr_pipeline.disclosure import suppression
+from kuhr_pipeline.disclosure.masking import SMALL_COUNT_THRESHOLD, mask_count
+from kuhr_pipeline.estimate import ESTIMATE_ROUNDING
+
+
+def test_the_small_count_threshold_and_the_rounding_base() -> None:
+    assert SMALL_COUNT_THRESHOLD == 5 and ESTIMATE_ROUNDING == 5 and MIN_CELL_FLOOR == 3
+    assert [mask_count(n) for n in (0, 1, 4, 5, 6)] == ["0", "<5", "<5", "5", "6"]
+    assert [mask_count(n, 5, 5) for n in (0, 4, 5, 7, 8, 12, 13)] == ["0", "<5", "5", "5", "10", "10", "15"]
+    assert [mask_count(n, 10, 5) for n in (9, 10)] == ["<10", "10"]
+
+
+def test_the_dominance_share_is_more_than_85_percent() -> None:
+    assert suppression.DOMINANCE_SHARE == 0.85
+    table = pa.table({"sum_egenandel": [100.0, 100.0, 0.0], "top_egenandel": [85.0, 85.01, 0.0]})
+    assert suppression._dominated(["at", "above", "zero"], table, "sum_egenandel") == ["above"]
+
+
+def test_the_audit_chain_starts_at_64_zeros(tmp_path, keys_env) -> None:
+    from kuhr_pipeline.identity.keys import read_signing_key
+
+    assert GENESIS == "0" * 64
+    log = tmp_path / "audit.jsonl"
+    append_audit(log, {"event": "estimate"}, read_signing_key(keys_env["signing"]))
+    (line,) = [json.loads(x) for x in log.read_text().splitlines()]
+    assert line["prev_sha256"] == GENESIS and line["sequence"] == 1
