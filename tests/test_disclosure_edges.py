@@ -36,3 +36,39 @@ def test_the_audit_chain_starts_at_64_zeros(tmp_path, keys_env) -> None:
     append_audit(log, {"event": "estimate"}, read_signing_key(keys_env["signing"]))
     (line,) = [json.loads(x) for x in log.read_text().splitlines()]
     assert line["prev_sha256"] == GENESIS and line["sequence"] == 1
+
+
+def test_a_statistics_deliverys_bills_dropped_are_rounded_to_5() -> None:
+    from kuhr_pipeline.cohort.attrition import Attrition
+    from kuhr_pipeline.identity.fodselsnummer import IdReason
+
+    steps, dropped = [("persons with a claim in the period", 1002)], {IdReason.MISSING: 7, IdReason.MALFORMED: 3}
+    statistics = Attrition(steps, dropped, threshold=5, rounding=5).table().to_pylist()
+    person_level = Attrition(steps, dropped, threshold=5, rounding=1).table().to_pylist()
+    bills = {row["step"]: row["bills"] for row in statistics if row["bills"] is not None}
+    assert (
+        bills["bills dropped: missing fødselsnummer"] == "5" and bills["bills dropped: malformed fødselsnummer"] == "<5"
+    )
+    assert statistics[0]["persons"] == "1000" and person_level[0]["persons"] == "1002"
+    assert {row["step"]: row["bills"] for row in person_level}["bills dropped: missing fødselsnummer"] == "7"
+
+
+def test_the_first_lines_link_is_checked(tmp_path, keys_env) -> None:
+    """A first line signed by the key but chained to something other than 64 zeros (a log that
+    lost its beginning) does not verify."""
+    import base64
+    import hashlib
+
+    from kuhr_pipeline.delivery.audit import _canonical, read_audit
+    from kuhr_pipeline.identity.keys import read_signing_key
+
+    key = read_signing_key(keys_env["signing"])
+    log = tmp_path / "audit.jsonl"
+    append_audit(log, {"event": "estimate"}, key)
+    assert read_audit(log, key.public_key())[1] == []
+    record = json.loads(log.read_text())
+    body = {k: v for k, v in record.items() if k != "signature"} | {"prev_sha256": hashlib.sha256(b"x").hexdigest()}
+    signature = base64.b64encode(key.sign(_canonical(body))).decode()
+    log.write_text(json.dumps({**body, "signature": signature}) + "\n")
+    (problem,) = read_audit(log, key.public_key())[1]
+    assert problem.field == "line 1" and "does not chain" in problem.problem
