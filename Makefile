@@ -14,7 +14,7 @@ export KUHR_REVIEWERS ?= $(CURDIR)/keys/reviewers
 DEMO_REVIEWER := keys/demo-reviewer.key
 export DAGSTER_DG_UPDATE_CHECK_ENABLED := 0
 
-.PHONY: demo test lint typecheck pytest browser keys sample ui clean
+.PHONY: demo test lint typecheck pytest browser keys sample ui clean mutants
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,3 +68,11 @@ ui: keys sample
 
 clean:
 	rm -rf deliveries decrypted dagster_home/storage dagster_home/staging dagster_home/history dagster_home/schedules dagster_home/logs dagster_home/audit-heads
+
+# Mutation testing of the rule modules ([tool.mutmut] in pyproject.toml; dev/MUTATION.md). Not CI's:
+# a few minutes on two cores.
+mutants: $(BIN)/.installed
+	$(BIN)/pip install --quiet "mutmut>=3.8,<4"
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python dev/mutation_summary.py

@@ -72,3 +72,14 @@ def test_the_first_lines_link_is_checked(tmp_path, keys_env) -> None:
     log.write_text(json.dumps({**body, "signature": signature}) + "\n")
     (problem,) = read_audit(log, key.public_key())[1]
     assert problem.field == "line 1" and "does not chain" in problem.problem
+
+
+def test_the_threshold_and_rounding_of_a_spec() -> None:
+    from types import SimpleNamespace
+
+    from kuhr_pipeline.disclosure.masking import count_rounding, small_count_threshold
+
+    person_level = SimpleNamespace(data_level="pseudonymised", statistics=None)
+    small, large = (SimpleNamespace(data_level="statistics", statistics=SimpleNamespace(min_cell=n)) for n in (3, 10))
+    assert [small_count_threshold(s) for s in (person_level, small, large)] == [5, 5, 10]  # type: ignore[arg-type]
+    assert [count_rounding(s) for s in (person_level, small)] == [1, 5]  # type: ignore[arg-type]

@@ -108,3 +108,18 @@ def test_answers_one_person_apart_do_not_give_that_person_away(draft, keys_env, 
         for step in set(a) & set(b):
             if a[step] and b[step] and "<" not in a[step] + b[step]:
                 assert (int(a[step]) - int(b[step])) % 5 == 0
+
+
+def test_record_and_cell_keys_are_the_documented_ones() -> None:
+    from kuhr_pipeline.disclosure.cell_key import CellKeys, RecordKeys
+
+    master = bytes(range(32))
+    numbers = np.array([1028010008, 31128010077, 5], dtype=np.int64)
+    record = RecordKeys(master)
+    expected = [_record_key(master, int(n)) for n in numbers]
+    assert record.of(numbers).tolist() == expected and all(0 <= k < 1 for k in expected)
+    assert "key hidden" in repr(record) and master.hex() not in repr(record)
+    cells = CellKeys(record, numbers[::-1])
+    subset = numbers[[0, 2]]
+    assert cells.of(subset) == pytest.approx(float(np.modf(expected[0] + expected[2])[0]), abs=1e-12)
+    assert cells.of(numbers[:0]) == 0.0

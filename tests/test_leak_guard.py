@@ -90,3 +90,27 @@ def test_generated_separators_and_digit_scripts_are_found(data: st.DataObject) -
             text += "".join(data.draw(st.lists(SEPARATORS, min_size=1, max_size=2)))
     prefix = data.draw(st.sampled_from(["", "fnr ", "se ", "pasient: "]))
     assert text_holds_fodselsnummer(prefix + text), repr(text)
+
+
+def test_invisible_characters_are_dropped_before_separators_are_counted() -> None:
+    """Six zero-width spaces are six separators (more than MAX_SEPARATORS) unless dropped first."""
+    assert text_holds_fodselsnummer(f"{DATE}{chr(0x200B) * (MAX_SEPARATORS + 1)}{PERSONAL}")
+    assert text_holds_fodselsnummer(f"{DATE}{chr(0x00AD) * (MAX_SEPARATORS + 1)}{PERSONAL}")  # soft hyphens
+
+
+def test_every_chain_of_a_text_is_read() -> None:
+    assert text_holds_fodselsnummer(f"{DATE} {PERSONAL} kl 12345678901")
+    assert text_holds_fodselsnummer(f"ref 12345678901, {DATE} {PERSONAL}")
+    assert text_holds_fodselsnummer(f"ref 12345678901, 01.02.1980 {PERSONAL}")
+
+
+def test_the_guard_reads_any_column_type() -> None:
+    other = fnr("311280100")  # no leading zero: survives as an integer
+    assert holds_fodselsnummer(pa.chunked_array([["x"], [f"a {DATE}-{PERSONAL}", None]])).tolist() == [
+        False,
+        True,
+        False,
+    ]
+    assert holds_fodselsnummer(pa.array(["x", ID], pa.large_string())).tolist() == [False, True]
+    assert holds_fodselsnummer(pa.array([int(other), 12345], pa.int64())).tolist() == [True, False]
+    assert holds_fodselsnummer(pa.array([], pa.string())).dtype == bool
