@@ -36,6 +36,8 @@ from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.staging import Staging
 
+COUNTS_ARE = "counts perturbed by the cell key method, masked below the threshold and rounded to 5"
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -46,11 +48,11 @@ class Estimate:
     primary: int | None = None  # statistics: cells primary suppression would hide
 
     def as_json(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {**{k: v for k, v in asdict(self).items() if v is not None}, "counts": COUNTS_ARE}
 
     def lines(self) -> list[str]:
         """The estimate in words, a line per attrition step (and the table's size)."""
-        out = [f"{self.application_id}: estimated cohort{' of a draft' if self.draft else ''} (counts masked)"]
+        out = [f"{self.application_id}: estimated cohort{' of a draft' if self.draft else ''} ({COUNTS_ARE})"]
         for row in self.attrition:
             out.append(f"  {row['step']}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "step"))
         if self.cells is not None:

@@ -72,6 +72,7 @@ def test_each_count_is_the_cell_key_methods_and_the_same_question_gets_the_same_
     code, out, err = run_cli(["estimate", spec, "--source", source, "--json"], capsys)
     assert code == 0, err
     first = json.loads(out)
+    assert first["counts"] == "counts perturbed by the cell key method, masked below the threshold and rounded to 5"
     master = read_master_key(keys_env["master"])
     for row in first["attrition"]:
         if "persons" not in row:
@@ -87,15 +88,17 @@ def test_each_count_is_the_cell_key_methods_and_the_same_question_gets_the_same_
 
 
 def test_answers_one_person_apart_do_not_give_that_person_away(draft, keys_env, capsys) -> None:
-    """Age bounds one year apart, and the period's end moved day by day (the bisection that once
-    found a person's first claim date): every shown count is a multiple of 5 or <5, so no
-    difference of two answers is a small group's count."""
+    """Age bounds one year apart, the period's end moved day by day (the bisection that once
+    found a person's first claim date), one kommune more: every shown count is a multiple of 5 or
+    <5, so no difference of two answers is a small group's count."""
     source, spec = draft
     answers = []
     for changes in (
         {"cohort.age": {"min": 18, "max": 88}},
         {"cohort.age": {"min": 18, "max": 87}},
         *({"period.to": f"2020-06-{day:02d}"} for day in (10, 11, 12, 13)),
+        {"cohort.bostedskommuner": ["03*"]},
+        {"cohort.bostedskommuner": ["03*", "1103"]},  # one kommune more
     ):
         spec = write_spec(spec.parent, {"application_id": "EST-1", "approval.status": "draft", **changes}, "EST-1.yaml")
         code, out, err = run_cli(["estimate", spec, "--source", source, "--json"], capsys)
