@@ -264,3 +264,12 @@ def test_history_filters_and_an_unknown_application(setup, capsys) -> None:
     assert code == 1 and "has no line" in err
     text = run_cli(["history", APP], capsys)[1]
     assert "released" in text and "reviewed by anna" in text and "by preparer (cli)" in text and "to Recipient" in text
+
+
+def test_a_reviewer_cannot_lower_the_reviews_the_deployment_required(setup, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("KUHR_REQUIRED_REVIEWS", "2")
+    pending = Path(prepare(setup, capsys)["path"])
+    monkeypatch.setenv("KUHR_REQUIRED_REVIEWS", "1")  # the reviewer's own shell
+    code, out, err = release(pending, setup["anna"], capsys)
+    assert code == 0 and "1 of 2 reviews" in out, err
+    assert pending.is_dir()

@@ -32,6 +32,7 @@ from kuhr_pipeline.delivery.documents import approval_of, codebook, readme
 from kuhr_pipeline.delivery.folders import new_delivery_id, pending_folder, spec_archive
 from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
+from kuhr_pipeline.delivery.reviewers import required_reviews
 from kuhr_pipeline.errors import DeliveryError, Problem
 from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.sealed import SealedWriter
@@ -306,6 +307,7 @@ def audit_record(contents: DeliveryContents, manifest: dict[str, Any]) -> dict[s
         "trigger": made.trigger if made else None,
         "decision_id": approval.decision_id,
         "approved_by": approval.approved_by,
+        "required_reviews": required_reviews(),  # the deployment's, as it was when prepared
     }
 
 

@@ -175,8 +175,9 @@ def release(
     }
     review["signature"] = sign_release(key, review)
     reviews = [*_reviewers_so_far(ledger), review]
-    published = len(reviews) >= required
     prepared = ledger.prepared.record if ledger.prepared else {}
+    required = max(required, int(prepared.get("required_reviews") or 1))  # never fewer than when prepared
+    published = len(reviews) >= required
     append_audit(
         root / AUDIT_LOG,
         {
