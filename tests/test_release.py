@@ -273,3 +273,25 @@ def test_a_reviewer_cannot_lower_the_reviews_the_deployment_required(setup, caps
     code, out, err = release(pending, setup["anna"], capsys)
     assert code == 0 and "1 of 2 reviews" in out, err
     assert pending.is_dir()
+
+
+def test_two_reviewers_at_once_never_both_count_on_a_stale_log(setup, capsys, monkeypatch) -> None:
+    """Another line joins the log between a release's checks and its line (a second reviewer at
+    the same moment): the release is refused and writes nothing; run again, it goes through."""
+    from kuhr_pipeline.delivery import release as releasing
+    from kuhr_pipeline.delivery.audit import record_estimate
+    from kuhr_pipeline.identity.keys import read_signing_key
+
+    pending = Path(prepare(setup, capsys)["path"])
+    checked = releasing._require_spec_still_approved
+
+    def meanwhile(*args, **kwargs):
+        checked(*args, **kwargs)
+        record_estimate(setup["deliveries"], read_signing_key(setup["signing"]), APP, "0" * 64, "now")
+
+    monkeypatch.setattr(releasing, "_require_spec_still_approved", meanwhile)
+    code, _, err = release(pending, setup["anna"], capsys)
+    assert code == 2 and "the audit log changed while this was checked" in err
+    assert audit_events(setup) == ["prepared", "estimate"] and pending.is_dir()
+    monkeypatch.setattr(releasing, "_require_spec_still_approved", checked)
+    assert release(pending, setup["anna"], capsys)[0] == 0

@@ -13,13 +13,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from kuhr_pipeline.delivery.audit import AUDIT_LOG, RELEASED, AuditLine, Ledger, audit_records, ledgers
+from kuhr_pipeline.delivery.audit import AUDIT_LOG, AuditLine, Ledger, audit_records, ledgers
 from kuhr_pipeline.delivery.folders import pending_folder, released_folder
 from kuhr_pipeline.delivery.manifest import MANIFEST
 from kuhr_pipeline.errors import KuhrError, Problem
 
 AGAIN_TAG = "kuhr/again"  # a run tag: "true" prepares an unchanged spec once more, on purpose
-STATES = ("prepared", "released", "rejected")
 
 
 class AlreadyDelivered(KuhrError):
@@ -75,10 +74,6 @@ def deliveries_of(deliveries_root: Path, application_id: str | None = None) -> l
         if application_id is None or app == application_id
     ]
     return sorted(entries, key=lambda e: (str(e["time"]), e["delivery_id"]))
-
-
-def released_of(deliveries_root: Path, application_id: str | None = None) -> list[dict[str, Any]]:
-    return [e for e in deliveries_of(deliveries_root, application_id) if e["state"] == RELEASED]
 
 
 def filtered(

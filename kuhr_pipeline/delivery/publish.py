@@ -29,6 +29,7 @@ from kuhr_pipeline.delivery.audit import AUDIT_LOG, DELIVERY, PREPARED, Link, ap
 from kuhr_pipeline.delivery.commit import STAGING_PREFIX, hold_lock, make_ready, release_lock
 from kuhr_pipeline.delivery.crypt import encrypt_file, ephemeral_writer_key
 from kuhr_pipeline.delivery.documents import approval_of, codebook, readme
+from kuhr_pipeline.delivery.durable import fsync_path
 from kuhr_pipeline.delivery.folders import new_delivery_id, pending_folder, spec_archive
 from kuhr_pipeline.delivery.hashing import fingerprint, sha256_file
 from kuhr_pipeline.delivery.manifest import MANIFEST, SIGNATURE, manifest_bytes, public_fingerprint, sign
@@ -78,14 +79,6 @@ class PublishedDelivery:
     delivery_id: str
     manifest_sha256: str
     files: int
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _as_csv(staging: Staging, table_path: Path, out: Path) -> None:
@@ -138,7 +131,7 @@ def publish_delivery(
         for path in [*stage.rglob("*"), stage]:
             if not contents.synthetic:
                 path.chmod(0o700 if path.is_dir() else 0o600)  # pending: for the service user only
-            _fsync(path)
+            fsync_path(path)
     except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
         release_lock(stage, lock)
@@ -158,8 +151,8 @@ def publish_delivery(
                 (stage / name).write_bytes(content)
                 if not contents.synthetic:
                     (stage / name).chmod(0o600)
-                _fsync(stage / name)
-            _fsync(stage)
+                fsync_path(stage / name)
+            fsync_path(stage)
         except OSError as exc:
             raise _write_failed(app_dir, exc) from None
         sealed["sha256"] = hashlib.sha256(data).hexdigest()
@@ -342,6 +335,6 @@ def _commit(
             fault_point("after-audit-line")
             target.parent.mkdir(mode=0o700, exist_ok=True)
             stage.rename(target)
-            _fsync(target.parent)
+            fsync_path(target.parent)
         finally:
             release_lock(stage, lock)

@@ -10,7 +10,6 @@ process dies between the two.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import date
@@ -29,10 +28,12 @@ from kuhr_pipeline.delivery.audit import (
     RELEASED,
     AuditLogError,
     Ledger,
+    Link,
     append_audit,
     ledgers,
     read_audit,
 )
+from kuhr_pipeline.delivery.durable import fsync_path
 from kuhr_pipeline.delivery.folders import PENDING, pending_folder, released_folder
 from kuhr_pipeline.delivery.manifest import MANIFEST
 from kuhr_pipeline.delivery.reviewers import (
@@ -90,7 +91,12 @@ def pending_target(target: str, root: Path) -> tuple[str, str]:
     return require_application_id(application_id, target), delivery_id
 
 
-def _ledger(root: Path, signer: Ed25519PrivateKey, application_id: str, delivery_id: str, where: str) -> Ledger:
+def _ledger(
+    root: Path, signer: Ed25519PrivateKey, application_id: str, delivery_id: str, where: str
+) -> tuple[Ledger, Link]:
+    """The package's ledger, and a check for the line that decides it: made under the log's lock,
+    it refuses when any line was added since the ledger was read (two reviewers at once), so that
+    every check above holds for the log the line joins."""
     log = root / AUDIT_LOG
     lines, problems = read_audit(log, signer.public_key())
     if problems:
@@ -102,7 +108,15 @@ def _ledger(root: Path, signer: Ed25519PrivateKey, application_id: str, delivery
         )
     if ledger.state != PREPARED:
         raise ReleaseRefused.single(where, "DELIVERY", f"is not pending: it was {ledger.state}")
-    return ledger
+
+    def unchanged_since(sequence: int, _previous: str) -> dict[str, Any]:
+        if sequence != len(lines) + 1:
+            raise ReleaseRefused.single(
+                where, "DELIVERY", "the audit log changed while this was checked", "run the command again"
+            )
+        return {}
+
+    return ledger, unchanged_since
 
 
 def _require_unchanged(folder: Path, ledger: Ledger, signer: Ed25519PrivateKey) -> None:
@@ -159,7 +173,7 @@ def release(
     registered = registered_reviewers(reviewers)
     application_id, delivery_id = pending_target(target, root)
     reviewer, key = reviewer_key(key_file, registered)
-    ledger = _ledger(root, signer, application_id, delivery_id, target)
+    ledger, unchanged_since = _ledger(root, signer, application_id, delivery_id, target)
     folder = pending_folder(root, application_id, delivery_id)
     _require_other_person(reviewer, ledger, target)
     _require_unchanged(folder, ledger, signer)
@@ -194,6 +208,7 @@ def release(
             **{name: prepared.get(name) for name in PROVENANCE},
         },
         signer,
+        unchanged_since,
     )
     path = finish_release(root, application_id, delivery_id, reviews, published)
     state = RELEASED if published else "partly released"
@@ -230,7 +245,7 @@ def finish_release(
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable for the transfer to recipients
     pending.chmod(0o755)
     pending.rename(target)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     return target
 
 
@@ -248,7 +263,7 @@ def reject(
     registered = registered_reviewers(reviewers)
     application_id, delivery_id = pending_target(target, root)
     reviewer, _ = reviewer_key(key_file, registered)
-    ledger = _ledger(root, signer, application_id, delivery_id, target)
+    ledger, unchanged_since = _ledger(root, signer, application_id, delivery_id, target)
     prepared = ledger.prepared.record if ledger.prepared else {}
     append_audit(
         root / AUDIT_LOG,
@@ -263,14 +278,7 @@ def reject(
             **{name: prepared.get(name) for name in PROVENANCE},
         },
         signer,
+        unchanged_since,
     )
     shutil.rmtree(pending_folder(root, application_id, delivery_id), ignore_errors=True)
     return Decision(application_id, delivery_id, None, REJECTED, 0, 0)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
