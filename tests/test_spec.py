@@ -310,3 +310,62 @@ def test_free_text_is_delivered_only_when_approved_as_such(spec_dir, capsys):
     path = write_spec(spec_dir, {"variables": [*base, {"name": "avvisningsgrunn", "free_text": "approved"}]})
     code, out, _ = run_cli(["check", path], capsys)
     assert code == 0 and "advisory: variables: avvisningsgrunn is free text typed by hand" in out
+
+
+# --- specs `check` once passed that cannot work or mislead (hostile input, third round) ---------
+
+
+def _raw_key(folder: Path, name: str, key: bytes) -> str:
+    import base64
+
+    text = f"-----BEGIN CRYPT4GH PUBLIC KEY-----\n{base64.b64encode(key).decode()}\n-----END CRYPT4GH PUBLIC KEY-----\n"
+    (folder / name).write_text(text)
+    return name
+
+
+def test_a_recipient_key_that_makes_no_shared_secret_is_refused(spec_dir, capsys) -> None:
+    for name, key in (("zero.pub", bytes(32)), ("low-order.pub", bytes([1]) + bytes(31))):
+        _raw_key(spec_dir, name, key)
+        refused(
+            spec_dir,
+            capsys,
+            {"delivery.recipients": [{"name": "R1", "public_key": name}]},
+            "delivery.recipients[0].public_key",
+            text="cannot make a shared secret (an all-zero or low-order key)",
+        )
+
+
+def test_recipient_names_that_differ_only_by_case_or_spaces_are_refused(spec_dir, capsys) -> None:
+    from tests.conftest import make_recipient
+
+    make_recipient(spec_dir, "second")
+    two = [{"name": "R1", "public_key": "recipient.pub"}, {"name": "r1 ", "public_key": "second.pub"}]
+    refused(spec_dir, capsys, {"delivery.recipients": two}, "delivery.recipients[1].name", text="spaces around it")
+    two[1]["name"] = "r1"
+    refused(spec_dir, capsys, {"delivery.recipients": two}, "delivery.recipients[1].name", text="only by case")
+
+
+def test_an_application_id_the_deliveries_folder_keeps_is_refused(spec_dir, capsys) -> None:
+    refused(
+        spec_dir,
+        capsys,
+        {"application_id": "audit.jsonl.broken-0123456789abcdef"},
+        "application_id",
+        text="a name the pipeline keeps beside deliveries",
+    )
+
+
+def test_approval_dates_outside_reason_are_refused(spec_dir, capsys) -> None:
+    from datetime import timedelta
+
+    from kuhr_pipeline import clock
+    from kuhr_pipeline.application.rules import MAX_APPROVAL_YEARS
+
+    assert MAX_APPROVAL_YEARS == 15
+    refused(spec_dir, capsys, {"approval.decided": "1900-01-01"}, "approval.decided", text="before KUHR's first data")
+    refused(spec_dir, capsys, {"approval.valid_until": "9999-12-31"}, "approval.valid_until", text="15 years ahead")
+    today = clock.today()
+    last = today.replace(year=today.year + 15, day=min(today.day, 28))
+    assert run_cli(["check", write_spec(spec_dir, {"approval.valid_until": last.isoformat()})], capsys)[0] == 0
+    late = (last + timedelta(days=1)).isoformat()
+    refused(spec_dir, capsys, {"approval.valid_until": late}, "approval.valid_until", text="15 years ahead")

@@ -8,6 +8,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
 from kuhr_pipeline.application.model import ApplicationSpec, Criteria, VariableRequest
 from kuhr_pipeline.catalogue import Catalogue, load_catalogue
 from kuhr_pipeline.delivery.audit import AUDIT_LOG
@@ -25,6 +27,7 @@ RESERVED_IDS = frozenset({AUDIT_LOG, "staging", "locks"})
 RESERVED_SUFFIXES = (".jsonl", ".lock", ".tmp")
 KPR_FROM_YEAR = 2016
 MIN_CELL_FLOOR = 3
+MAX_APPROVAL_YEARS = 15  # no approval runs longer: a later valid_until is a typo (9999-12-31)
 
 
 def refusals(spec: ApplicationSpec, where: str, today: date, *, draft: bool = False) -> list[Problem]:
@@ -58,6 +61,15 @@ def _refuse_approval(spec: ApplicationSpec, today: date, refuse: _Refuse, draft:
         )
     if approval.decided > today:
         refuse("approval.decided", f"{approval.decided} is in the future", "give the date of the decision")
+    if approval.decided < FIRST_DAY_OF_DATA:
+        refuse("approval.decided", f"{approval.decided} is before KUHR's first data ({FIRST_DAY_OF_DATA})")
+    last = today.replace(year=today.year + MAX_APPROVAL_YEARS, day=min(today.day, 28))
+    if approval.valid_until > last:
+        refuse(
+            "approval.valid_until",
+            f"{approval.valid_until} is more than {MAX_APPROVAL_YEARS} years ahead",
+            "give the approval's real end date",
+        )
     if spec.data_level == "pseudonymised" and not approval.rek_reference:
         refuse("approval.rek_reference", "is required for data_level: pseudonymised", "add the REK reference")
 
@@ -94,7 +106,8 @@ def _refuse_period(spec: ApplicationSpec, today: date, refuse: _Refuse) -> None:
 
 
 def _refuse_application_id(spec: ApplicationSpec, refuse: _Refuse) -> None:
-    if spec.application_id.lower() in RESERVED_IDS or spec.application_id.lower().endswith(RESERVED_SUFFIXES):
+    name = spec.application_id.lower()
+    if name in RESERVED_IDS or name.endswith(RESERVED_SUFFIXES) or name.startswith(AUDIT_LOG):
         refuse(
             "application_id",
             f"'{spec.application_id}' is a name the pipeline keeps beside deliveries",
@@ -243,6 +256,20 @@ def recipient_keys(spec: ApplicationSpec, spec_path: Path) -> tuple[dict[str, by
                 )
             )
             continue
+        name_problem = _recipient_name_problem(recipient.name, list(keys))
+        if name_problem:
+            problems.append(Problem(str(spec_path), f"delivery.recipients[{i}].name", *name_problem))
+            continue
+        if not usable_x25519(key):
+            problems.append(
+                Problem(
+                    str(spec_path),
+                    field,
+                    f"'{recipient.public_key}' cannot make a shared secret (an all-zero or low-order key)",
+                    "ask the recipient for the public key crypt4gh-keygen wrote",
+                )
+            )
+            continue
         twin = next((name for name, known in keys.items() if known == key), None)
         if twin is not None:
             problems.append(
@@ -256,6 +283,28 @@ def recipient_keys(spec: ApplicationSpec, spec_path: Path) -> tuple[dict[str, by
             continue
         keys[recipient.name] = key
     return keys, problems
+
+
+def _recipient_name_problem(name: str, earlier: list[str]) -> tuple[str, str] | None:
+    """A name with spaces around it, or one that differs from an earlier one only by case or
+    spaces, reads as one recipient and is two (or the other way round)."""
+    if name != name.strip():
+        return f"'{name}' has spaces around it", "write the name without them"
+    folded = " ".join(name.split()).casefold()
+    twin = next((known for known in earlier if " ".join(known.split()).casefold() == folded), None)
+    if twin is not None:
+        return f"'{name}' differs from recipient '{twin}' only by case or spaces", "give each recipient one name"
+    return None
+
+
+def usable_x25519(key: bytes) -> bool:
+    """A key a Crypt4GH header can be encrypted to: X25519 with it gives a shared secret
+    (all-zero and low-order points give none, and the encryption would fail after all the work)."""
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(key))
+    except ValueError:
+        return False
+    return True
 
 
 def read_crypt4gh_public_key(path: Path) -> bytes:
