@@ -21,6 +21,16 @@ if os.environ.get("KUHR_TEST_TODAY"):  # the suite on another day: tests/clock/s
     assert getattr(_clock.now, "shifted", False), "KUHR_TEST_TODAY needs PYTHONPATH=tests/clock"
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """`deliver` run in the test process sets its deployment's folders in the environment (as the
+    command does for its own process): each test starts from the environment it found."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def make_recipient(folder: Path, name: str) -> tuple[Path, Path]:
     sec, pub = folder / f"{name}.sec", folder / f"{name}.pub"
     c4gh.generate(str(sec), str(pub), passphrase=None, comment=name.encode())

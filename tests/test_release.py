@@ -295,3 +295,15 @@ def test_two_reviewers_at_once_never_both_count_on_a_stale_log(setup, capsys, mo
     assert audit_events(setup) == ["prepared", "estimate"] and pending.is_dir()
     monkeypatch.setattr(releasing, "_require_spec_still_approved", checked)
     assert release(pending, setup["anna"], capsys)[0] == 0
+
+
+def test_relative_paths_are_made_absolute_before_the_run(setup, capsys, monkeypatch, tmp_path) -> None:
+    """`--out relout` from another working directory: the printed folder is absolute, the package
+    is there, and the gate looks at the same folder."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["deliver", setup["spec"], "--out", "relout", "-q"], capsys)
+    assert code == 0, err
+    printed = Path(out.strip())
+    assert printed.is_absolute() and printed.is_relative_to(tmp_path / "relout") and printed.is_dir()
+    code, _, err = run_cli(["deliver", setup["spec"], "--out", "relout"], capsys)
+    assert code == 2 and f"into {tmp_path / 'relout'}" in err

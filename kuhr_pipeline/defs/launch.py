@@ -95,10 +95,15 @@ def run_delivery(
     master_key = read_master_key(settings.pseudonym_key_file())
     signing_key = read_signing_key(settings.signing_key_file())
     preparer = ran_by()
-    # The flags are this command's deployment: set where every step (here or in a step process) reads it.
-    for variable, value in (("KUHR_SOURCE", source), ("KUHR_DELIVERIES", deliveries)):
-        if value is not None:
-            os.environ[variable] = str(value)
+    # The flags are this command's deployment: set, as absolute paths, where every step reads it
+    # (here, in a step process, or compared by a worker: a relative path means another folder there).
+    chosen = {
+        "KUHR_SOURCE": source or settings.source_dir(),
+        "KUHR_DELIVERIES": deliveries or settings.deliveries_dir(),
+        "KUHR_APPLICATIONS": settings.applications_dir(),
+    }
+    for variable, value in chosen.items():
+        os.environ[variable] = str(Path(value).resolve())
     paths = KuhrPaths()
     open_source(paths.source_dir()).require_sound_period(*reach(loaded.spec))
     deliveries_root = paths.deliveries_dir()
