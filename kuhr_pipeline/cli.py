@@ -27,7 +27,7 @@ def _fail(message: str, code: int) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="kuhr-pipeline")
+@click.version_option(__version__, "-V", "--version", prog_name="kuhr-pipeline")
 def cli() -> None:
     """Research extracts from KUHR: approved spec → pseudonymised, validated, encrypted, signed delivery."""
 
@@ -67,15 +67,29 @@ def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int, orde
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(path_type=Path))
-def check(spec: Path) -> None:
-    """Check a spec against the contract and the catalogue (exit 0 valid, 2 refused)."""
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check(specs: tuple[Path, ...]) -> None:
+    """Check specs against the contract and the catalogue: every file, each refusal said (exit 0
+    all valid, 2 any refused).
+
+    \b
+    Examples:
+      kuhr-pipeline check applications/HDS-2026-0042.yaml
+      kuhr-pipeline check applications/*.yaml"""
     from kuhr_pipeline.application import load_spec
 
-    loaded = load_spec(spec)
-    click.echo(f"ok: {loaded.application_id} ({loaded.spec.data_level})")
-    for advisory in loaded.advisories:
-        click.echo(f"advisory: {advisory}")
+    refused: list[KuhrError] = []
+    for spec in specs:
+        try:
+            loaded = load_spec(spec)
+        except KuhrError as error:
+            refused.append(error)
+            continue
+        click.echo(f"ok: {spec}: {loaded.application_id} ({loaded.spec.data_level})")
+        for advisory in loaded.advisories:
+            click.echo(f"advisory: {advisory}")
+    if refused:
+        raise KuhrError([problem for error in refused for problem in error.problems])
 
 
 @cli.command()

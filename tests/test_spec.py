@@ -30,9 +30,10 @@ def refused(
 
 
 def test_valid_spec_is_ok(spec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(["check", write_spec(spec_dir)], capsys)
+    path = write_spec(spec_dir)
+    code, out, _ = run_cli(["check", path], capsys)
     assert code == 0
-    assert out.startswith("ok: TEST-0001")
+    assert out.startswith(f"ok: {path}: TEST-0001")
 
 
 @pytest.mark.parametrize("example", sorted((REPO / "applications").glob("*.yaml")), ids=lambda p: p.name)
@@ -51,6 +52,28 @@ def test_yaml_that_does_not_parse(spec_dir: Path, capsys: pytest.CaptureFixture[
 
 def test_unknown_key(spec_dir, capsys):
     refused(spec_dir, capsys, {"cohort.entry.diagnosis": ["R74"]}, "cohort.entry.diagnosis", text="not a key")
+    err = refused(spec_dir, capsys, {"cohort.washout_day": 30}, "cohort.washout_day", text="not a key")
+    assert "did you mean 'washout_days'?" in err
+    err = refused(spec_dir, capsys, {"xyzzy": 1}, "xyzzy", text="not a key")
+    assert "did you mean" not in err and "remove it or correct its spelling" in err
+
+
+def test_check_takes_many_files_and_names_each_refusal(spec_dir, capsys):
+    good = write_spec(spec_dir, name="good.yaml")
+    bad = write_spec(spec_dir, {"application_id": "BAD-2", "perod": 1}, name="bad.yaml")
+    worse = write_spec(spec_dir, {"application_id": "BAD-3", "approval.status": "draft"}, name="worse.yaml")
+    code, out, err = run_cli(["check", good, bad, worse], capsys)
+    assert code == 2 and out.startswith(f"ok: {good}: TEST-0001")
+    assert f"{bad}: perod: is not a key" in err and "did you mean 'period'?" in err
+    assert f"{worse}: approval.status" in err and "Traceback" not in err
+
+
+def test_the_version_has_a_short_flag(capsys):
+    import kuhr_pipeline
+
+    for flag in ("-V", "--version"):
+        code, out, _ = run_cli([flag], capsys)
+        assert code == 0 and kuhr_pipeline.__version__ in out
 
 
 def test_missing_required_field(spec_dir, capsys):
@@ -260,7 +283,7 @@ def test_no_advisory_with_specialists(spec_dir, capsys):
         spec_dir, {"cohort.entry.praksistyper": ["FALE", "SPES"], "cohort.entry.diagnoses": {"ICPC-2": ["R74"]}}
     )
     code, out, _ = run_cli(["check", path], capsys)
-    assert code == 0 and "advisory" not in out
+    assert code == 0 and "advisory:" not in out
 
 
 def test_alias_bomb_refused(spec_dir, capsys):

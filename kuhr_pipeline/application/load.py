@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from kuhr_pipeline import clock
 from kuhr_pipeline.application.model import ApplicationSpec
@@ -72,13 +74,43 @@ def _pydantic_problems(where: str, error: ValidationError) -> list[Problem]:
         if err["type"] in _WRONG_SHAPE and any(other.startswith(name + ".") for other in named):
             continue
         if err["type"] == "extra_forbidden":
-            text, fix = "is not a key of the application spec contract", "remove it or correct its spelling"
+            text, fix = "is not a key of the application spec contract", _closest_key(name)
         elif err["type"] == "missing":
             text, fix = "is required but missing", "add it"
         else:
             text, fix = err["msg"].rstrip("."), ""
         problems.setdefault(name, Problem(where, name, text, fix))
     return list(problems.values())
+
+
+def _known_keys() -> set[str]:
+    """Every key the spec's models know (by the name a spec writes), for "did you mean"."""
+    keys: set[str] = set()
+    models: list[type[BaseModel]] = [ApplicationSpec]
+    seen: set[type[BaseModel]] = set()
+    while models:
+        model = models.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            keys.add(info.alias or name)
+            for inner in _models_in(info.annotation):
+                models.append(inner)
+    return keys
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _closest_key(dotted: str) -> str:
+    """The fix for an unknown key: the closest known key, when one is close."""
+    last = dotted.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(last, sorted(_known_keys()), n=1, cutoff=0.75)
+    return f"did you mean '{close[0]}'?" if close else "remove it or correct its spelling"
 
 
 def canonical_sha256(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) -> str:
