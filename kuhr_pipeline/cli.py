@@ -408,6 +408,7 @@ def clean(application_id: str | None) -> None:
     Skips an application while a `deliver` of it runs. Runs launched from the UI do not take that
     lock: clean while none of them is running."""
     from kuhr_pipeline.application.find import require_application_id
+    from kuhr_pipeline.delivery.commit import clean_publishing
     from kuhr_pipeline.locks import application_lock_if_free
     from kuhr_pipeline.staging import clean_staging
 
@@ -416,7 +417,9 @@ def clean(application_id: str | None) -> None:
     else:
         root = settings.staging_root()
         ids = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    for line in clean_staging(ids, application_lock_if_free) or ["nothing to clean"]:
+    lines = clean_staging(ids, application_lock_if_free)
+    lines += clean_publishing(settings.deliveries_dir())
+    for line in lines or ["nothing to clean"]:
         click.echo(line)
 
 

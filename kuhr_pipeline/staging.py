@@ -58,6 +58,9 @@ def clean_staging(application_ids: list[str], is_free: Callable[[str], AbstractC
             if not free:
                 lines.append(f"{application_id}: skipped, a delivery of it is running")
                 continue
+            if not folder.exists():
+                lines.append(f"{application_id}: nothing to remove")
+                continue
             remove_staging(folder)
         lines.append(f"{application_id}: staging removed")
     return lines

@@ -435,6 +435,21 @@ def test_clean_removes_what_a_killed_run_left(setup, capsys) -> None:
     assert code == 2 and "'../x' is not an application id" in err and "Traceback" not in err
 
 
+def test_clean_removes_a_publish_killed_before_its_audit_line(setup, capsys) -> None:
+    """A kill while the package is being encrypted leaves `.staging-<id>` in the deliveries
+    folder: `clean` removes it (no writer, no audit line names it); nothing else is touched."""
+    process = start_deliver(setup)
+    signal_on(process, "encrypting data/claims", signal.SIGKILL)
+    process.wait(timeout=60)
+    left = [n for n in deliveries_left(setup) if n.startswith(".staging-") and not n.endswith(".lock")]
+    assert len(left) == 1
+    code, out, err = run_cli(["clean"], capsys)
+    assert code == 0 and f"FAULT-1: removed {left[0]}, a publish that was killed before its audit line" in out
+    assert [n for n in deliveries_left(setup) if n.startswith(".staging-")] == []
+    code, out, _ = run_cli(["clean", "FAULT-1"], capsys)
+    assert code == 0 and out == "FAULT-1: nothing to remove\n"
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

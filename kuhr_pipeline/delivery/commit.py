@@ -33,6 +33,7 @@ from kuhr_pipeline.delivery.audit import (
     REJECTED,
     AuditLogError,
     Ledger,
+    audit_records,
     ledgers,
     read_audit,
     verify_audit,
@@ -93,6 +94,22 @@ def remove_stale_staging(app_dir: Path) -> list[Path]:
         if not lock.with_name(lock.name.removesuffix(LOCK_SUFFIX)).exists():
             lock.unlink(missing_ok=True)
     return removed
+
+
+def clean_publishing(root: Path) -> list[str]:
+    """`kuhr-pipeline clean`: a killed publish's `.staging-<id>` folder, when no writer holds it
+    and no audit line names its delivery (one with a line is completed by the next run instead)."""
+    named = {(str(r.get("application_id")), str(r.get("delivery_id"))) for r in audit_records(root / AUDIT_LOG)}
+    lines = []
+    for app in _applications(root):
+        for stage in _stages(app):
+            delivery_id = stage.name.removeprefix(STAGING_PREFIX)
+            if _writer_alive(stage) or (app.name, delivery_id) in named:
+                continue
+            shutil.rmtree(stage, ignore_errors=True)
+            _lock_path(stage).unlink(missing_ok=True)
+            lines.append(f"{app.name}: removed {stage.name}, a publish that was killed before its audit line")
+    return lines
 
 
 def make_ready(root: Path, key: Ed25519PrivateKey) -> list[str]:
