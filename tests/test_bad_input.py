@@ -211,7 +211,7 @@ def test_a_year_exported_twice_is_refused_naming_both_files(apps, keys_env, tmp_
     again = source / "ar=2020" / "part-1.parquet"
     shutil.copy(source / "ar=2020" / "part-0.parquet", again)
     code, out, err = _deliver(apps, source, capsys, {"claims": claims, "cohort.min_entry_claims": 2})
-    assert code == 1, err
+    assert code == 3, err
     (line,) = err.strip().splitlines()[-1:]
     assert (
         f"{source / 'ar=2020' / 'part-0.parquet'}, {again}: regning_id: 12 ids are used by more than one claim" in line
@@ -230,7 +230,7 @@ def test_a_claim_twice_is_refused_even_outside_the_cohort(apps, keys_env, tmp_pa
         tmp_path / "source", _rows(12, 2019) + _rows(12, 2020) + [{**outsider, "regning_id": "R000015"}]
     )
     code, out, err = _deliver(apps, source, capsys)
-    assert code == 1 and "regning_id: 1 ids are used by more than one claim (e.g. 'R000015')" in err, err
+    assert code == 3 and "regning_id: 1 ids are used by more than one claim (e.g. 'R000015')" in err, err
     assert _no_delivery(keys_env)
 
 

@@ -101,3 +101,29 @@ def test_many_keys_and_long_lists_are_bounded(spec_dir: Path, capsys) -> None:
     path.write_text("variables: [" + ", ".join(f"v{i}" for i in range(20_000)) + "]\n")
     code, _, err = run_cli(["check", path], capsys)
     assert code == 2 and "Traceback" not in err
+
+
+def test_a_source_that_changes_between_its_check_and_a_scan_stops_the_run(tmp_path, keys_env, capsys, monkeypatch):
+    """A year file copied in after the source was checked (its claim ids, its years): the scan
+    step finds the source is not the one checked and stops the run, exit 3, nothing prepared."""
+    import shutil
+
+    from kuhr_pipeline.defs import cohort_steps
+    from tests.helpers import small_application
+
+    source, spec = small_application(tmp_path, "TOCTOU-1", seed=61)
+    checked = cohort_steps.require_distinct_claim_ids
+
+    def check_then_copy_in(*args, **kwargs):
+        checked(*args, **kwargs)
+        year = source / "ar=2020"
+        shutil.copy(sorted(year.glob("*.parquet"))[0], year / "copied-in-later.parquet")
+
+    monkeypatch.setattr(cohort_steps, "require_distinct_claim_ids", check_then_copy_in)
+    code, out, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 3 and out == "", err
+    assert "changed while the run read it" in err and "nothing was delivered" in err and "Traceback" not in err
+    assert not (keys_env["deliveries"] / "TOCTOU-1").exists()
+    monkeypatch.setattr(cohort_steps, "require_distinct_claim_ids", checked)
+    code, _, err = run_cli(["deliver", spec, "--source", source], capsys)
+    assert code == 3 and "used by more than one claim" in err  # checked again: the copy repeats ids

@@ -28,13 +28,19 @@ from kuhr_pipeline.cohort.windows import Progress, reach
 from kuhr_pipeline.defs.failures import plain_failures
 from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partitions
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey
-from kuhr_pipeline.defs.runs import run_staging
+from kuhr_pipeline.defs.runs import run_staging, stored_run
 from kuhr_pipeline.defs.tables import arrow_table, counts_table, row_count, text_table
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import check_source_quality_meanwhile, keep_source_quality
 from kuhr_pipeline.report import months_by_year, progress_line
 from kuhr_pipeline.source import open_source
-from kuhr_pipeline.source.claim_ids import CheckedYears, require_distinct_claim_ids
+from kuhr_pipeline.source.claim_ids import (
+    CheckedYears,
+    require_checked_source,
+    require_distinct_claim_ids,
+    source_version,
+)
+from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.staging import remove_stale_staging
 
 # Executors that run every step in the run's own process (`deliver`'s is Dagster's execute_in_process)
@@ -76,9 +82,22 @@ def cohort_groups(
     source.require_sound_period(start, end)
     checked = CheckedYears(paths.source_checks_dir(), pseudonym_key.master_key())
     require_distinct_claim_ids(source, start.year, end.year, checked, context.log.info)
+    # what was checked is what every scan step reads: the source's identity goes with the run
+    context.instance.add_run_tags(context.run_id, {SOURCE_TAG: source_version(source, start.year, end.year)})
     groups = scan_groups(spec, per_year=context.job_def.executor_def.name not in IN_ONE_PROCESS)
     context.log.info(f"cohort: {len(groups)} scan group(s): {', '.join(g.name for g in groups)}")
     return [dg.DynamicOutput(group, mapping_key=group.name) for group in groups]
+
+
+SOURCE_TAG = "kuhr/source_version"
+
+
+def checked_source(context: dg.OpExecutionContext, paths: KuhrPaths, application: LoadedSpec) -> Source:
+    """The source, once it is found to be the one the run checked (in every step, on any worker)."""
+    source = open_source(paths.source_dir())
+    start, end = reach(application.spec)
+    require_checked_source(source, start.year, end.year, stored_run(context).tags.get(SOURCE_TAG, ""))
+    return source
 
 
 @dg.op(pool=SOURCE_SCAN_POOL, retry_policy=SCAN_RETRY)
@@ -93,7 +112,7 @@ def first_pass_group(
     """Pass 1 over one scan group. The first group also has GX check a sample of the source
     meanwhile, for the source_data_quality check."""
     staging = run_staging(context, application.application_id, paths, pseudonym_key)
-    source = open_source(paths.source_dir())
+    source = checked_source(context, paths, application)
     quality = None
     if group.index == 0:
         gx_process.start()  # Great Expectations loads in its own process while the source is scanned
@@ -136,7 +155,7 @@ def second_pass_group(
 ) -> GroupClaims:
     """Pass 2 over one scan group: its claims of the cohort, pseudonymised, sealed in staging."""
     staging = run_staging(context, application.application_id, paths, pseudonym_key)
-    source = open_source(paths.source_dir())
+    source = checked_source(context, paths, application)
     patients, practitioners = pseudonymisers(application.spec, pseudonym_key.master_key())
     first, last = group.group.period
     total = source.rows_in_years(first.year, last.year)

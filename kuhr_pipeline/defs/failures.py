@@ -61,14 +61,18 @@ class Sentence(DagsterUserCodeProcessError, dg.Failure):
         self.user_code_process_error_infos = [SerializableErrorInfo(message=description, stack=[], cls_name="Failure")]
 
 
+EXIT_CODE = "exit_code"  # the error's exit code, for `deliver` to exit with (a refused source: 3)
+
+
 def _failure(error: KuhrError) -> dg.Failure:
     return Sentence(
         description=str(error),
         metadata={
+            EXIT_CODE: dg.MetadataValue.int(error.exit_code),
             "problems": dg.MetadataValue.md(
                 "| file | field | problem | fix |\n|---|---|---|---|\n"
                 + "\n".join(f"| {p.file} | {p.field} | {p.problem} | {p.fix} |" for p in error.problems)
-            )
+            ),
         },
     )
 

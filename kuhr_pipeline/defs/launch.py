@@ -25,6 +25,7 @@ from kuhr_pipeline.defs.executors import (
     run_config_elsewhere,
     stop_step_processes,
 )
+from kuhr_pipeline.defs.failures import EXIT_CODE
 from kuhr_pipeline.defs.jobs import JOB_OF_EXECUTOR
 from kuhr_pipeline.defs.resources import KuhrPaths, default_resources
 from kuhr_pipeline.defs.runs import RAN_BY_TAG, TRIGGER_TAG, ensure_partition, run_config_for, run_tags
@@ -156,12 +157,13 @@ class _Outcome:
     delivery: dict[str, object] | None = None  # the delivery's metadata: folder, id, manifest hash
     persons: str = ""
     claims: str = ""
+    exit_code: int = RunFailed.exit_code
 
 
 def _outcome(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> _Outcome:
     problems = failure_messages(result)
     if not result.success or problems:
-        return _Outcome(result.run_id, problems or ["failed; no delivery"])
+        return _Outcome(result.run_id, problems or ["failed; no delivery"], exit_code=failure_exit_code(result))
     (cohort,) = result.asset_materializations_for_node("cohort")
     (delivery,) = result.asset_materializations_for_node("delivery")
     return _Outcome(
@@ -223,7 +225,9 @@ def _run(
             remove_staging(staging)
     if outcome.delivery is None:
         where = "run " + outcome.run_id[:8]
-        raise RunFailed([Problem(str(spec_path), where, p) for p in outcome.problems])
+        failed = RunFailed([Problem(str(spec_path), where, p) for p in outcome.problems])
+        failed.exit_code = outcome.exit_code  # a step refused the source or a key: 3, as before a run
+        raise failed
     return Delivered(
         application_id=loaded.application_id,
         delivery_id=str(outcome.delivery["delivery_id"]),
@@ -265,6 +269,17 @@ def cancel_run(instance: dg.DagsterInstance, run_id: str, why: str, even_if_fail
     if run is not None and (not run.is_finished or (even_if_failed and run.status == dg.DagsterRunStatus.FAILURE)):
         instance.report_run_canceled(run, message=why)
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
+def failure_exit_code(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> int:
+    """The exit code a failed run's refusal asks for (the highest of its steps'), else 1."""
+    codes = [RunFailed.exit_code]
+    for event in result.get_step_failure_events():
+        failure = event.step_failure_data.user_failure_data
+        value = failure.metadata.get(EXIT_CODE) if failure is not None else None
+        if isinstance(value, dg.IntMetadataValue) and value.value is not None:
+            codes.append(value.value)
+    return max(codes)
 
 
 def failure_messages(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> list[str]:

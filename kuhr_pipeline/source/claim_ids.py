@@ -84,6 +84,27 @@ def year_version(source: Source, year: int) -> YearVersion:
     return YearVersion(year, tuple(files))
 
 
+def source_version(source: Source, first: int, last: int) -> str:
+    """The identity of every file of the years `first`–`last` (which years there are, and each
+    file's path, size, modification time and footer): what a run checked, so that each of its
+    scan steps reads exactly that source."""
+    years = [year_version(source, year).digest() for year in source.years if first <= year <= last]
+    return hashlib.sha256(_canonical({"years": years})).hexdigest()
+
+
+def require_checked_source(source: Source, first: int, last: int, checked: str) -> None:
+    """SourceError (exit 3) when the source is not the one the run checked: a file added,
+    removed or changed between the check and this scan."""
+    if source_version(source, first, last) != checked:
+        raise SourceError.single(
+            str(source.path),
+            "(source)",
+            f"changed while the run read it (a file of {first}–{last} was added, removed or rewritten after the "
+            "run checked the source); nothing was delivered",
+            "deliver again once the export is complete and no longer changing",
+        )
+
+
 def _year_fragments(source: Source, year: int) -> Iterator[ds.ParquetFileFragment]:
     return source.dataset.get_fragments(filter=ds.field(PARTITION_COLUMN) == year)
 
