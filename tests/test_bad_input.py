@@ -182,7 +182,16 @@ def test_a_bill_dated_after_now_is_refused(apps, keys_env, tmp_path, capsys, set
 def test_a_year_missing_between_others_is_refused(apps, keys_env, tmp_path, capsys) -> None:
     source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2021))
     code, out, err = _deliver(apps, source, capsys)
-    assert code == 3 and "ar=2020: is missing while the source has years before and after it" in err, err
+    assert code == 3 and "ar=2020: is missing or holds no claim while the source has years before and after it" in err
+    assert _no_delivery(keys_env)
+
+
+def test_a_year_with_no_claims_between_others_is_a_gap(apps, keys_env, tmp_path, capsys) -> None:
+    source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2021))
+    (source / "ar=2020").mkdir()
+    pq.write_table(SOURCE_SCHEMA.empty_table(), source / "ar=2020" / "part-0.parquet")  # exported, but empty
+    code, out, err = _deliver(apps, source, capsys, {"period": {"from": "2019-01-01", "to": "2021-12-31"}})
+    assert code == 3 and "ar=2020: is missing or holds no claim while the source has years before and after it" in err
     assert _no_delivery(keys_env)
 
 

@@ -54,7 +54,7 @@ def refuse_damaged_years(dataset: ds.Dataset, years: list[int], first: int, last
         raise SourceError.single(
             str(Path(dataset.files[0]).parent.parent),
             f"{PARTITION_COLUMN}={gaps[0]}",
-            f"is missing while the source has years before and after it ({len(gaps)} year(s) missing)",
+            f"is missing or holds no claim while the source has years before and after it ({len(gaps)} year(s))",
             FIX,
         )
     selected = (ds.field(PARTITION_COLUMN) >= first) & (ds.field(PARTITION_COLUMN) <= last)

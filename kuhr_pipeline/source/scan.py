@@ -47,9 +47,11 @@ class Source:
         return sorted(years)
 
     def require_sound_period(self, start: date, end: date) -> None:
-        """SourceError unless the years of [start, end] are whole: no gap, and every claim dated,
+        """SourceError unless the years of [start, end] are whole: no gap (a year missing, or one
+        whose files hold no claim, between years that have claims), and every claim dated,
         in its folder's year and not in the future (the source contract's damaged source)."""
-        refuse_damaged_years(self.dataset, self.years, start.year, end.year, clock.register_now())
+        with_claims = [year for year in self.years if self.rows_in_years(year, year) > 0]  # an empty year is a gap
+        refuse_damaged_years(self.dataset, with_claims, start.year, end.year, clock.register_now())
 
     def rows_in_years(self, first: int, last: int) -> int:
         """Claims in the partitions of these years, from the files' footers (no data is read)."""
