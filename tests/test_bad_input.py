@@ -465,3 +465,23 @@ def test_a_full_disk_under_staging_is_one_line(apps, keys_env, tmp_path, capsys)
         assert _no_delivery(keys_env)
     finally:
         subprocess.run(["umount", "-l", str(staging)], check=False)
+
+
+@pytest.mark.parametrize("column", ["behandler_id", "regning_status", "pasient_kjonn", "egenandel"])
+def test_a_null_where_the_contract_requires_a_value_is_a_source_refusal(apps, keys_env, tmp_path, capsys, column):
+    """One sentence, exit 3, naming the file, the column, the year and the count; never an
+    internal error from deep in a pass."""
+    source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
+    victim = sorted((source / "ar=2020").glob("*.parquet"))[0]
+    table = pq.read_table(victim)
+    index = table.schema.get_field_index(column)
+    values = table.column(column).to_pylist()
+    values[2] = None
+    field = table.schema.field(index).with_nullable(True)
+    pq.write_table(table.set_column(index, field, pa.array(values, field.type)), victim)
+    code, out, err = _deliver(apps, source, capsys)
+    assert code == 3 and out == "", err
+    assert (
+        err == f"error: {victim}: {column}: is null in 1 claims of 2020; the source contract requires it (fix: {FIX})\n"
+    )
+    assert _no_delivery(keys_env)

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from kuhr_pipeline.errors import SourceError
-from kuhr_pipeline.source.schema import PARTITION_COLUMN
+from kuhr_pipeline.source.schema import PARTITION_COLUMN, SOURCE_SCHEMA
 
 TIMESTAMP = "behandlingstidspunkt"
 _YEAR_FOLDER = re.compile(rf"{PARTITION_COLUMN}=(\d{{4}})")
@@ -61,6 +61,7 @@ def refuse_damaged_years(dataset: ds.Dataset, years: list[int], first: int, last
     for fragment in dataset.get_fragments(filter=selected):
         year = int(ds.get_partition_keys(fragment.partition_expression)[PARTITION_COLUMN])
         _refuse_bad_timestamps(fragment, year, now)
+        _refuse_nulls(fragment, year)
 
 
 def _refuse_bad_timestamps(fragment: ds.ParquetFileFragment, year: int, now: datetime) -> None:
@@ -83,6 +84,35 @@ def _refuse_bad_timestamps(fragment: ds.ParquetFileFragment, year: int, now: dat
     future = _count(pc.greater(stamps, pa.scalar(now, pa.timestamp("ms"))))
     if future:
         raise SourceError.single(fragment.path, TIMESTAMP, f"lies in the future in {future:,} claims", FIX)
+
+
+# Columns the source contract says are never null (the timestamp is judged above; the list
+# columns' footers cannot tell a null list from an empty one, so they are read where used).
+NEVER_NULL = [f.name for f in SOURCE_SCHEMA if not f.nullable and f.name != TIMESTAMP and not pa.types.is_list(f.type)]
+
+
+def _refuse_nulls(fragment: ds.ParquetFileFragment, year: int) -> None:
+    """No null in a column the contract makes required: counted from the footers' statistics,
+    reading a column only when its statistics are missing or show nulls."""
+    metadata = fragment.metadata
+    names = metadata.schema.to_arrow_schema().names
+    for name in NEVER_NULL:
+        if name not in names:
+            continue  # the schema check names a missing column
+        index = names.index(name)
+        clear = True
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(index).statistics
+            if metadata.row_group(group).num_rows and (stats is None or stats.null_count is None or stats.null_count):
+                clear = False
+                break
+        if clear:
+            continue
+        nulls = pq.read_table(fragment.path, columns=[name], filesystem=fragment.filesystem).column(0).null_count
+        if nulls:
+            raise SourceError.single(
+                fragment.path, name, f"is null in {nulls:,} claims of {year}; the source contract requires it", FIX
+            )
 
 
 def _statistics_clear(metadata: pq.FileMetaData, start: datetime, end: datetime, now: datetime) -> bool:
