@@ -485,3 +485,19 @@ def test_a_null_where_the_contract_requires_a_value_is_a_source_refusal(apps, ke
         err == f"error: {victim}: {column}: is null in 1 claims of 2020; the source contract requires it (fix: {FIX})\n"
     )
     assert _no_delivery(keys_env)
+
+
+@pytest.mark.parametrize("column", ["takstkoder", "diagnosekoder"])
+def test_a_null_list_is_a_source_refusal_not_an_internal_error(apps, keys_env, tmp_path, capsys, column) -> None:
+    source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
+    victim = sorted((source / "ar=2020").glob("*.parquet"))[0]
+    table = pq.read_table(victim)
+    index = table.schema.get_field_index(column)
+    values = table.column(column).to_pylist()
+    values[2] = None
+    field = table.schema.field(index).with_nullable(True)
+    pq.write_table(table.set_column(index, field, pa.array(values, field.type)), victim)
+    code, out, err = _deliver(apps, source, capsys)
+    assert code == 3 and out == "", err
+    assert f"{source / 'ar=2020'}: {column}: is null in 1 claims of 2020; the source contract requires a list" in err
+    assert "internal error" not in err and "ValueError" not in err and _no_delivery(keys_env)

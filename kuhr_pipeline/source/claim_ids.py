@@ -44,7 +44,7 @@ from kuhr_pipeline import clock
 from kuhr_pipeline.errors import SourceError
 from kuhr_pipeline.source.integrity import FIX
 from kuhr_pipeline.source.scan import Source, changed_while_read, scan
-from kuhr_pipeline.source.schema import PARTITION_COLUMN
+from kuhr_pipeline.source.schema import PARTITION_COLUMN, SOURCE_SCHEMA
 
 CLAIM_ID = "regning_id"
 MAX_HASHES = 32 * 1024 * 1024  # hashes held at once: 256 MiB
@@ -179,7 +179,28 @@ def require_distinct_claim_ids(
         repeated = repeated_claim_ids(source, year)
         if len(repeated):
             _refuse(source, year, repeated)
+        refuse_null_lists(source, year)
         checked.record(version, claims)
+
+
+LIST_COLUMNS = [f.name for f in SOURCE_SCHEMA if not f.nullable and pa.types.is_list(f.type)]
+
+
+def refuse_null_lists(source: Source, year: int) -> None:
+    """No null where the contract wants a list (an empty one is allowed): read once per export
+    with the claim ids (a footer cannot tell a null list from an empty one)."""
+    nulls = dict.fromkeys(LIST_COLUMNS, 0)
+    for batch in scan(source, LIST_COLUMNS, (date(year, 1, 1), date(year, 12, 31)), clip=False):
+        for name in LIST_COLUMNS:
+            nulls[name] += batch.column(name).null_count
+    for name, count in nulls.items():
+        if count:
+            raise SourceError.single(
+                str(source.path / f"{PARTITION_COLUMN}={year}"),
+                name,
+                f"is null in {count:,} claims of {year}; the source contract requires a list (empty if none)",
+                FIX,
+            )
 
 
 def repeated_claim_ids(source: Source, year: int) -> pa.Array:
