@@ -307,3 +307,22 @@ def test_relative_paths_are_made_absolute_before_the_run(setup, capsys, monkeypa
     assert printed.is_absolute() and printed.is_relative_to(tmp_path / "relout") and printed.is_dir()
     code, _, err = run_cli(["deliver", setup["spec"], "--out", "relout"], capsys)
     assert code == 2 and f"into {tmp_path / 'relout'}" in err
+
+
+def test_a_warning_checks_own_error_does_not_hide_a_prepared_package(setup, capsys, monkeypatch) -> None:
+    """The source-quality check (a warning, never blocking) breaks on its own: the package is
+    still prepared, and `deliver` says so (exit 0, the failure as a warning), so nobody prepares
+    it again thinking nothing was made."""
+    from kuhr_pipeline.defs import checks
+
+    def broken(*args, **kwargs):
+        raise ValueError("the quality sample could not be read")
+
+    monkeypatch.setattr(checks, "load_source_quality", lambda *a, **k: None)
+    monkeypatch.setattr(checks, "check_source_quality", broken)
+    code, out, err = run_cli(["deliver", setup["spec"], "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["state"] == "prepared" and Path(json.loads(out)["path"]).is_dir()
+    assert (
+        "warning: run " in err and "the quality sample could not be read" in err and "(the package was prepared)" in err
+    )
