@@ -226,63 +226,38 @@ def recipient_keys(spec: ApplicationSpec, spec_path: Path) -> tuple[dict[str, by
     folder = spec_path.resolve().parent
     for i, recipient in enumerate(spec.delivery.recipients):
         field = f"delivery.recipients[{i}].public_key"
-        key_path = (folder / recipient.public_key).resolve()
-        if not key_path.is_relative_to(folder):
-            problems.append(
-                Problem(
-                    str(spec_path),
-                    field,
-                    f"'{recipient.public_key}' lies outside the spec's folder",
-                    "keep recipient keys beside the spec",
-                )
-            )
-            continue
-        try:
-            key = read_crypt4gh_public_key(key_path)
-        except FileNotFoundError:
-            problems.append(
-                Problem(
-                    str(spec_path),
-                    field,
-                    f"'{recipient.public_key}' does not exist",
-                    "put the recipient's Crypt4GH public key there",
-                )
-            )
-            continue
-        except ValueError as exc:
-            problems.append(
-                Problem(
-                    str(spec_path), field, f"'{recipient.public_key}' {exc}", "use a key written by crypt4gh-keygen"
-                )
-            )
-            continue
         name_problem = _recipient_name_problem(recipient.name, list(keys))
         if name_problem:
             problems.append(Problem(str(spec_path), f"delivery.recipients[{i}].name", *name_problem))
             continue
-        if not usable_x25519(key):
-            problems.append(
-                Problem(
-                    str(spec_path),
-                    field,
-                    f"'{recipient.public_key}' cannot make a shared secret (an all-zero or low-order key)",
-                    "ask the recipient for the public key crypt4gh-keygen wrote",
-                )
-            )
-            continue
-        twin = next((name for name, known in keys.items() if known == key), None)
-        if twin is not None:
-            problems.append(
-                Problem(
-                    str(spec_path),
-                    field,
-                    f"'{recipient.public_key}' is the key of recipient '{twin}' too",
-                    "give each recipient their own key",
-                )
-            )
+        key, problem = _recipient_key(recipient.public_key, folder, keys)
+        if problem:
+            problems.append(Problem(str(spec_path), field, f"'{recipient.public_key}' {problem[0]}", problem[1]))
             continue
         keys[recipient.name] = key
     return keys, problems
+
+
+def _recipient_key(written: str, folder: Path, earlier: dict[str, bytes]) -> tuple[bytes, tuple[str, str] | None]:
+    """One recipient's key, or what is wrong with it (the problem and the fix)."""
+    key_path = (folder / written).resolve()
+    if not key_path.is_relative_to(folder):
+        return b"", ("lies outside the spec's folder", "keep recipient keys beside the spec")
+    try:
+        key = read_crypt4gh_public_key(key_path)
+    except FileNotFoundError:
+        return b"", ("does not exist", "put the recipient's Crypt4GH public key there")
+    except ValueError as exc:
+        return b"", (str(exc), "use a key written by crypt4gh-keygen")
+    if not usable_x25519(key):
+        return key, (
+            "cannot make a shared secret (an all-zero or low-order key)",
+            "ask the recipient for the public key crypt4gh-keygen wrote",
+        )
+    twin = next((name for name, known in earlier.items() if known == key), None)
+    if twin is not None:
+        return key, (f"is the key of recipient '{twin}' too", "give each recipient their own key")
+    return key, None
 
 
 def _recipient_name_problem(name: str, earlier: list[str]) -> tuple[str, str] | None:
