@@ -268,6 +268,53 @@ def test_sensor_ui_and_cli_prepare_and_only_a_reviewer_releases(dagster, capsys)
     assert audit.returncode == 0, audit.stderr
 
 
+def _backfill(server: Dagster, again: bool) -> str:
+    """A backfill of the application's partition, as the UI's "Materialize all" launches one."""
+    names = ["application", "cohort", "extract", "statistics", "delivery"]
+    launched = server.graphql(
+        """mutation Backfill($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+        {
+            "params": {
+                "assetSelection": [{"path": [n]} for n in names],
+                "partitionNames": [APP],
+                "tags": [{"key": "kuhr/again", "value": "true"}] if again else [],
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return str(launched["backfillId"])
+
+
+def _new_run_ended(server: Dagster, before: set[str], timeout: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ended = [r for r in server.runs() if r["runId"] not in before and r["status"] in ("SUCCESS", "FAILURE")]
+        if ended:
+            return ended[0]
+        time.sleep(2)
+    raise AssertionError(f"no new run ended within {timeout} s: {server.runs()}")
+
+
+def test_a_backfill_passes_the_same_gate(dagster) -> None:
+    """A backfill of a partition whose spec is prepared already: its run fails in the application
+    step with the gate's sentence; with kuhr/again=true it prepares, and history says backfill."""
+    server, paths = dagster
+    _ensure_application(paths)
+    before = {r["runId"] for r in server.runs()}
+    _backfill(server, again=False)
+    refused = _new_run_ended(server, before)
+    server.meant_to_fail.add(refused["runId"])
+    assert refused["status"] == "FAILURE" and "is unchanged since delivery" in server.failure(refused["runId"])
+    pending = len(_pending(paths))
+    before = {r["runId"] for r in server.runs()}
+    _backfill(server, again=True)
+    prepared = _new_run_ended(server, before)
+    assert prepared["status"] == "SUCCESS", server.failure(prepared["runId"])
+    assert len(_pending(paths)) == pending + 1
+    assert _history(paths)[-1]["trigger"] == "backfill" and _history(paths)[-1]["run_id"] == prepared["runId"]
+
+
 def test_materialize_from_the_asset_graph_runs_in_one_process_and_is_tagged(dagster) -> None:
     """The UI's "Materialize" of one partition (the implicit asset job, no tags but the partition)
     runs in one process as `deliver` does, is tagged with the application and spec hash by its
