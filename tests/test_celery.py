@@ -178,7 +178,7 @@ def test_a_worker_of_another_deployment_refuses_the_step(
             text=True,
             timeout=300,
         )
-    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.returncode == 2, result.stderr[-3000:]  # refused, as a run config naming folders is
     assert "was launched by another deployment" in result.stderr and "Traceback" not in result.stderr
     assert not list((tmp_path / "celery").glob("*/.pending/2*"))
 
