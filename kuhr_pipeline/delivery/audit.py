@@ -149,7 +149,7 @@ def head_problems(
 
 
 RAN_BY_VARIABLE = "KUHR_RAN_BY"
-_NAME = re.compile(r"[A-Za-z0-9.\-_@ ]{1,64}")
+_NAME = re.compile(r"[\w.\-@ ]{1,64}")  # letters of any alphabet (Bjørn), digits, `_.-@` and spaces
 
 
 def ran_by() -> str:
