@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,61 @@ def test_an_estimate_line_says_who_which_spec_and_when(tmp_path: Path, key, monk
         "time": "2026-12-08T00:00:00Z",
         "ran_by": "kari",
     }
+
+
+def _signed_package(folder: Path, key: Ed25519PrivateKey, application_id: str, delivery_id: str, **extra) -> None:
+    from kuhr_pipeline.delivery.manifest import manifest_bytes, public_fingerprint, sign
+
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text("x")
+    entry = {"path": "README.md", "bytes": 1, "sha256": hashlib.sha256(b"x").hexdigest(), "rows": None}
+    manifest = {
+        "application_id": application_id,
+        "delivery_id": delivery_id,
+        "synthetic": False,
+        "signer_key_fingerprint": public_fingerprint(key.public_key()),
+        "files": [entry],
+        **extra,
+    }
+    data = manifest_bytes(manifest)
+    (folder / "manifest.json").write_bytes(data)
+    (folder / "manifest.json.sig").write_bytes(sign(data, key))
+
+
+def test_a_new_chain_only_for_a_broken_log_and_whole_deliveries(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    root = tmp_path / "deliveries"
+    log = root / "audit.jsonl"
+    _signed_package(root / APP / ID, key, APP, ID)
+    audit.require_broken_log(root, key.public_key())  # no log beside a whole delivery: a new chain may start
+    kept = audit.break_chain(log, root, key, "lost")
+    assert kept is None
+    (first,) = [json.loads(x) for x in log.read_text().splitlines()]
+    assert (first["event"], first["reason"], first["accepted"], first["previous_log_sha256"]) == (
+        "chain_break",
+        "lost",
+        [[APP, ID]],
+        None,
+    )
+    with pytest.raises(KuhrError, match="verifies intact; a new chain would erase its history"):
+        audit.require_broken_log(root, key.public_key())
+    old = log.read_bytes()
+    log.write_bytes(old.replace(b"lost", b"LOST"))  # damaged
+    audit.require_broken_log(root, key.public_key())
+    damaged = log.read_bytes()
+    kept = audit.break_chain(log, root, key, "damaged")
+    assert kept == log.with_name(f"audit.jsonl.broken-{hashlib.sha256(damaged).hexdigest()[:16]}")
+    assert kept.read_bytes() == damaged
+    assert json.loads(log.read_text().splitlines()[0])["previous_log_sha256"] == hashlib.sha256(damaged).hexdigest()
+    builds = [  # a copy of another application's delivery, of another delivery id's, a dummy, another signer's
+        lambda f: _signed_package(f, key, "OTHER-1", f.name),
+        lambda f: _signed_package(f, key, APP, ID),
+        lambda f: _signed_package(f, key, APP, f.name, synthetic=True),
+        lambda f: _signed_package(f, Ed25519PrivateKey.generate(), APP, f.name),
+    ]
+    for build in builds:
+        folder = root / APP / "20261208T000000000Z-bbbbbb"
+        build(folder)
+        log.write_bytes(b"")  # a log that does not verify beside the folder
+        with pytest.raises(KuhrError, match="is not a whole delivery of this application"):
+            audit.require_broken_log(root, key.public_key())
+        shutil.rmtree(folder)
