@@ -467,10 +467,8 @@ def test_a_full_disk_under_staging_is_one_line(apps, keys_env, tmp_path, capsys)
         subprocess.run(["umount", "-l", str(staging)], check=False)
 
 
-@pytest.mark.parametrize("column", ["behandler_id", "regning_status", "pasient_kjonn", "egenandel"])
-def test_a_null_where_the_contract_requires_a_value_is_a_source_refusal(apps, keys_env, tmp_path, capsys, column):
-    """One sentence, exit 3, naming the file, the column, the year and the count; never an
-    internal error from deep in a pass."""
+def _source_with_a_null(tmp_path: Path, column: str) -> tuple[Path, Path]:
+    """A source whose third claim of 2020 has `column` null (the file's schema made to allow it)."""
     source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
     victim = sorted((source / "ar=2020").glob("*.parquet"))[0]
     table = pq.read_table(victim)
@@ -479,6 +477,14 @@ def test_a_null_where_the_contract_requires_a_value_is_a_source_refusal(apps, ke
     values[2] = None
     field = table.schema.field(index).with_nullable(True)
     pq.write_table(table.set_column(index, field, pa.array(values, field.type)), victim)
+    return source, victim
+
+
+@pytest.mark.parametrize("column", ["behandler_id", "regning_status", "pasient_kjonn", "egenandel"])
+def test_a_null_where_the_contract_requires_a_value_is_a_source_refusal(apps, keys_env, tmp_path, capsys, column):
+    """One sentence, exit 3, naming the file, the column, the year and the count; never an
+    internal error from deep in a pass."""
+    source, victim = _source_with_a_null(tmp_path, column)
     code, out, err = _deliver(apps, source, capsys)
     assert code == 3 and out == "", err
     assert (
@@ -489,14 +495,7 @@ def test_a_null_where_the_contract_requires_a_value_is_a_source_refusal(apps, ke
 
 @pytest.mark.parametrize("column", ["takstkoder", "diagnosekoder"])
 def test_a_null_list_is_a_source_refusal_not_an_internal_error(apps, keys_env, tmp_path, capsys, column) -> None:
-    source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
-    victim = sorted((source / "ar=2020").glob("*.parquet"))[0]
-    table = pq.read_table(victim)
-    index = table.schema.get_field_index(column)
-    values = table.column(column).to_pylist()
-    values[2] = None
-    field = table.schema.field(index).with_nullable(True)
-    pq.write_table(table.set_column(index, field, pa.array(values, field.type)), victim)
+    source, _ = _source_with_a_null(tmp_path, column)
     code, out, err = _deliver(apps, source, capsys)
     assert code == 3 and out == "", err
     assert f"{source / 'ar=2020'}: {column}: is null in 1 claims of 2020; the source contract requires a list" in err
