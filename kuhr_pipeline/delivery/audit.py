@@ -263,6 +263,11 @@ class Ledger:
         return max(lines, key=lambda line: line.number)
 
     @property
+    def reviews(self) -> list[dict[str, Any]]:
+        """The reviewers' signed releases so far, oldest first (what `releases.json` holds)."""
+        return [dict(line.record["review"]) for line in self.released]
+
+    @property
     def manifest_sha256(self) -> str | None:
         first = self.prepared or self.delivered
         return str(first.record.get("manifest_sha256")) if first else None

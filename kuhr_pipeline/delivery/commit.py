@@ -22,7 +22,6 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -163,14 +162,10 @@ def _finish_decision(folder: Path, found: dict[tuple[str, str], Ledger]) -> str:
     ledger = found.get((application_id, delivery_id))
     if ledger is None or ledger.state == PREPARED:
         if ledger is not None and ledger.released:  # a review recorded, its signature not yet written
-            finish_release(folder.parent.parent.parent, application_id, delivery_id, _reviews(ledger), False)
+            finish_release(folder.parent.parent.parent, application_id, delivery_id, ledger.reviews, False)
         return ""
     if ledger.state == REJECTED:
         shutil.rmtree(folder, ignore_errors=True)
         return f"removed {folder}: it was rejected"
-    finish_release(folder.parent.parent.parent, application_id, delivery_id, _reviews(ledger), True)
+    finish_release(folder.parent.parent.parent, application_id, delivery_id, ledger.reviews, True)
     return f"completed the release of {delivery_id}: its released line was written before the process stopped"
-
-
-def _reviews(ledger: Ledger) -> list[dict[str, Any]]:
-    return [dict(line.record["review"]) for line in ledger.released]

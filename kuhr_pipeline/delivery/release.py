@@ -155,10 +155,6 @@ def _require_spec_still_approved(applications: Path, ledger: Ledger, today: date
         )
 
 
-def _reviewers_so_far(ledger: Ledger) -> list[dict[str, Any]]:
-    return [dict(line.record["review"]) for line in ledger.released]
-
-
 def release(
     target: str,
     key_file: Path,
@@ -188,7 +184,7 @@ def release(
         "note": note,
     }
     review["signature"] = sign_release(key, review)
-    reviews = [*_reviewers_so_far(ledger), review]
+    reviews = [*ledger.reviews, review]
     prepared = ledger.prepared.record if ledger.prepared else {}
     required = max(required, int(prepared.get("required_reviews") or 1))  # never fewer than when prepared
     published = len(reviews) >= required
@@ -221,7 +217,7 @@ def _require_other_person(reviewer: Reviewer, ledger: Ledger, where: str) -> Non
         raise ReleaseRefused.single(
             where, "--key", f"{reviewer.name} prepared this package and may not release it", "ask a second reviewer"
         )
-    for earlier in _reviewers_so_far(ledger):
+    for earlier in ledger.reviews:
         if reviewer.name == earlier["reviewer"] or reviewer.key_fingerprint == earlier["key_fingerprint"]:
             raise ReleaseRefused.single(
                 where,
