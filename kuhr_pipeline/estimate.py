@@ -149,7 +149,7 @@ def _statistics(
     with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
         staging = Staging.for_run(Path(folder), key, "estimate")
         claims = select_cohort(source, spec, key, staging, on_progress, on_members=cell_keys)
-        cube = build_cube(staging, claims.path, spec.plan.pairs)
+        cube = build_cube(staging, claims.path, spec.plan.pairs, map_year=spec.plan.map_year)
         primary = primary_cells(cube, list(spec.statistics.measures), spec.statistics.min_cell)
     return Estimate(
         spec.application_id,

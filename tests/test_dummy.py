@@ -124,6 +124,24 @@ def test_dummy_persons_meet_every_cohort_rule(tmp_path) -> None:
     assert set(steps.values()) == {120}, steps
 
 
+def test_dummy_persons_live_where_a_map_pattern_says_in_every_year(tmp_path) -> None:
+    """Under `geography`, "3201" is Bærum in every year: dummies recorded as 0219 or 3024 are in."""
+    make_recipient(tmp_path, "recipient")
+    changes = {
+        "approval.status": "draft",
+        "period": {"from": "2019-01-01", "to": "2024-12-31"},
+        "cohort": {"entry": {"diagnoses": ["R74"]}, "bostedskommuner": ["3201"]},
+        "geography": {"map": 2024},
+    }
+    spec = load_spec(write_spec(tmp_path, changes), draft=True).spec
+    made = write_dummy_source(spec, "spec.yaml", tmp_path / "source", 60, 4, clock.today())
+    key = secrets.token_bytes(32)
+    claims = select_cohort(open_source(made.path), spec, key, Staging.for_run(tmp_path / "staging", key, "t"))
+    assert claims.persons == made.persons == 60
+    recorded = set(pq.read_table(made.path, columns=["pasient_bostedskommune"]).column(0).to_pylist())
+    assert recorded - {None} == {"0219", "3024", "3201"}  # (a dummy leaves some nullable values out)
+
+
 def test_a_dummy_needs_no_source_and_refuses_what_the_contract_refuses(tmp_path, keys_env, capsys, monkeypatch) -> None:
     monkeypatch.setenv("KUHR_SOURCE", str(tmp_path / "no-such-source"))
     _, spec = small_application(tmp_path, "DUMMY-1")

@@ -177,6 +177,16 @@ class DeliverySpec(_Strict):
         return recipients
 
 
+class Geography(_Strict):
+    """Kommune and fylke as on the map of 1 January `map` (catalogue/kommuner.py), or as recorded."""
+
+    map: int | Literal["as_recorded"]
+
+    @property
+    def map_year(self) -> int | None:
+        return None if self.map == "as_recorded" else self.map
+
+
 class ApplicationSpec(_Strict):
     application_id: Annotated[str, StringConstraints(pattern=APPLICATION_ID_PATTERN)]
     title: NonEmpty
@@ -191,6 +201,8 @@ class ApplicationSpec(_Strict):
     variables: list[VariableItem] | None = Field(default=None, min_length=1, max_length=100)
     statistics: StatisticsSpec | None = None
     delivery: DeliverySpec
+    # Left out of the dump when absent, so that the specs' canonical hashes stay what they were.
+    geography: Geography | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @field_validator("application_id", "linkage_domain")
     @classmethod
@@ -199,6 +211,11 @@ class ApplicationSpec(_Strict):
         if value is not None and not value.isascii():
             raise ValueError("must be ASCII letters, digits, '.', '_' or '-'")
         return value
+
+    @property
+    def map_year(self) -> int | None:
+        """The year of the kommune map numbers are harmonised to; None: as recorded."""
+        return self.geography.map_year if self.geography else None
 
     @property
     def domain(self) -> str:

@@ -32,6 +32,7 @@ class Plan:
     columns: tuple[Column, ...]  # delivered columns in the spec's order, or the statistics' group_by
     source_columns: tuple[str, ...]
     practitioner_pseudonyms: bool
+    map_year: int | None = None  # kommune and fylke on this year's map (spec `geography`); None: as recorded
 
     @property
     def names(self) -> list[str]:
@@ -58,4 +59,5 @@ def make_plan(spec: ApplicationSpec) -> Plan:
         columns=columns,
         source_columns=tuple(dict.fromkeys([*read, *extra])),
         practitioner_pseudonyms=any(c.name == "behandler_pseudonym" for c in columns),
+        map_year=spec.map_year,
     )

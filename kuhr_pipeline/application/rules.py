@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from kuhr_pipeline.application.model import ApplicationSpec, Criteria, VariableRequest
 from kuhr_pipeline.catalogue import Catalogue, load_catalogue
+from kuhr_pipeline.catalogue.kommuner import kommune_lists
 from kuhr_pipeline.delivery.audit import AUDIT_LOG
 from kuhr_pipeline.errors import Problem
 
@@ -42,6 +43,7 @@ def refusals(spec: ApplicationSpec, where: str, today: date, *, draft: bool = Fa
     _refuse_period(spec, today, refuse)
     _refuse_application_id(spec, refuse)
     _refuse_cohort(spec, refuse)
+    _refuse_geography(spec, today, refuse)
     if spec.data_level == "pseudonymised":
         _refuse_person_level(spec, refuse)
     else:
@@ -124,6 +126,34 @@ def _refuse_cohort(spec: ApplicationSpec, refuse: _Refuse) -> None:
     age = spec.cohort.age
     if age is not None and age.min > age.max:
         refuse("cohort.age", f"min ({age.min}) is greater than max ({age.max})")
+
+
+def _refuse_geography(spec: ApplicationSpec, today: date, refuse: _Refuse) -> None:
+    """A map the shipped lists hold, and one that can place every number of the period: a kommune
+    merged after the map year has no single kommune on that map."""
+    map_year = spec.map_year
+    if map_year is None:
+        return
+    lists = kommune_lists()
+    if not lists.first_year <= map_year <= lists.last_year:
+        refuse(
+            "geography.map",
+            f"{map_year} is outside the shipped kommune lists ({lists.first_year}–{lists.last_year})",
+            f"choose a year from {lists.first_year} to {lists.last_year} (kuhr_pipeline/catalogue/kommuner/README.md "
+            "says how to add a year)",
+        )
+        return
+    last_year = min(spec.period.to, today).year
+    mergers = lists.mergers_after(map_year, last_year)
+    if mergers:
+        latest = mergers[-1][0]
+        named = ", ".join(f"{code} {lists.names[code]} ({year})" for year, code in mergers[:3])
+        refuse(
+            "geography.map",
+            f"{map_year} cannot place the kommuner merged after it within the period ({len(mergers)}: {named}, …): "
+            f"their people lived in one of several kommuner of {map_year}",
+            f"choose a map year of {latest} or later",
+        )
 
 
 def _refuse_person_level(spec: ApplicationSpec, refuse: _Refuse) -> None:
@@ -332,6 +362,53 @@ def _diagnosis_advisories(spec: ApplicationSpec) -> list[str]:
     return out
 
 
+REFORM_YEARS = (2018, 2020, 2024)  # the reforms that renumbered kommuner and fylker since 2006
+
+
+def _geography_advisories(spec: ApplicationSpec) -> list[str]:
+    """Numbers as recorded mean different places in different years: say where a spec meets that."""
+    lists = kommune_lists()
+    first, last = spec.period.from_.year, min(spec.period.to.year, lists.last_year)
+    out = []
+    map_year = spec.map_year
+    for i, code in enumerate(spec.cohort.bostedskommuner or []):
+        if code.endswith("*"):
+            continue
+        if map_year is not None:
+            if not lists.is_kommune(code, map_year):
+                out.append(
+                    f"cohort.bostedskommuner[{i}]: '{code}' is no kommune on the map of {map_year}; it matches no one"
+                )
+            continue
+        missing = lists.changed_in(code, first, last)
+        if missing:
+            out.append(
+                f"cohort.bostedskommuner[{i}]: '{code}' was no kommune in {_years(missing)}: residents of those "
+                f"years are not matched; add geography: {{map: {lists.last_year}}} to match the place in every year"
+            )
+    if map_year is None:
+        reforms = [year for year in REFORM_YEARS if first < year <= last]
+        fylke = [name for name, how in spec.plan.pairs if how == "fylke"]
+        if fylke and reforms:
+            out.append(
+                f"{', '.join(fylke)} as fylke over {first}–{last}: the fylke numbers changed in "
+                f"{', '.join(map(str, reforms))}, so one place shows as different fylker; add geography: "
+                f"{{map: {lists.last_year}}} to deliver one fylke per place"
+            )
+    return out
+
+
+def _years(years: list[int]) -> str:
+    """2006–2019 for a run of years, each run once."""
+    runs: list[list[int]] = []
+    for year in years:
+        if runs and runs[-1][-1] == year - 1:
+            runs[-1].append(year)
+        else:
+            runs.append([year])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
 def advisories(spec: ApplicationSpec) -> list[str]:
     """Warnings that do not stop a delivery."""
     catalogue = load_catalogue()
@@ -344,6 +421,7 @@ def advisories(spec: ApplicationSpec) -> list[str]:
             f"{KPR_FROM_YEAR} on: helsedata.no recommends KPR (Kommunalt pasient- og brukerregister) as the source."
         )
     out += _diagnosis_advisories(spec)
+    out += _geography_advisories(spec)
     for request in spec.requested_variables():
         if catalogue.variable(request.name).role == "free_text":
             out.append(

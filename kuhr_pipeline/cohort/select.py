@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kuhr_pipeline.application.model import ApplicationSpec
+from kuhr_pipeline.catalogue.kommuner import kommune_lists
 from kuhr_pipeline.cohort.attrition import Attrition
 from kuhr_pipeline.cohort.criteria import codes_match, columns_for, match, match_each
 from kuhr_pipeline.cohort.first_claims import (
@@ -300,12 +301,21 @@ def _apply_person_criteria(
         keep &= np.isin(firsts.column("pasient_kjonn").to_numpy(), cohort_spec.sex)
     step("after sex", keep)
     if cohort_spec.bostedskommuner is not None:
-        keep &= codes_match(firsts.column("pasient_bostedskommune").combine_chunks(), cohort_spec.bostedskommuner)
+        keep &= codes_match(_home_kommuner(firsts, rules.spec.map_year), cohort_spec.bostedskommuner)
     step("after kommune", keep)
     if cohort_spec.exclude is not None:
         keep &= ~rules.excluded(persons, index_days)
     step("after exclusion (the cohort)", keep)
     return persons[keep], ages[keep], index_days[keep], steps
+
+
+def _home_kommuner(firsts: pa.Table, map_year: int | None) -> pa.Array:
+    """The index claims' home kommuner as the patterns read them: as recorded, or on the map."""
+    recorded = firsts.column("pasient_bostedskommune").combine_chunks()
+    if map_year is None:
+        return recorded
+    years = pc.year(firsts.column("behandlingstidspunkt"))
+    return kommune_lists().harmonise(recorded, years, map_year)
 
 
 def second_pass(

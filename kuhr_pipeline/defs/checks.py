@@ -21,7 +21,7 @@ from kuhr_pipeline.extract.build import ExtractFiles
 from kuhr_pipeline.quality.gate import record_report
 from kuhr_pipeline.quality.source_quality import SOURCE_QUALITY_FILE, check_source_quality, load_source_quality
 from kuhr_pipeline.quality.statistics_rules import validate_statistics
-from kuhr_pipeline.quality.suites import claims_suite
+from kuhr_pipeline.quality.suites import claims_suite, map_expectations
 from kuhr_pipeline.quality.validate import ValidationReport, validate_tables
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.staging import Staging
@@ -109,7 +109,9 @@ def statistics_passes_validation(
     context: dg.AssetCheckExecutionContext, statistics: StatisticsTable, application: LoadedSpec
 ) -> Iterator[dg.AssetCheckResult]:
     staging = _staging_of(context, application.application_id)
-    report, proof = validate_statistics(statistics, staging)
+    report, proof = validate_statistics(
+        statistics, staging, map_expectations(application.spec, application.spec.plan.pairs)
+    )
     record_report(staging, report, [statistics.path])
     figures = keep_disclosure_report(statistics, proof, staging)
     context.log.info(

@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from kuhr_pipeline.application.model import ApplicationSpec, Criteria
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.catalogue.kommuner import KOMMUNE_LISTS_DATE, kommune_lists
 from kuhr_pipeline.extract.generalise import GENERALISATIONS
 
 
@@ -18,27 +19,7 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
     table = "statistics" if spec.data_level == "statistics" else "claims"
     lines += [f"Columns of the `{table}` table, in order.", ""]
     for name, how in columns:
-        variable = catalogue.variable(name)
-        arrow_type = str(schema.field(name).type) if schema is not None and name in schema.names else variable.type
-        lines += [
-            f"## `{name}`",
-            "",
-            f"- Norsk: {variable.no}",
-            f"- English: {variable.en}",
-            f"- Type: `{arrow_type}`",
-            f"- Generalisation: {how} – {GENERALISATIONS[how].text}",
-            f"- Role: {variable.role.replace('_', ' ')}",
-        ]
-        if variable.pattern and how == "exact":
-            lines.append(f"- Pattern: `{variable.pattern}`")
-        if variable.value_range and how == "exact":
-            lines.append(f"- Range: {variable.value_range[0]:g} – {variable.value_range[1]:g}")
-        if spec.data_level == "statistics":
-            lines.append('- A null in this column means "all values" (a margin of the cube).')
-        codes = catalogue.codes(variable)
-        if codes:
-            lines += ["", "| code | meaning |", "|---|---|"] + [f"| `{c}` | {m} |" for c, m in codes.items()]
-        lines.append("")
+        lines += _column_lines(spec, name, how, schema)
     if spec.data_level == "statistics" and spec.statistics is not None:
         for measure in spec.statistics.measures:
             m = catalogue.measures[measure]
@@ -61,6 +42,8 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
             "- Type: `bool`",
             "",
         ]
+    if spec.map_year is not None:
+        lines += geography_section(spec.map_year)
     lines += [
         "## Attrition table",
         "",
@@ -70,6 +53,76 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
         "",
     ]
     return "\n".join(lines)
+
+
+def _column_lines(spec: ApplicationSpec, name: str, how: str, schema: pa.Schema | None) -> list[str]:
+    """One delivered column's section: the catalogue's words, its type and how it was generalised."""
+    catalogue = load_catalogue()
+    variable = catalogue.variable(name)
+    arrow_type = str(schema.field(name).type) if schema is not None and name in schema.names else variable.type
+    lines = [
+        f"## `{name}`",
+        "",
+        f"- Norsk: {variable.no}",
+        f"- English: {variable.en}",
+        f"- Type: `{arrow_type}`",
+        f"- Generalisation: {how} – {GENERALISATIONS[how].text}",
+        f"- Role: {variable.role.replace('_', ' ')}",
+    ]
+    if variable.pattern and how == "exact":
+        lines.append(f"- Pattern: `{variable.pattern}`")
+    if variable.value_range and how == "exact":
+        lines.append(f"- Range: {variable.value_range[0]:g} – {variable.value_range[1]:g}")
+    if spec.map_year is not None and GENERALISATIONS[how].geographic:
+        lines.append(
+            f"- Geography: every number as the kommune that covers it on the map of 1 January {spec.map_year} "
+            f"(SSB classification 131 and its changes), so one place is one {how} in every year; "
+            '"ukjent" where the recorded number was no kommune in its year. See "Geography" below.'
+        )
+    if spec.data_level == "statistics":
+        lines.append('- A null in this column means "all values" (a margin of the cube).')
+    codes = catalogue.codes(variable)
+    if codes:
+        lines += ["", "| code | meaning |", "|---|---|"] + [f"| `{c}` | {m} |" for c, m in codes.items()]
+    lines.append("")
+    return lines
+
+
+def geography_section(map_year: int) -> list[str]:
+    """The map, and every kommune that was divided: all its people are counted in one successor."""
+    lists = kommune_lists()
+    rows = [
+        f"| {d.year} | {d.code} {d.name} | {d.largest} {lists.names[d.largest]} | "
+        f"{', '.join(f'{o} {lists.names[o]}' for o in d.others)} |"
+        for d in lists.divisions()
+        if d.year <= map_year
+    ]
+    restored = [
+        f"{old} {lists.names[old]} → {code} {lists.names[code]}"
+        for (year, code), old in sorted(lists.restored.items())
+        if year <= map_year
+    ]
+    return [
+        "## Geography",
+        "",
+        f"Kommune and fylke numbers of every year are delivered as on the map of 1 January {map_year}: merged "
+        "kommuner as the kommune they became, renumbered ones under their new number, bydel codes as their "
+        "kommune. A kommune later divided between several is counted in the successor that received the "
+        "largest part of its people"
+        + (
+            f" (a number recorded before a merger goes to the successor that restored it: {'; '.join(restored)})"
+            if restored
+            else ""
+        )
+        + ":",
+        "",
+        "| year | divided | counted in | other parts |",
+        "|---|---|---|---|",
+        *(rows or ["| – | none before this map | | |"]),
+        "",
+        f"Lists: SSB classification 131, version date {KOMMUNE_LISTS_DATE} (kuhr-pipeline's `catalogue/kommuner/`).",
+        "",
+    ]
 
 
 def _criteria_words(criteria: Criteria) -> str:
@@ -104,7 +157,8 @@ def describe_cohort(spec: ApplicationSpec) -> str:
     if cohort.sex:
         lines.append(f"- Sex {', '.join(str(s) for s in cohort.sex)} on the index claim.")
     if cohort.bostedskommuner:
-        lines.append(f"- Home kommune among {', '.join(cohort.bostedskommuner)} on the index claim.")
+        on_map = f" (numbers of the map of {spec.map_year}, in every year)" if spec.map_year is not None else ""
+        lines.append(f"- Home kommune among {', '.join(cohort.bostedskommuner)}{on_map} on the index claim.")
     if cohort.exclude is not None:
         window = cohort.exclude.window
         when = (

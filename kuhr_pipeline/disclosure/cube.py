@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kuhr_pipeline.application.plan import YEAR_COLUMN
 from kuhr_pipeline.errors import KuhrError
 from kuhr_pipeline.extract.generalise import UNKNOWN, generalise
 from kuhr_pipeline.staging import Staging
@@ -37,10 +38,11 @@ class Cube:
     table: pa.Table  # dimension columns, then persons, claims, sum_egenandel, sum_refusjon, top_egenandel, top_refusjon
 
 
-def _dimension_columns(claims: pa.Table, group_by: list[tuple[str, str]]) -> dict[str, pa.Array]:
+def _dimension_columns(claims: pa.Table, group_by: list[tuple[str, str]], map_year: int | None) -> dict[str, pa.Array]:
+    years = claims.column(YEAR_COLUMN) if map_year is not None else None
     out = {}
     for name, how in group_by:
-        values = generalise(claims.column(name), how)
+        values = generalise(claims.column(name), how, years, map_year)
         if pa.types.is_string(values.type):
             values = pc.fill_null(values, UNKNOWN)
         out[name] = values
@@ -58,16 +60,18 @@ def max_cells() -> int:
     return int(value)
 
 
-def require_cube_size(staging: Staging, claims_path: Path, group_by: list[tuple[str, str]], limit: int) -> None:
+def require_cube_size(
+    staging: Staging, claims_path: Path, group_by: list[tuple[str, str]], limit: int, map_year: int | None = None
+) -> None:
     """Refuse (exit 2) before building a cube that could exceed `limit` cells: the bound is the
     product over the dimensions of (distinct values + 1, the margin), counted from the cohort's
     claims batch by batch, the dimension columns only, and given up as soon as it passes the
     limit (a timestamp dimension stops it within a batch or two)."""
     names = [name for name, _ in group_by]
     seen: dict[str, set[object]] = {name: set() for name in names}
-    for batch in staging.batches(claims_path, names):
+    for batch in staging.batches(claims_path, _read(names, map_year)):
         table = pa.Table.from_batches([batch])
-        for name, values in _dimension_columns(table, group_by).items():
+        for name, values in _dimension_columns(table, group_by, map_year).items():
             seen[name].update(pc.unique(values).to_pylist())
         bound = math.prod(len(values) + 1 for values in seen.values())
         if bound > limit:
@@ -80,8 +84,17 @@ def require_cube_size(staging: Staging, claims_path: Path, group_by: list[tuple[
             )
 
 
+def _read(names: list[str], map_year: int | None) -> list[str]:
+    """The claims' columns a cube reads for these dimensions (their years too, under a map)."""
+    return [*names, *([YEAR_COLUMN] if map_year is not None and YEAR_COLUMN not in names else [])]
+
+
 def build_cube(
-    staging: Staging, claims_path: Path, group_by: list[tuple[str, str]], rows_per_bucket: int = ROWS_PER_BUCKET
+    staging: Staging,
+    claims_path: Path,
+    group_by: list[tuple[str, str]],
+    rows_per_bucket: int = ROWS_PER_BUCKET,
+    map_year: int | None = None,
 ) -> Cube:
     """Aggregate the cohort's claims over every subset of the group-by dimensions.
 
@@ -89,16 +102,17 @@ def build_cube(
     pass into buckets of persons (by the first characters of the pseudonym), spilled as Arrow
     files beside the claims; each bucket's cube is made in memory and the cubes are added. Adding
     is exact for every measure, distinct persons included, because no person is in two buckets.
-    A cube that could exceed KUHR_MAX_CELLS is refused before anything is built."""
-    require_cube_size(staging, claims_path, group_by, max_cells())
+    A cube that could exceed KUHR_MAX_CELLS is refused before anything is built. `map_year`: kommune
+    and fylke dimensions on that year's map."""
+    require_cube_size(staging, claims_path, group_by, max_cells(), map_year)
     names = [name for name, _ in group_by]
-    needed = sorted({*names, "pasient_pseudonym", "egenandel", "refusjon"})
+    needed = sorted({*_read(names, map_year), "pasient_pseudonym", "egenandel", "refusjon"})
     buckets = min(len(_PREFIXES), max(1, -(-staging.rows(claims_path) // rows_per_bucket)))
     if buckets == 1:
-        return _cube_of(staging.read(claims_path, needed), group_by)
+        return _cube_of(staging.read(claims_path, needed), group_by, map_year)
     with tempfile.TemporaryDirectory(prefix=".buckets-", dir=claims_path.parent) as spill:  # mkdtemp: owner-only
         spilled = _spill(staging, claims_path, needed, buckets, Path(spill))
-        cubes = [_cube_of(staging.read(path), group_by) for path in spilled]
+        cubes = [_cube_of(staging.read(path), group_by, map_year) for path in spilled]
     summed = (
         pa.concat_tables(c.table for c in cubes)
         .group_by(names)
@@ -138,13 +152,13 @@ def _spill(staging: Staging, claims: Path, columns: list[str], buckets: int, fol
     return paths
 
 
-def _cube_of(claims: pa.Table, group_by: list[tuple[str, str]]) -> Cube:
+def _cube_of(claims: pa.Table, group_by: list[tuple[str, str]], map_year: int | None = None) -> Cube:
     """The cube of claims held in memory. Claims are first reduced to one row per (finest cell,
     person) with the person's claims and sums there; each level of the cube then groups that
     smaller table by (cell, person) — a person's share of the cell — and by cell: persons are the
     rows, claims and sums add up, and the largest share of each sum is kept for the dominance rule."""
     names = [name for name, _ in group_by]
-    dims = _dimension_columns(claims, group_by)
+    dims = _dimension_columns(claims, group_by, map_year)
     person = pc.dictionary_encode(claims.column("pasient_pseudonym").combine_chunks()).indices
     base = pa.table({**dims, "person": person, **{c: claims.column(c) for c in ("egenandel", "refusjon")}})
     per_person = (

@@ -44,7 +44,7 @@ def build_statistics(
     if spec.statistics is None:
         raise ValueError(f"{spec.application_id}: data_level {spec.data_level} has no statistics table")
     group_by = spec.plan.pairs
-    cube = build_cube(staging, cohort_claims, group_by)
+    cube = build_cube(staging, cohort_claims, group_by, map_year=spec.plan.map_year)
     result = suppress(cube, list(spec.statistics.measures), spec.statistics.min_cell, previous)
     cube_path, certificates_path = out.path(CUBE_FILE), out.path(CERTIFICATES_FILE)
     out.write_parquet(cube_path, cube.table)

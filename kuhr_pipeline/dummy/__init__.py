@@ -28,7 +28,7 @@ from kuhr_pipeline.dummy.source import write_dummy_source
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report
 from kuhr_pipeline.quality.gate import record_report
 from kuhr_pipeline.quality.statistics_rules import validate_statistics
-from kuhr_pipeline.quality.suites import claims_suite
+from kuhr_pipeline.quality.suites import claims_suite, map_expectations
 from kuhr_pipeline.quality.validate import validate_tables
 from kuhr_pipeline.source import open_source
 from kuhr_pipeline.staging import Staging
@@ -66,7 +66,7 @@ def _made(spec: ApplicationSpec, claims: CohortClaims, staging: Staging) -> Extr
         record_report(staging, validate_tables("claims", files, claims_suite(spec, spec.plan.pairs), staging), files)
         return extract
     statistics = build_statistics(spec, claims.path, staging, staging.sub("statistics"))
-    validation, proof = validate_statistics(statistics, staging)
+    validation, proof = validate_statistics(statistics, staging, map_expectations(spec, spec.plan.pairs))
     record_report(staging, validation, [statistics.path])
     keep_disclosure_report(statistics, proof, staging)
     return statistics

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kuhr_pipeline.application.model import CODE_SYSTEMS, ApplicationSpec, Criteria
-from kuhr_pipeline.cohort.criteria import match
+from kuhr_pipeline.catalogue.kommuner import kommune_lists
+from kuhr_pipeline.cohort.criteria import codes_match, match
 from kuhr_pipeline.errors import SpecRefused
 from kuhr_pipeline.source.schema import PARTITION_COLUMN, SOURCE_SCHEMA
 from kuhr_pipeline.synth import codes
@@ -92,7 +93,7 @@ def _person(rng: np.random.Generator, spec: ApplicationSpec, first: date, last: 
     for claim in others:  # none before birth
         claim["day"] = _day(rng, max(first, birth), last)
     sex = int(rng.choice(cohort.sex or [1, 2]))
-    kommune = _kommune(rng, cohort.bostedskommuner, days[0].year)
+    kommune = _kommune(rng, cohort.bostedskommuner, days[0].year, spec.map_year)
     return _Person(sex, birth, kommune, entries + others)
 
 
@@ -111,9 +112,19 @@ def _age(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
-def _kommune(rng: np.random.Generator, patterns: list[str] | None, year: int) -> str:
-    known = [str(n) for n in numbers_in(year)]
-    return _completed(rng, str(rng.choice(patterns)), known) if patterns else str(rng.choice(known))
+def _kommune(rng: np.random.Generator, patterns: list[str] | None, year: int, map_year: int | None) -> str:
+    """A home kommune of `year` the patterns select: as recorded, or (under a map) a number of that
+    year whose kommune on the map they select."""
+    if map_year is None:
+        known = [str(n) for n in numbers_in(year)]
+        return _completed(rng, str(rng.choice(patterns)), known) if patterns else str(rng.choice(known))
+    lists = kommune_lists()
+    recorded = sorted(lists.kommuner_in(year))
+    if patterns:
+        on_map = pa.array([lists.covering(code, year, map_year) for code in recorded])
+        fitting = [code for code, keep in zip(recorded, codes_match(on_map, patterns), strict=True) if keep]
+        recorded = fitting or recorded
+    return str(rng.choice(recorded))
 
 
 def _completed(rng: np.random.Generator, pattern: str, known: list[str], width: int = 4) -> str:

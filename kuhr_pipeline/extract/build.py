@@ -25,8 +25,11 @@ from kuhr_pipeline.source.prefetch import prefetched
 from kuhr_pipeline.staging import SealedParquetWriter, Staging
 
 
-def select_variables(batch: pa.RecordBatch | pa.Table, variables: list[tuple[str, str]]) -> pa.Table:
-    return pa.table({name: generalise(batch.column(name), how) for name, how in variables})
+def select_variables(
+    batch: pa.RecordBatch | pa.Table, variables: list[tuple[str, str]], map_year: int | None = None
+) -> pa.Table:
+    years = batch.column(YEAR_COLUMN) if map_year is not None else None
+    return pa.table({name: generalise(batch.column(name), how, years, map_year) for name, how in variables})
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def build_extract(
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kuhr-extract") as encoder:  # one: files in order
             for batch in prefetched(staging.batches(cohort_claims)):  # unsealed and decompressed meanwhile
-                table = select_variables(batch, variables)
+                table = select_variables(batch, variables, spec.plan.map_year)
                 schema = table.schema
                 if split:
                     years = batch.column(YEAR_COLUMN)
@@ -83,7 +86,7 @@ def build_extract(
                 if on_table is not None:
                     on_table(table)
             if schema is None:
-                empty = select_variables(staging.schema(cohort_claims).empty_table(), variables)
+                empty = select_variables(staging.schema(cohort_claims).empty_table(), variables, spec.plan.map_year)
                 schema = empty.schema
                 if not split:
                     write("claims", empty)

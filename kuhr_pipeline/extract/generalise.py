@@ -6,6 +6,10 @@ group5 → "00-04" … "85-89", "90+"; group10 → "00-09" … "80-89", "90+"; f
 digits of a kommune number; kommune → the number, with Oslo, Stavanger, Bergen and Trondheim bydel
 codes folded into their kommune (a bydel is finer than a kommune, so never delivered as such);
 month → "YYYY-MM"; year → integer; date → date; timestamp and exact → as in the source.
+
+With a geography map (`geography: {map: Y}`), `kommune` and `fylke` first turn each number into
+the kommune of Y's map that covers it in its claim's year (catalogue/kommuner.py), so one place is
+one kommune and one fylke in every year; a number that is no kommune in its year is "ukjent".
 """
 
 from __future__ import annotations
@@ -19,11 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-OPEN_AGE = 90
-UNKNOWN = "ukjent"  # the label of a missing value where a label is shown (cube cells, age profiles)
+from kuhr_pipeline.catalogue.kommuner import UNKNOWN_KOMMUNE, fold_bydeler, kommune_lists
 
-# bydel ranges → kommune (KUHR receives bydel codes; kuhr-facts.md)
-_BYDELER = [(312, 335, "0301"), (1161, 1165, "1103"), (1202, 1210, "1201"), (1603, 1607, "1601")]
+OPEN_AGE = 90
+UNKNOWN = UNKNOWN_KOMMUNE  # the label of a missing value where a label is shown (cube cells, age profiles)
 
 
 def age_label(age: int, width: int) -> str:
@@ -57,16 +60,12 @@ def age_group(values: pa.Array, width: int) -> pa.Array:
 
 
 def fylke(values: pa.Array) -> pa.Array:
-    return pc.utf8_slice_codeunits(values, 0, 2)
+    """The first two digits; "ukjent" (a number no map covers) stays "ukjent"."""
+    return pc.if_else(pc.equal(values, UNKNOWN), values, pc.utf8_slice_codeunits(values, 0, 2))
 
 
 def kommune(values: pa.Array) -> pa.Array:
-    numbers = pc.cast(pc.if_else(pc.match_substring_regex(values, r"^[0-9]{4}$"), values, None), pa.int32())
-    out = values
-    for low, high, target in _BYDELER:
-        inside = pc.and_(pc.greater_equal(numbers, low), pc.less_equal(numbers, high))
-        out = pc.if_else(pc.fill_null(inside, False), pa.scalar(target), out)
-    return out
+    return fold_bydeler(values)
 
 
 def month(values: pa.Array) -> pa.Array:
@@ -114,6 +113,7 @@ class Generalisation:
     apply: Callable[[pa.Array], pa.Array]
     text: str
     expectation: Rule = lambda start, end: None  # None: the catalogue's own domain applies
+    geographic: bool = False  # reads kommune numbers: harmonised first under a geography map
 
 
 GENERALISATIONS: dict[str, Generalisation] = {
@@ -129,11 +129,12 @@ GENERALISATIONS: dict[str, Generalisation] = {
         '10-year age groups "00-09" … "80-89", "90+"',
         lambda start, end: ("expect_column_values_to_be_in_set", {"value_set": age_labels(10)}),
     ),
-    "kommune": Generalisation(kommune, "kommune number (bydel codes folded into their kommune)"),
+    "kommune": Generalisation(kommune, "kommune number (bydel codes folded into their kommune)", geographic=True),
     "fylke": Generalisation(
         fylke,
         "fylke: the first two digits of the kommune number",
         lambda start, end: ("expect_column_values_to_match_regex", {"regex": r"^[0-9]{2}$"}),
+        geographic=True,
     ),
     "month": Generalisation(
         month,
@@ -149,5 +150,20 @@ GENERALISATIONS: dict[str, Generalisation] = {
 }
 
 
-def generalise(values: pa.Array, how: str) -> pa.Array:
-    return GENERALISATIONS[how].apply(values)
+def generalise(values: pa.Array, how: str, years: pa.Array | None = None, map_year: int | None = None) -> pa.Array:
+    """`values` generalised as `how`; kommune numbers first put on the map of `map_year` when given
+    (`years`: each value's claim year)."""
+    generalisation = GENERALISATIONS[how]
+    if map_year is not None and generalisation.geographic:
+        if years is None:
+            raise ValueError(f"{how} on the map of {map_year} needs each value's year")
+        values = kommune_lists().harmonise(values, years, map_year)
+    return generalisation.apply(values)
+
+
+def mapped_expectation(how: str, map_year: int | None) -> tuple[str, dict[str, Any]]:
+    """What a harmonised kommune or fylke column holds: a kommune (fylke) of the map, or "ukjent"."""
+    assert map_year is not None
+    lists = kommune_lists()
+    values = lists.kommuner_in(map_year) if how == "kommune" else lists.fylker_in(map_year)
+    return "expect_column_values_to_be_in_set", {"value_set": [*sorted(values), UNKNOWN]}

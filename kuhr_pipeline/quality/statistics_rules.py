@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from kuhr_pipeline.disclosure.proof import Proof, prove, prove_exactly
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, certificates_of
 from kuhr_pipeline.disclosure.suppression import EXACT_CELLS
-from kuhr_pipeline.quality.suites import load_suite_file
+from kuhr_pipeline.quality.suites import Expectation, load_suite_file
 from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport, validate_tables
 from kuhr_pipeline.staging import Staging
 
@@ -61,11 +61,14 @@ RULES: dict[str, Callable[[_Delivered], int]] = {
 }
 
 
-def validate_statistics(statistics: StatisticsTable, staging: Staging) -> tuple[ValidationReport, Proof]:
-    """The statistics suite from `expectations/statistics.json`: GX expectations plus the rules,
-    and the proof whose figures go into the disclosure report."""
+def validate_statistics(
+    statistics: StatisticsTable, staging: Staging, dimensions_suite: list[Expectation] | None = None
+) -> tuple[ValidationReport, Proof]:
+    """The statistics suite from `expectations/statistics.json` (and `dimensions_suite`, what the
+    spec asks of the dimensions: the map's kommuner): GX expectations plus the rules, and the proof
+    whose figures go into the disclosure report."""
     assert statistics.path and statistics.cube_path and statistics.certificates_path
-    suite = load_suite_file("statistics")
+    suite = load_suite_file("statistics") + (dimensions_suite or [])
     table = staging.read_parquet(statistics.path)
     dimensions = list(statistics.dimensions)
     certificates = certificates_of(staging.read_parquet(statistics.certificates_path))

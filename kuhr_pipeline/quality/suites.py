@@ -17,7 +17,7 @@ from typing import Any
 from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.application.plan import PSEUDONYMS
 from kuhr_pipeline.catalogue import load_catalogue
-from kuhr_pipeline.extract.generalise import GENERALISATIONS
+from kuhr_pipeline.extract.generalise import GENERALISATIONS, UNKNOWN, mapped_expectation
 
 LEAK_GUARD = "expect_column_values_to_hold_no_fodselsnummer"
 LIST_TYPES = ("list<string>",)
@@ -49,8 +49,11 @@ def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]
         variable = catalogue.variable(name)
         if not variable.nullable:
             add("expect_column_values_to_not_be_null", name)
+        mapped = map_expectations(spec, [(name, how)])
         rule = GENERALISATIONS[how].expectation(start, end)
-        if rule is not None:
+        if mapped:
+            out += mapped
+        elif rule is not None:
             kind, kwargs = rule
             add(kind, name, **kwargs)
         elif variable.code_list:
@@ -70,6 +73,25 @@ def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]
         guarded = name not in PSEUDONYMS and variable.role != "claim_identifier"
         if guarded and (variable.type == "string" or variable.type in LIST_TYPES):
             add(LEAK_GUARD, name)
+    return out
+
+
+def map_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]) -> list[Expectation]:
+    """Under a geography map, each kommune (fylke) column holds kommuner (fylker) of the map or
+    "ukjent"; the "ukjent" are counted, never failed (a number that was no kommune in its year)."""
+    if spec.map_year is None:
+        return []
+    out: list[Expectation] = []
+    for name, how in columns:
+        if GENERALISATIONS[how].geographic:
+            kind, kwargs = mapped_expectation(how, spec.map_year)
+            out.append({"type": kind, "kwargs": {"column": name, **kwargs}})
+            out.append(
+                {
+                    "type": "expect_column_values_to_not_be_in_set",
+                    "kwargs": {"column": name, "value_set": [UNKNOWN], "mostly": 0.0},
+                }
+            )
     return out
 
 
