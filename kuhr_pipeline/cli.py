@@ -66,6 +66,17 @@ def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int, orde
     )
 
 
+def _source_years() -> list[int]:
+    """The years with claims of the deployment's source, for `check`'s advice; none when there is
+    no readable source here (a spec is checked on its own)."""
+    from kuhr_pipeline.source import open_source
+
+    try:
+        return open_source(settings.source_dir()).years_with_claims()
+    except KuhrError:
+        return []
+
+
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
 def check(specs: tuple[Path, ...]) -> None:
@@ -77,8 +88,10 @@ def check(specs: tuple[Path, ...]) -> None:
       kuhr-pipeline check applications/HDS-2026-0042.yaml
       kuhr-pipeline check applications/*.yaml"""
     from kuhr_pipeline.application import load_spec
+    from kuhr_pipeline.source.scan import period_before_source
 
     refused: list[KuhrError] = []
+    source_years = _source_years()
     for spec in specs:
         try:
             loaded = load_spec(spec)
@@ -86,7 +99,12 @@ def check(specs: tuple[Path, ...]) -> None:
             refused.append(error)
             continue
         click.echo(f"ok: {spec}: {loaded.application_id} ({loaded.spec.data_level})")
-        for advisory in loaded.advisories:
+        before = period_before_source(source_years, loaded.spec.period.from_) if source_years else None
+        advisories = [
+            *loaded.advisories,
+            *([f"period.from {before[0]} (deliver refuses it: {before[1]})"] if before else []),
+        ]
+        for advisory in advisories:
             click.echo(f"advisory: {advisory}")
     if refused:
         raise KuhrError([problem for error in refused for problem in error.problems])

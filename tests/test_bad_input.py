@@ -195,6 +195,23 @@ def test_a_year_with_no_claims_between_others_is_a_gap(apps, keys_env, tmp_path,
     assert _no_delivery(keys_env)
 
 
+def test_a_period_before_the_sources_first_year_is_refused_and_check_advises(
+    apps, keys_env, tmp_path, capsys, monkeypatch
+) -> None:
+    """A period from 2006 on a source that starts in 2019 would deliver 2019 on without a word."""
+    source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
+    early = {"period": {"from": "2018-06-01", "to": "2020-12-31"}}
+    code, out, err = _deliver(apps, source, capsys, early)
+    assert code == 3 and "period.from: 2018-06-01 is in 2018, but the source's first year with claims is 2019" in err
+    assert "start the period in 2019" in err and "Traceback" not in err
+    assert _no_delivery(keys_env)
+    monkeypatch.setenv("KUHR_SOURCE", str(source))
+    code, out, _ = run_cli(["check", apps / "BAD-1.yaml"], capsys)
+    assert code == 0 and "advisory: period.from 2018-06-01 is in 2018" in out and "deliver refuses it" in out
+    code, out, err = _deliver(apps, source, capsys, {"period": {"from": "2019-01-01", "to": "2020-12-31"}})
+    assert code == 0, err  # from the first year on: delivered
+
+
 def test_a_symbolic_link_in_the_source_is_refused(apps, keys_env, tmp_path, capsys) -> None:
     source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
     (source / "ar=2020" / "loop").symlink_to("..")
@@ -261,28 +278,31 @@ def test_repeated_claim_ids_are_found_whatever_their_lengths(tmp_path, monkeypat
     rows = [{**row, "regning_id": i} for row, i in zip(_rows(len(ids), 2020), ids, strict=True)]
     source = open_source(write_source(tmp_path / "source", rows, row_group_size=2))
     monkeypatch.setattr(claim_ids, "MAX_HASHES", -(-len(ids) // parts))
-    found = claim_ids.repeated_claim_ids(source, 2020)
+    found = claim_ids.repeated_claim_ids(source, [2020])
     assert sorted(i.decode() for i in found.to_pylist()) == repeated
 
 
-def test_a_year_found_clean_is_not_read_again_until_its_files_change(tmp_path, monkeypatch) -> None:
-    """The record of a clean year is trusted for that version of its files only, and only when
+def test_years_found_clean_are_not_read_again_until_their_files_change(tmp_path, monkeypatch) -> None:
+    """The record of clean years is trusted for that version of their files only, and only when
     this deployment's key signed it."""
     from kuhr_pipeline.errors import SourceError
     from kuhr_pipeline.source import claim_ids, open_source
-    from kuhr_pipeline.source.claim_ids import CheckedYears, require_distinct_claim_ids, year_version
+    from kuhr_pipeline.source.claim_ids import CheckedYears, require_distinct_claim_ids, years_version
 
     folder = write_source(tmp_path / "source", _rows(6, 2019) + _rows(6, 2020))
     source = open_source(folder)
     checked = CheckedYears(tmp_path / "checks", b"k" * 32)
     require_distinct_claim_ids(source, 2019, 2020, checked)
-    assert checked.holds(year_version(source, 2019)) and checked.holds(year_version(source, 2020))
-    reads: list[int] = []
+    assert checked.holds(years_version(source, [2019, 2020]))
+    assert not checked.holds(years_version(source, [2020]))  # another set of years: its own check
+    reads: list[list[int]] = []
     monkeypatch.setattr(
-        claim_ids, "repeated_claim_ids", lambda s, year: reads.append(year) or pa.array([], pa.binary())
+        claim_ids, "repeated_claim_ids", lambda s, years: reads.append(years) or pa.array([], pa.binary())
     )
     require_distinct_claim_ids(source, 2019, 2020, checked)
     assert reads == []  # both years unchanged: nothing read
+    require_distinct_claim_ids(source, 2020, 2020, checked)
+    assert reads == [[2020]]
 
     table = pq.read_table(folder / "ar=2020" / "part-0.parquet")
     pq.write_table(
@@ -296,10 +316,29 @@ def test_a_year_found_clean_is_not_read_again_until_its_files_change(tmp_path, m
     repaired = folder / "ar=2020" / "part-0.parquet"
     pq.write_table(table, repaired)
     other_key = CheckedYears(tmp_path / "checks", b"x" * 32)
-    assert not other_key.holds(year_version(open_source(folder), 2019))  # signed with another key: not taken
-    record = next((tmp_path / "checks").glob("2019-*.json"))
-    record.write_text(record.read_text().replace('"claims": 6', '"claims": 7'))
-    assert not checked.holds(year_version(open_source(folder), 2019))  # altered: not taken
+    assert not other_key.holds(years_version(open_source(folder), [2019, 2020]))  # another key: not taken
+    record = next((tmp_path / "checks").glob("2019-2020-*.json"))
+    record.write_text(record.read_text().replace('"claims": 12', '"claims": 13'))
+    assert not checked.holds(years_version(open_source(folder), [2019, 2020]))  # altered: not taken
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_bill_redated_into_another_year_is_refused_across_the_years_a_run_reads(tmp_path, monkeypatch, parts) -> None:
+    """A claim of 2019 copied into 2020 with a new date and the same id (the hostile tester's
+    365-day shift): each year alone is clean; the years together are not."""
+    from kuhr_pipeline.errors import SourceError
+    from kuhr_pipeline.source import claim_ids, open_source
+    from kuhr_pipeline.source.claim_ids import CheckedYears, require_distinct_claim_ids
+
+    earlier = _rows(6, 2019)
+    redated = {**earlier[2], "when": "2020-06-01T10:00:00", "regning_id": "R000002"}
+    source = open_source(write_source(tmp_path / "source", earlier + _rows(6, 2020)[:5] + [redated], row_group_size=2))
+    monkeypatch.setattr(claim_ids, "MAX_HASHES", -(-12 // parts))
+    checked = CheckedYears(tmp_path / "checks", b"k" * 32)
+    require_distinct_claim_ids(source, 2020, 2020, checked)  # a run of 2020 alone reads no repeat
+    with pytest.raises(SourceError, match=r"1 ids are used by more than one claim \(e.g. 'R000002'\)") as refused:
+        require_distinct_claim_ids(source, 2019, 2020, checked)
+    assert "ar=2019" in str(refused.value) and "ar=2020" in str(refused.value)  # both files named
 
 
 # --- specs that check must refuse -------------------------------------------------------------------

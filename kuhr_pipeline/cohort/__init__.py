@@ -45,7 +45,7 @@ def select_cohort(
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`.
     `per_year`: each pass reads the period a year at a time (what the fanned-out job does)."""
-    source.require_sound_period(*reach(spec))
+    source.require_sound_period(*reach(spec), spec.period.from_)
     try:
         groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year)]
         found = find_cohort_in(spec, groups, staging, on_members)
@@ -64,7 +64,7 @@ def find_cohort(
     on_members: Members | None = None,
 ) -> FoundCohort:
     """Pass 1 only (the estimate): the cohort and its attrition."""
-    source.require_sound_period(*reach(spec))
+    source.require_sound_period(*reach(spec), spec.period.from_)
     groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year=False)]
     return find_cohort_in(spec, groups, staging, on_members)
 

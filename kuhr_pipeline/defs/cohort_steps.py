@@ -79,7 +79,7 @@ def cohort_groups(
     spec = application.spec
     source = open_source(paths.source_dir())
     start, end = reach(spec)
-    source.require_sound_period(start, end)
+    source.require_sound_period(start, end, spec.period.from_)
     checked = CheckedYears(paths.source_checks_dir(), pseudonym_key.master_key())
     require_distinct_claim_ids(source, start.year, end.year, checked, context.log.info)
     # what was checked is what every scan step reads: the source's identity goes with the run

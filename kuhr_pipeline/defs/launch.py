@@ -106,7 +106,7 @@ def run_delivery(
     for variable, value in chosen.items():
         os.environ[variable] = str(Path(value).resolve())
     paths = KuhrPaths()
-    open_source(paths.source_dir()).require_sound_period(*reach(loaded.spec))
+    open_source(paths.source_dir()).require_sound_period(*reach(loaded.spec), loaded.spec.period.from_)
     deliveries_root = paths.deliveries_dir()
     for done in make_ready(deliveries_root, signing_key):  # the log and the folders agree before the run
         echo(done)

@@ -1,6 +1,6 @@
-"""No claim twice: every `regning_id` of a year is used by one claim only (source contract: two
-bills with one id anywhere in the years a run reads refuse the source), checked once for each
-version of a year's files.
+"""No claim twice: every `regning_id` of the years a run reads is used by one claim only (source
+contract: two bills with one id anywhere in the years a run reads refuse the source), checked once
+for each version of those years' files.
 
 Why once: reading `regning_id` (plain, the widest column of the source) and settling it cost a
 20 M-claim delivery about 1.1 s of its 9 when every run did it (bench/README.md, thirteenth
@@ -11,14 +11,15 @@ rewritten or touched makes a new version, checked again. The records are signed 
 with a key derived from the pseudonym master key), so a record copied from another deployment,
 or written by hand, is not taken for a check.
 
-A year is checked whole: every claim in it, not only the cohort's (the check this replaced
-looked at the cohort's claims only). Across years: a claim copied into another year's folder
-carries a timestamp of its own year and is refused by the timestamp check (integrity.py).
+The years are checked together and whole: every claim in them, not only the cohort's, so a bill
+re-dated into the next year with its id is found as surely as one exported twice into one year.
+A record holds for exactly that set of year versions: a run over more years, or a changed file,
+checks again.
 
 Settled on 64-bit hashes of the ids, sorted: no two equal, no id twice. Equal hashes are
-settled on the ids themselves (read again, those few only). Memory: 8 bytes a claim of the year;
-a year of more than MAX_HASHES claims is checked in parts, each a share of the hash values, a
-read of the year's ids each.
+settled on the ids themselves (read again, those few only). Memory: bounded by MAX_HASHES (8 bytes
+each, 256 MiB), whatever the number of claims: more claims are checked in parts, each a share of
+the hash values (h mod parts), a read of the years' ids each.
 """
 
 from __future__ import annotations
@@ -84,6 +85,24 @@ def year_version(source: Source, year: int) -> YearVersion:
     return YearVersion(year, tuple(files))
 
 
+@dataclass(frozen=True)
+class YearsVersion:
+    """The files of the years a run reads, as they are now: what one check is valid for."""
+
+    years: tuple[YearVersion, ...]
+
+    def digest(self) -> str:
+        return hashlib.sha256(_canonical(asdict(self))).hexdigest()
+
+    @property
+    def span(self) -> str:
+        return f"{self.years[0].year}-{self.years[-1].year}" if self.years else "none"
+
+
+def years_version(source: Source, years: list[int]) -> YearsVersion:
+    return YearsVersion(tuple(year_version(source, year) for year in years))
+
+
 def source_version(source: Source, first: int, last: int) -> str:
     """The identity of every file of the years `first`–`last` (which years there are, and each
     file's path, size, modification time and footer): what a run checked, so that each of its
@@ -119,8 +138,8 @@ def _footer_digest(path: Path) -> str:
 
 
 class CheckedYears:
-    """The signed records of years found without a repeated claim id, one file per year version
-    in `folder` (written whole or not at all; two runs recording one version write the same)."""
+    """The signed records of the sets of years found without a repeated claim id, one file per
+    version in `folder` (written whole or not at all; two runs recording one version write the same)."""
 
     def __init__(self, folder: Path, master_key: bytes) -> None:
         self.folder = folder
@@ -128,8 +147,8 @@ class CheckedYears:
             algorithm=hashes.SHA256(), length=32, salt=b"kuhr-pipeline source checks v1", info=b"regning_id"
         ).derive(master_key)
 
-    def holds(self, version: YearVersion) -> bool:
-        """True when this version of the year was checked and found clean (by this deployment)."""
+    def holds(self, version: YearsVersion) -> bool:
+        """True when this version of the years was checked and found clean (by this deployment)."""
         try:
             record = json.loads(self._path(version).read_text(encoding="utf-8"))
             body, mac = record["body"], record["mac"]
@@ -139,7 +158,7 @@ class CheckedYears:
         except (OSError, ValueError, KeyError, TypeError):  # no record, or not one this deployment signed
             return False
 
-    def record(self, version: YearVersion, claims: int) -> None:
+    def record(self, version: YearsVersion, claims: int) -> None:
         body = {"version": asdict(version), "claims": claims, "checked": clock.register_now().isoformat()}
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self._path(version)
@@ -150,8 +169,8 @@ class CheckedYears:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _path(self, version: YearVersion) -> Path:
-        return self.folder / f"{version.year}-{version.digest()[:32]}.json"
+    def _path(self, version: YearsVersion) -> Path:
+        return self.folder / f"{version.span}-{version.digest()[:32]}.json"
 
     def _mac(self, body: object) -> str:
         return hmac.new(self._key, _canonical(body), hashlib.sha256).hexdigest()
@@ -164,23 +183,22 @@ def _canonical(value: object) -> bytes:
 def require_distinct_claim_ids(
     source: Source, first: int, last: int, checked: CheckedYears, log: Progress | None = None
 ) -> None:
-    """SourceError naming the files and the number of repeated ids when a year of `first`–`last`
-    uses a `regning_id` for more than one claim. Years whose files are unchanged since they were
-    found clean are not read again."""
-    for year in source.years:
-        if not first <= year <= last:
-            continue
-        version = year_version(source, year)
-        if checked.holds(version):
-            continue
-        claims = source.rows_in_years(year, year)
-        if log:
-            log(f"source: checking that no regning_id of {year} is used twice ({claims:,} claims; once per export)")
-        repeated = repeated_claim_ids(source, year)
-        if len(repeated):
-            _refuse(source, year, repeated)
+    """SourceError naming the files and the number of repeated ids when the years of
+    `first`–`last` use a `regning_id` for more than one claim, within a year or across years.
+    Years whose files are unchanged since they were found clean together are not read again."""
+    years = [year for year in source.years if first <= year <= last]
+    version = years_version(source, years)
+    if not years or checked.holds(version):
+        return
+    claims = source.rows_in_years(years[0], years[-1])
+    if log:
+        log(f"source: checking that no regning_id of {version.span} is used twice ({claims:,} claims; once per export)")
+    repeated = repeated_claim_ids(source, years)
+    if len(repeated):
+        _refuse(source, years, repeated)
+    for year in years:
         refuse_null_lists(source, year)
-        checked.record(version, claims)
+    checked.record(version, claims)
 
 
 LIST_COLUMNS = [f.name for f in SOURCE_SCHEMA if not f.nullable and pa.types.is_list(f.type)]
@@ -203,26 +221,27 @@ def refuse_null_lists(source: Source, year: int) -> None:
             )
 
 
-def repeated_claim_ids(source: Source, year: int) -> pa.Array:
-    """The ids used by more than one claim of `year` (nulls are not ids)."""
-    claims = source.rows_in_years(year, year)
+def repeated_claim_ids(source: Source, years: list[int]) -> pa.Array:
+    """The ids used by more than one claim of `years`, within one year or across them (nulls are
+    not ids)."""
+    claims = sum(source.rows_in_years(year, year) for year in years)
     parts = max(1, math.ceil(claims / MAX_HASHES))
-    suspects = [_equal_hashes(source, year, claims, part, parts) for part in range(parts)]
+    suspects = [_equal_hashes(source, years, claims, part, parts) for part in range(parts)]
     suspect = np.unique(np.concatenate(suspects))
     if not len(suspect):
         return pa.array([], pa.binary())
-    ids = [batch.filter(pa.array(_isin(hashes, suspect))) for batch, hashes in _hashed(source, year)]
+    ids = [batch.filter(pa.array(_isin(hashes, suspect))) for batch, hashes in _hashed(source, years)]
     counts = pc.value_counts(pa.chunked_array(ids, pa.binary()).combine_chunks())
     return counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
 
 
-def _equal_hashes(source: Source, year: int, claims: int, part: int, parts: int) -> np.ndarray:
-    """The hash values that two or more claims' ids of `year` share, among the hashes h with
-    h mod parts == part. Held in one array, sorted in place: an array as long as the year,
+def _equal_hashes(source: Source, years: list[int], claims: int, part: int, parts: int) -> np.ndarray:
+    """The hash values that two or more claims' ids of `years` share, among the hashes h with
+    h mod parts == part. Held in one array, sorted in place: an array as long as the claims,
     whose pages beyond the part's share are never touched (so never in memory)."""
     every = np.empty(claims, dtype=np.uint64)
     held = 0
-    for _, hashed in _hashed(source, year):
+    for _, hashed in _hashed(source, years):
         if parts > 1:
             hashed = hashed[hashed % np.uint64(parts) == part]
         if held + len(hashed) > len(every):
@@ -234,13 +253,15 @@ def _equal_hashes(source: Source, year: int, claims: int, part: int, parts: int)
     return np.unique(every[1:][every[1:] == every[:-1]])
 
 
-def _hashed(source: Source, year: int) -> Iterator[tuple[pa.Array, np.ndarray]]:
-    """Each batch's ids of `year` (as bytes, nulls left out) with their hashes."""
-    for batch in scan(source, [CLAIM_ID], (date(year, 1, 1), date(year, 12, 31)), clip=False, as_bytes=[CLAIM_ID]):
-        ids = batch.column(0)
-        if ids.null_count:
-            ids = ids.drop_null()
-        yield ids, id_hashes(ids)
+def _hashed(source: Source, years: list[int]) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    """Each batch's ids of `years` (as bytes, nulls left out) with their hashes."""
+    for year in years:
+        period = (date(year, 1, 1), date(year, 12, 31))
+        for batch in scan(source, [CLAIM_ID], period, clip=False, as_bytes=[CLAIM_ID]):
+            ids = batch.column(0)
+            if ids.null_count:
+                ids = ids.drop_null()
+            yield ids, id_hashes(ids)
 
 
 def id_hashes(ids: pa.Array) -> np.ndarray:
@@ -277,14 +298,19 @@ def _isin(hashes: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
     return sorted_values[at] == hashes
 
 
-def _refuse(source: Source, year: int, repeated: pa.Array) -> None:
+def _refuse(source: Source, years: list[int], repeated: pa.Array) -> None:
     wanted = ds.field(CLAIM_ID).isin(repeated.slice(0, 1000).cast(pa.string()))  # the files of the first thousand
-    files = sorted(fragment.path for fragment in _year_fragments(source, year) if fragment.count_rows(filter=wanted))
+    files = sorted(
+        fragment.path
+        for year in years
+        for fragment in _year_fragments(source, year)
+        if fragment.count_rows(filter=wanted)
+    )
     example = repeated[0].as_py().decode("utf-8", "replace")
     raise SourceError.single(
         ", ".join(files),
         CLAIM_ID,
         f"{len(repeated):,} ids are used by more than one claim (e.g. {example!r}); "
-        "a file or a year may have been exported twice",
+        "a file or a year may have been exported twice, or a bill re-dated into another year",
         FIX,
     )

@@ -46,17 +46,37 @@ class Source:
                 years.add(int(expression[PARTITION_COLUMN]))
         return sorted(years)
 
-    def require_sound_period(self, start: date, end: date) -> None:
+    def require_sound_period(self, start: date, end: date, period_from: date | None = None) -> None:
         """SourceError unless the years of [start, end] are whole: no gap (a year missing, or one
         whose files hold no claim, between years that have claims), and every claim dated,
-        in its folder's year and not in the future (the source contract's damaged source)."""
-        with_claims = [year for year in self.years if self.rows_in_years(year, year) > 0]  # an empty year is a gap
+        in its folder's year and not in the future (the source contract's damaged source); and
+        unless the source holds the period from its first year (`period_from`)."""
+        with_claims = self.years_with_claims()
         refuse_damaged_years(self.dataset, with_claims, start.year, end.year, clock.register_now())
+        before = period_before_source(with_claims, period_from) if period_from else None
+        if before:
+            raise SourceError.single(str(self.path), "period.from", *before)
+
+    def years_with_claims(self) -> list[int]:
+        return [year for year in self.years if self.rows_in_years(year, year) > 0]  # an empty year is a gap
 
     def rows_in_years(self, first: int, last: int) -> int:
         """Claims in the partitions of these years, from the files' footers (no data is read)."""
         selected = (ds.field(PARTITION_COLUMN) >= first) & (ds.field(PARTITION_COLUMN) <= last)
         return sum(fragment.metadata.num_rows for fragment in self.dataset.get_fragments(filter=selected))
+
+
+def period_before_source(years_with_claims: list[int], period_from: date) -> tuple[str, str] | None:
+    """(problem, fix) when the period starts in a year before the source's first: those years
+    would be delivered empty without a word."""
+    if not years_with_claims or period_from.year >= years_with_claims[0]:
+        return None
+    first = years_with_claims[0]
+    return (
+        f"{period_from} is in {period_from.year}, but the source's first year with claims is {first}: "
+        f"{period_from.year}–{first - 1} would be delivered empty",
+        f"start the period in {first}, or deliver from an export that holds {period_from.year}",
+    )
 
 
 def open_source(path: str | Path) -> Source:
