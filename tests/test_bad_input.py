@@ -539,3 +539,29 @@ def test_a_null_list_is_a_source_refusal_not_an_internal_error(apps, keys_env, t
     assert code == 3 and out == "", err
     assert f"{source / 'ar=2020'}: {column}: is null in 1 claims of 2020; the source contract requires a list" in err
     assert "internal error" not in err and "ValueError" not in err and _no_delivery(keys_env)
+
+
+def _source_with_timestamps(tmp_path: Path, stamps: pa.Array) -> Path:
+    """A source whose 2020 file holds `stamps` as its timestamps (a unit finer than ms allowed)."""
+    source = write_source(tmp_path / "source", _rows(12, 2019) + _rows(12, 2020))
+    victim = source / "ar=2020" / "part-0.parquet"
+    table = pq.read_table(victim)
+    index = table.schema.get_field_index("behandlingstidspunkt")
+    pq.write_table(table.set_column(index, pa.field("behandlingstidspunkt", stamps.type), stamps), victim)
+    return source
+
+
+def test_nanosecond_timestamps_are_read_and_a_null_among_them_is_a_source_refusal(
+    apps, keys_env, tmp_path, capsys
+) -> None:
+    """Sub-millisecond parts are allowed (the contract: ms or finer) and cut to the millisecond; a
+    null timestamp is refused as any null is: one sentence, exit 3, not ArrowInvalid."""
+    fine = [1_583_020_800_000_000_000 + k * 86_400_123_456_789 for k in range(12)]  # 2020-03-01 on
+    source = _source_with_timestamps(tmp_path, pa.array(fine, pa.timestamp("ns")))
+    code, out, err = _deliver(apps, source, capsys)
+    assert code == 0, err
+    with_null = _source_with_timestamps(tmp_path / "null", pa.array([None, *fine[1:]], pa.timestamp("ns")))
+    code, out, err = _deliver(apps, with_null, capsys, {"application_id": "BAD-2"})
+    assert code == 3 and out == "", err
+    assert "behandlingstidspunkt" in err and "1 claim" in err and "internal error" not in err, err
+    assert "ArrowInvalid" not in err and "Traceback" not in err

@@ -69,10 +69,12 @@ def _refuse_bad_timestamps(fragment: ds.ParquetFileFragment, year: int, now: dat
     if _statistics_clear(fragment.metadata, start, end, now):
         return
     stamps = pq.read_table(fragment.path, columns=[TIMESTAMP], filesystem=fragment.filesystem).column(0)
-    stamps = pc.cast(stamps, pa.timestamp("ms"))
+    stamps = pc.cast(stamps, pa.timestamp("ms"), safe=False)  # finer units cut to the millisecond, as scans do
     nulls = stamps.null_count
     if nulls:
-        raise SourceError.single(fragment.path, TIMESTAMP, f"is null in {nulls:,} claims", FIX)
+        raise SourceError.single(
+            fragment.path, TIMESTAMP, f"is null in {nulls:,} claims of {year}; the source contract requires it", FIX
+        )
     outside = _count(pc.or_(pc.less(stamps, start), pc.greater_equal(stamps, end)))
     if outside:
         raise SourceError.single(

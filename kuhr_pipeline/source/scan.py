@@ -203,7 +203,7 @@ def scan_pieces(
     schema = pa.schema(
         [
             _dictionary_field(f) if f.name in as_dictionary else f.with_type(pa.binary()) if f.name in as_bytes else f
-            for f in source.dataset.schema
+            for f in _in_milliseconds(source.dataset.schema)
         ]
     )
     leaves = {leaf for name in as_dictionary for leaf in parquet_leaves(name)}
@@ -217,24 +217,49 @@ def scan_pieces(
         for found in source.dataset.get_fragments(filter=row_filter):
             # read with this scan's options; its row groups share one parsed footer
             fragment = file_format.make_fragment(found.path, source.dataset.filesystem, found.partition_expression)
+            as_written = _as_written(schema, fragment.physical_schema)
             for group, group_filter in _row_groups(fragment, period):
                 number += 1
                 if pieces is not None and number not in pieces:
                     continue
                 for batch in fragment.subset(row_group_ids=[group]).to_batches(
-                    schema=schema,
+                    schema=as_written,
                     columns=list(columns),
                     filter=group_filter if clip else None,
                     batch_size=batch_rows,
                     batch_readahead=1,
                     use_threads=True,
                 ):
-                    yield number, batch
+                    yield number, batch if as_written is schema else _to_milliseconds(batch)
 
     with _reading(source):
         for number, batch in prefetched(batches(), depth=READ_AHEAD):
             if batch.num_rows:
                 yield number, batch
+
+
+def _in_milliseconds(schema: pa.Schema) -> pa.Schema:
+    """The schema with every timestamp in milliseconds: what the pipeline works in, whatever unit
+    (ms or finer, source contract) a file was written in."""
+    return pa.schema([f.with_type(pa.timestamp("ms")) if pa.types.is_timestamp(f.type) else f for f in schema])
+
+
+def _as_written(schema: pa.Schema, physical: pa.Schema) -> pa.Schema:
+    """`schema` with the timestamps in the file's own unit (Arrow refuses to read finer ones into
+    milliseconds when they have sub-millisecond parts); `schema` itself when they are the same."""
+    finer = {f.name: f.type for f in physical if pa.types.is_timestamp(f.type) and f.type.unit != "ms"}
+    if not finer:
+        return schema
+    return pa.schema([f.with_type(finer[f.name]) if f.name in finer else f for f in schema])
+
+
+def _to_milliseconds(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Finer timestamps cut to the millisecond (the contract's resolution), every other column as read."""
+    columns = [
+        pc.cast(column, pa.timestamp("ms"), safe=False) if pa.types.is_timestamp(column.type) else column
+        for column in batch.columns
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=_in_milliseconds(batch.schema))
 
 
 def parquet_leaves(column: str) -> set[str]:
@@ -272,7 +297,7 @@ def head(source: Source, columns: Sequence[str], period: tuple[date, date], rows
 
     Read incrementally with Parquet's own batch reader, so a sample costs about its own rows: a
     dataset scan decodes a whole row group before it hands out the first batch (bench/README.md)."""
-    schema = pa.schema([source.dataset.schema.field(c) for c in columns])
+    schema = pa.schema([_in_milliseconds(source.dataset.schema).field(c) for c in columns])
     lower, upper = (pa.scalar(bound, pa.timestamp("ms")) for bound in _bounds(*period))
     read = list(dict.fromkeys([*columns, "behandlingstidspunkt"]))
     parts: list[pa.RecordBatch] = []
@@ -287,7 +312,7 @@ def head(source: Source, columns: Sequence[str], period: tuple[date, date], rows
                         if group_filter is not None:
                             stamps = batch.column("behandlingstidspunkt")
                             batch = batch.filter(pc.and_(pc.greater_equal(stamps, lower), pc.less(stamps, upper)))
-                        batch = batch.slice(0, wanted).select(list(columns)).cast(schema)
+                        batch = _to_milliseconds(batch.slice(0, wanted).select(list(columns))).cast(schema)
                         parts.append(batch)
                         wanted -= batch.num_rows
                         if not wanted:
