@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterEventType, DagsterInstance
@@ -523,6 +524,33 @@ def test_source_quality_is_reported_not_blocking(setup, capsys, tmp_path) -> Non
     evaluation = records[0].evaluation
     assert evaluation.metadata["sample_claims"].value == "8"  # text: a check's numbers would be plotted as one series
     assert "expect_column_values_to_be_between on pasient_alder (1 of 8)" in (evaluation.description or "")
+
+
+def test_a_column_the_source_contract_does_not_name_is_named_in_the_source_check(setup, capsys, tmp_path) -> None:
+    """Never read and never delivered, but a data manager should know the export grew a column; a
+    name that looks like a national id is not repeated."""
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from tests.helpers import person_id
+
+    rows = [{"pasient_fnr": person_id(n), "when": "2019-02-01T10:00:00", "diagnosekoder": ["R74"]} for n in range(8)]
+    source = write_source(tmp_path / "grown", rows)
+    victim = source / "ar=2019" / "part-0.parquet"
+    table = pq.read_table(victim)
+    odd_name = person_id(42)
+    pq.write_table(
+        table.append_column("merknad", pa.array(["x"] * 8)).append_column(odd_name, pa.array([1] * 8)), victim
+    )
+    code, out, err = run_cli(["deliver", setup["spec"], "--source", source], capsys)
+    assert code == 0, err
+    with dg.DagsterInstance.get() as instance:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("cohort"), "source_data_quality"), limit=1
+        )
+    description = records[0].evaluation.description or ""
+    assert "expect_column_to_be_in_the_source_contract on merknad" in description
+    assert "on (a name that looks like a national id)" in description and odd_name not in description + err + out
 
 
 def test_a_source_quality_report_serves_only_its_own_run(tmp_path) -> None:

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from kuhr_pipeline.application import load_spec
-from kuhr_pipeline.catalogue.kommuner import UNKNOWN_KOMMUNE, kommune_lists
+from kuhr_pipeline.catalogue.kommuner import UNKNOWN_KOMMUNE, KommuneLists, fold_bydeler, load_kommune_lists
 from kuhr_pipeline.cohort import select_cohort
 from kuhr_pipeline.delivery.documents import codebook
 from kuhr_pipeline.disclosure.cube import build_cube
@@ -24,8 +24,16 @@ from kuhr_pipeline.source import open_source
 from kuhr_pipeline.synth.kommuner import KOMMUNER, numbers_in
 from tests.helpers import person_id, run_cli, staging_in, write_source, write_spec
 
-LISTS = kommune_lists()
 MASTER = bytes(range(32))
+LISTS = load_kommune_lists()  # for the spec and pipeline tests below, which read the shipped lists
+
+
+@pytest.fixture(autouse=True)
+def lists(monkeypatch: pytest.MonkeyPatch) -> KommuneLists:
+    """The lists read afresh for each test (nothing remembered from another test's answers)."""
+    fresh = load_kommune_lists()
+    monkeypatch.setitem(globals(), "LISTS", fresh)
+    return fresh
 
 
 def _covering(code: str, year: int, map_year: int) -> str | None:
@@ -104,6 +112,33 @@ def test_a_number_that_is_no_kommune_in_its_year_is_unknown_and_bydeler_fold_fir
         UNKNOWN_KOMMUNE,  # 0219 was no kommune any more in 2020
     ]
     assert generalise(codes, "fylke", years, 2024).to_pylist()[0] == UNKNOWN_KOMMUNE
+
+
+def test_nulls_and_a_single_number_are_mapped_in_place() -> None:
+    assert LISTS.harmonise(pa.array(["0219", None]), pa.array([2019, 2019]), 2024).to_pylist() == ["3201", None]
+    assert LISTS.harmonise(pa.array([None, "0219"]), pa.array([None, 2019]), 2024).to_pylist() == [None, "3201"]
+    assert LISTS.harmonise(pa.array([None, None], pa.string()), pa.array([2019, 2020]), 2024).type == pa.string()
+    assert LISTS.harmonise(
+        pa.chunked_array([["0219"], ["3024"]]), pa.chunked_array([[2019], [2021]]), 2024
+    ).to_pylist() == ["3201", "3201"]
+    assert LISTS.harmonise(pa.array([], pa.string()), pa.array([], pa.int16()), 2024).to_pylist() == []
+    remembered = LISTS.answers  # one answer per number and year of a batch, none for a null
+    assert remembered[("0219", 2019, 2024)] == remembered[("3024", 2021, 2024)] == "3201"
+    assert remembered[("0219", 2021, 2024)] == UNKNOWN_KOMMUNE and all(code for code, _, _ in remembered)
+
+
+def test_bydeler_fold_and_other_text_stays_as_recorded() -> None:
+    recorded = pa.array(["0312", "0335", "0336", "1161", "1201", "12ab", None, "0311"])
+    assert fold_bydeler(recorded).to_pylist() == ["0301", "0301", "0336", "1103", "1201", "12ab", None, "0311"]
+    assert generalise(recorded, "kommune").to_pylist() == fold_bydeler(recorded).to_pylist()
+
+
+def test_backwards_over_two_changes_and_the_years_a_number_was_none() -> None:
+    assert _covering("5030", 2019, 2017) == "1662"  # Klæbu: 5030 in 2018–2019, 1662 before
+    assert LISTS.changed_in("3024", 2020, 2023) == []
+    assert LISTS.changed_in("3024", 2019, 2024) == [2019, 2024]
+    for (year, old), news in LISTS.successors.items():  # a number ends the year before its change
+        assert LISTS.years[old][1] == year - 1 or news == (old,), (year, old)
 
 
 def test_the_vectorised_mapping_agrees_with_the_rule_row_by_row() -> None:

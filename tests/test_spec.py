@@ -392,3 +392,19 @@ def test_approval_dates_outside_reason_are_refused(spec_dir, capsys) -> None:
     assert run_cli(["check", write_spec(spec_dir, {"approval.valid_until": last.isoformat()})], capsys)[0] == 0
     late = (last + timedelta(days=1)).isoformat()
     refused(spec_dir, capsys, {"approval.valid_until": late}, "approval.valid_until", text="15 years ahead")
+
+
+def test_a_linkage_domain_borrowed_from_another_application_is_refused_unless_it_shares_it(spec_dir, capsys):
+    """Pseudonyms of one domain are equal: another application's id as this one's domain would give
+    this project that one's pseudonyms (854 of 854, found by the hostile tester)."""
+    other = write_spec(spec_dir, {"application_id": "OTHER-1"}, name="other.yaml")
+    err = refused(
+        spec_dir, capsys, {"linkage_domain": "OTHER-1"}, "linkage_domain", text="is the application_id of other.yaml"
+    )
+    assert "give this project a domain of its own" in err
+    write_spec(spec_dir, {"application_id": "OTHER-1", "linkage_domain": "OTHER-1"}, name="other.yaml")
+    code, _, err = run_cli(["check", write_spec(spec_dir, {"linkage_domain": "OTHER-1"})], capsys)
+    assert code == 0, err  # OTHER-1 shares its domain: the two projects link on purpose
+    other.unlink()
+    code, _, err = run_cli(["check", write_spec(spec_dir, {"linkage_domain": "SHARED-2026"})], capsys)
+    assert code == 0, err  # a domain that is no application's id

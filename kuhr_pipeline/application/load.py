@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from kuhr_pipeline import clock
 from kuhr_pipeline.application.model import ApplicationSpec
-from kuhr_pipeline.application.rules import advisories, recipient_keys, refusals
+from kuhr_pipeline.application.rules import advisories, borrowed_domain, recipient_keys, refusals
 from kuhr_pipeline.application.yaml_safe import MAX_SPEC_BYTES, parse_yaml
 from kuhr_pipeline.errors import Problem, SpecRefused
 
@@ -166,7 +166,7 @@ def load_spec(path: str | Path, *, today: date | None = None, draft: bool = Fals
         raise SpecRefused(_pydantic_problems(where, exc)) from None
     problems = refusals(spec, where, today, draft=draft)
     keys, key_problems = recipient_keys(spec, path)
-    problems += key_problems
+    problems += key_problems + borrowed_domain(spec, path)
     if problems:
         raise SpecRefused(problems)
     return LoadedSpec(

@@ -8,9 +8,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Protocol
 
+import yaml
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from kuhr_pipeline.application.model import ApplicationSpec, Criteria, VariableRequest
+from kuhr_pipeline.application.yaml_safe import MAX_SPEC_BYTES, parse_yaml
 from kuhr_pipeline.catalogue import Catalogue, load_catalogue
 from kuhr_pipeline.catalogue.kommuner import kommune_lists
 from kuhr_pipeline.delivery.audit import AUDIT_LOG
@@ -247,6 +249,43 @@ def _check_variables(
                 f"'{request.as_}' is not allowed for {request.name}",
                 f"use one of {', '.join(variable.generalisations)}",
             )
+
+
+def borrowed_domain(spec: ApplicationSpec, spec_path: Path) -> list[Problem]:
+    """A `linkage_domain` that is another application's id makes this project's pseudonyms equal
+    that application's: refused unless that application's own spec shares it (names the same
+    linkage_domain), the two projects then being approved to link."""
+    domain = spec.linkage_domain
+    if domain is None or domain == spec.application_id:
+        return []
+    for other in sorted([*spec_path.parent.glob("*.yaml"), *spec_path.parent.glob("*.yml")]):
+        declared = _declared(other)
+        if other.resolve() == spec_path.resolve() or declared.get("application_id") != domain:
+            continue
+        if declared.get("linkage_domain") == domain:
+            return []
+        return [
+            Problem(
+                str(spec_path),
+                "linkage_domain",
+                f"'{domain}' is the application_id of {other.name}, which does not share it: this project's "
+                f"pseudonyms would equal that application's",
+                f"give this project a domain of its own, or set linkage_domain: {domain} in {other.name} too if the "
+                "two projects are approved to link",
+            )
+        ]
+    return []
+
+
+def _declared(path: Path) -> dict[str, object]:
+    """A spec file's top-level fields, unchecked ({} when it cannot be read as a spec)."""
+    try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            return {}
+        body = parse_yaml(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError, RecursionError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def recipient_keys(spec: ApplicationSpec, spec_path: Path) -> tuple[dict[str, bytes], list[Problem]]:

@@ -149,6 +149,11 @@ def _rows(name: str) -> list[dict[str, str]]:
 
 @cache
 def kommune_lists() -> KommuneLists:
+    """The shipped lists, read once per process."""
+    return load_kommune_lists()
+
+
+def load_kommune_lists() -> KommuneLists:
     names, years = {}, {}
     for row in _rows("kommuner.csv"):
         names[row["code"]] = row["name"]

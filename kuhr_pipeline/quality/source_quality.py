@@ -19,10 +19,11 @@ import pyarrow as pa
 
 from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.catalogue import load_catalogue
+from kuhr_pipeline.quality.leak_guard import text_holds_fodselsnummer
 from kuhr_pipeline.quality.suites import load_suite_file
-from kuhr_pipeline.quality.validate import ValidationReport, validate_table
+from kuhr_pipeline.quality.validate import ExpectationOutcome, ValidationReport, validate_table
 from kuhr_pipeline.source.scan import Source, head
-from kuhr_pipeline.source.schema import FILE_COLUMNS
+from kuhr_pipeline.source.schema import FILE_COLUMNS, PARTITION_COLUMN
 from kuhr_pipeline.staging import Staging
 
 SAMPLE_ROWS_PER_YEAR = 20_000
@@ -51,9 +52,23 @@ def source_suite() -> list[dict[str, object]]:
     ]
 
 
+UNKNOWN_COLUMN = "expect_column_to_be_in_the_source_contract"
+
+
 def check_source_quality(source: Source, spec: ApplicationSpec) -> tuple[ValidationReport, int]:
     sample = source_sample(source, spec)
-    return validate_table("source", sample, source_suite()), sample.num_rows
+    report = validate_table("source", sample, source_suite())
+    report.outcomes += [ExpectationOutcome(UNKNOWN_COLUMN, name, success=False) for name in unknown_columns(source)]
+    return report, sample.num_rows
+
+
+def unknown_columns(source: Source) -> list[str]:
+    """The source's columns the contract does not name (never read, never delivered), by name; a
+    name that looks like a national id is not repeated."""
+    names = {name for name in source.dataset.schema.names if name not in FILE_COLUMNS and name != PARTITION_COLUMN}
+    for fragment in source.dataset.get_fragments():
+        names |= {name for name in fragment.physical_schema.names if name not in FILE_COLUMNS}
+    return sorted("(a name that looks like a national id)" if text_holds_fodselsnummer(n) else n for n in names)
 
 
 def check_source_quality_meanwhile(source: Source, spec: ApplicationSpec) -> Future[tuple[ValidationReport, int]]:
