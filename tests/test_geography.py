@@ -55,6 +55,7 @@ def test_the_lists_cover_2006_to_2025_and_later_years_keep_the_last_list() -> No
     assert LISTS.kommuner_in(2025) == LISTS.kommuner_in(2024) == LISTS.kommuner_in(2027)
     assert len(LISTS.fylker_in(2019)) == 18 and len(LISTS.fylker_in(2020)) == 11 and len(LISTS.fylker_in(2024)) == 15
     assert "9999" not in LISTS.kommuner_in(2024)  # "Uoppgitt" is no kommune
+    assert (LISTS.names["0219"], LISTS.names["1508"]) == ("Bærum", "Ålesund")  # read as UTF-8
 
 
 def test_baerum_is_one_kommune_and_one_fylke_in_every_year() -> None:
