@@ -11,6 +11,7 @@ export KUHR_SIGNING_KEY_FILE ?= $(CURDIR)/keys/signing.pem
 export KUHR_SOURCE ?= $(CURDIR)/data/sample
 export KUHR_DELIVERIES ?= $(CURDIR)/deliveries
 export KUHR_REVIEWERS ?= $(CURDIR)/keys/reviewers
+export KUHR_POPULATION_KEY_FILE ?= $(CURDIR)/keys/population.sec
 DEMO_REVIEWER := keys/demo-reviewer.key
 export DAGSTER_DG_UPDATE_CHECK_ENABLED := 0
 
@@ -24,6 +25,7 @@ $(BIN)/.installed: pyproject.toml
 
 keys: $(BIN)/.installed
 	@test -f $(KUHR_PSEUDONYM_KEY_FILE) || $(BIN)/kuhr-pipeline keys init
+	@test -f $(KUHR_POPULATION_KEY_FILE) || $(BIN)/kuhr-pipeline keys population
 	@test -f $(DEMO_REVIEWER) || $(BIN)/kuhr-pipeline keys reviewer demo-reviewer --out keys
 	@mkdir -p $(KUHR_REVIEWERS) && cp keys/demo-reviewer.pub $(KUHR_REVIEWERS)/
 

@@ -88,6 +88,7 @@ def check(specs: tuple[Path, ...]) -> None:
       kuhr-pipeline check applications/HDS-2026-0042.yaml
       kuhr-pipeline check applications/*.yaml"""
     from kuhr_pipeline.application import load_spec
+    from kuhr_pipeline.identity.population import load_population
     from kuhr_pipeline.source.scan import period_before_source
 
     refused: list[KuhrError] = []
@@ -95,10 +96,13 @@ def check(specs: tuple[Path, ...]) -> None:
     for spec in specs:
         try:
             loaded = load_spec(spec)
+            population = load_population(loaded)
         except KuhrError as error:
             refused.append(error)
             continue
         click.echo(f"ok: {spec}: {loaded.application_id} ({loaded.spec.data_level})")
+        if population is not None:
+            click.echo(f"population: {population.rows:,} rows, {population.not_used:,} not used (invalid or duplicate)")
         before = period_before_source(source_years, loaded.spec.period.from_) if source_years else None
         advisories = [
             *loaded.advisories,
@@ -315,6 +319,13 @@ def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
         paths.append(Path(value))
     for written in init_keys(paths[0], paths[1], demo_recipient, recipient_dir):
         click.echo(f"wrote {written}")
+    population_key = settings.population_key_file()
+    if population_key and not Path(population_key).exists():
+        from kuhr_pipeline.identity.population import new_population_key
+
+        public = new_population_key(Path(population_key))
+        click.echo(f"wrote {population_key}")
+        click.echo(f"wrote {public} (projects encrypt population files to it)")
 
 
 @cli.command()
@@ -404,6 +415,52 @@ def reject(delivery: str, key_file: Path, reason: str) -> None:
     root, signer, reviewers = _reviewing()
     decision = releasing.reject(delivery, key_file, reason, root, signer, reviewers)  # type: ignore[arg-type]
     click.echo(f"rejected: {decision.application_id} {decision.delivery_id} (removed)")
+
+
+@keys.command("population")
+def keys_population() -> None:
+    """The registry's population key pair at $KUHR_POPULATION_KEY_FILE (and .pub beside it): projects
+    encrypt their population files (utvalgsfiler) to the public half it prints."""
+    from kuhr_pipeline.identity.population import new_population_key
+
+    secret = settings.population_key_file()
+    if not secret:
+        variable = settings.POPULATION_KEY_VARIABLE
+        raise KeyFileError.single(f"${variable}", variable, "is not set", f"export {variable}=/path/to/population.sec")
+    public = new_population_key(Path(secret))
+    click.echo(f"wrote {secret}")
+    click.echo(f"wrote {public} (give this to projects: they encrypt their population file to it)")
+
+
+@cli.group()
+def population() -> None:
+    """A project's population file (utvalgsfil)."""
+
+
+@population.command("encrypt")
+@click.argument("csv_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The encrypted file to write (.c4gh).")
+@click.option(
+    "--key",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The registry's population public key (default: $KUHR_POPULATION_KEY_FILE with .pub).",
+)
+def population_encrypt(csv_file: Path, out: Path, key: Path | None) -> None:
+    """Encrypt a population CSV (header fnr or fnr,lopenr) to the registry's population key.
+
+    \b
+    Example:
+      kuhr-pipeline population encrypt utvalg.csv --out applications/populations/hds-2026-0042.c4gh"""
+    from kuhr_pipeline.identity.population import encrypt_population
+
+    if key is None:
+        secret = settings.population_key_file()
+        if not secret:
+            variable = settings.POPULATION_KEY_VARIABLE
+            raise KeyFileError.single(f"${variable}", variable, "is not set", "give --key the population public key")
+        key = Path(secret).with_suffix(".pub")
+    rows = encrypt_population(csv_file, key, out)
+    click.echo(f"wrote {out} ({rows:,} rows, encrypted to {key.name}; the plaintext CSV is yours to delete)")
 
 
 @keys.command("reviewer")

@@ -26,6 +26,7 @@ from kuhr_pipeline.application import LoadedSpec, load_spec
 from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.cohort import find_cohort, select_cohort
 from kuhr_pipeline.cohort.attrition import Attrition
+from kuhr_pipeline.cohort.select import IN_POPULATION_FILE, POPULATION_ROWS_NOT_USED
 from kuhr_pipeline.cohort.windows import Progress
 from kuhr_pipeline.delivery.audit import AUDIT_LOG, ESTIMATE, audit_records, record_estimate
 from kuhr_pipeline.disclosure.cell_key import CellKeys, RecordKeys, perturbed
@@ -33,6 +34,7 @@ from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.masking import mask_count
 from kuhr_pipeline.disclosure.suppression import primary_cells
 from kuhr_pipeline.errors import KuhrError
+from kuhr_pipeline.identity.population import Population, load_population
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.staging import Staging
 
@@ -74,11 +76,12 @@ def estimate(
     spec = loaded.spec
     require_estimates_left(deliveries_root, loaded.application_id, str(spec_path))
     cell_keys = _CellKeysOfSteps(RecordKeys(master_key))
+    population = load_population(loaded)
     if spec.statistics is None:
-        attrition = _pass_one(source, spec, on_progress, cell_keys)
+        attrition = _pass_one(source, spec, on_progress, cell_keys, population)
         result = Estimate(loaded.application_id, spec.approval.status == "draft", shown(attrition, cell_keys.keys))
     else:
-        result = _statistics(source, spec, on_progress, cell_keys)
+        result = _statistics(source, spec, on_progress, cell_keys, population)
     record_estimate(deliveries_root, signing_key, loaded.application_id, loaded.sha256, clock.now().isoformat())
     return result
 
@@ -134,21 +137,29 @@ class _CellKeysOfSteps:
 
 
 def _pass_one(
-    source: Source, spec: ApplicationSpec, on_progress: Progress | None, cell_keys: _CellKeysOfSteps
+    source: Source,
+    spec: ApplicationSpec,
+    on_progress: Progress | None,
+    cell_keys: _CellKeysOfSteps,
+    population: Population | None,
 ) -> Attrition:
     with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
         staging = Staging.for_run(Path(folder), secrets.token_bytes(32), "estimate")
-        return find_cohort(source, spec, staging, on_progress, cell_keys).attrition
+        return find_cohort(source, spec, staging, on_progress, cell_keys, population).attrition
 
 
 def _statistics(
-    source: Source, spec: ApplicationSpec, on_progress: Progress | None, cell_keys: _CellKeysOfSteps
+    source: Source,
+    spec: ApplicationSpec,
+    on_progress: Progress | None,
+    cell_keys: _CellKeysOfSteps,
+    population: Population | None,
 ) -> Estimate:
     assert spec.statistics is not None
     key = secrets.token_bytes(32)  # the estimate's own: its pseudonyms match nothing, anywhere
     with tempfile.TemporaryDirectory(prefix="kuhr-estimate-") as folder:
         staging = Staging.for_run(Path(folder), key, "estimate")
-        claims = select_cohort(source, spec, key, staging, on_progress, on_members=cell_keys)
+        claims = select_cohort(source, spec, key, staging, on_progress, on_members=cell_keys, population=population)
         cube = build_cube(staging, claims.path, spec.plan.pairs, map_year=spec.plan.map_year)
         primary = primary_cells(cube, list(spec.statistics.measures), spec.statistics.min_cell)
     return Estimate(
@@ -161,13 +172,22 @@ def _statistics(
 
 
 ESTIMATE_ROUNDING = 5
+# Counts of the project's own population file (its rows, not the register's persons): no cell key
+POPULATION_FILE_STEPS = frozenset({IN_POPULATION_FILE, POPULATION_ROWS_NOT_USED})
 
 
 def shown(attrition: Attrition, cell_keys: dict[str, float]) -> list[dict[str, str]]:
     """The attrition as an estimate shows it: each step's persons perturbed by its cell key, then
     masked and rounded to 5; bills dropped for their ids (no persons to key) masked and rounded."""
     rows = [
-        {"step": step, "persons": mask_count(perturbed(n, cell_keys[step]), attrition.threshold, ESTIMATE_ROUNDING)}
+        {
+            "step": step,
+            "persons": mask_count(
+                n if step in POPULATION_FILE_STEPS else perturbed(n, cell_keys[step]),
+                attrition.threshold,
+                ESTIMATE_ROUNDING,
+            ),
+        }
         for step, n in attrition.steps
     ]
     rows += [

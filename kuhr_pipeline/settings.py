@@ -11,6 +11,14 @@ PSEUDONYM_KEY_VARIABLE = "KUHR_PSEUDONYM_KEY_FILE"
 SIGNING_KEY_VARIABLE = "KUHR_SIGNING_KEY_FILE"
 
 
+POPULATION_KEY_VARIABLE = "KUHR_POPULATION_KEY_FILE"
+
+
+def population_key_file() -> str | None:
+    """The registry's Crypt4GH secret key that projects encrypt their population files to."""
+    return os.environ.get(POPULATION_KEY_VARIABLE)
+
+
 def pseudonym_key_file() -> str | None:
     return os.environ.get(PSEUDONYM_KEY_VARIABLE)
 

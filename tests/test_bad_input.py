@@ -27,6 +27,7 @@ SPEC = {
     "period": {"from": "2019-01-01", "to": "2021-12-31"},
     "cohort.entry.diagnoses": {"ICPC-2": ["R74"]},  # a plain list would add an advisory line
 }
+FROM_2020 = {"period": {"from": "2020-01-01", "to": "2021-12-31"}}  # for a source that starts in 2020
 
 
 def _rows(n: int, year: int, code: str = "R74") -> list[dict]:
@@ -82,7 +83,7 @@ def test_an_id_written_with_separators_is_not_delivered(apps, keys_env, tmp_path
     source = write_source(tmp_path / "source", rows)
     free_text = column == "avvisningsgrunn"  # typed by hand: approved as free text
     variables = ["pasient_pseudonym", {"name": column, "free_text": "approved"} if free_text else column]
-    code, out, err = _deliver(apps, source, capsys, {"variables": variables})
+    code, out, err = _deliver(apps, source, capsys, {"variables": variables, **FROM_2020})
     assert code == 1, err
     assert f"expect_column_values_to_hold_no_fodselsnummer on {column}" in err
     assert victim not in out + err and a not in out + err
@@ -125,7 +126,7 @@ def test_regning_id_is_delivered_not_taken_for_an_id(apps, keys_env, tmp_path, c
     for k, row in enumerate(rows):
         row["regning_id"] = f"2020{k:010d}"[:14]
     source = write_source(tmp_path / "source", rows)
-    code, out, err = _deliver(apps, source, capsys, {"variables": ["pasient_pseudonym", "regning_id"]})
+    code, out, err = _deliver(apps, source, capsys, {"variables": ["pasient_pseudonym", "regning_id"], **FROM_2020})
     assert code == 0, err
 
 
@@ -149,7 +150,7 @@ def _file(folder: Path, rows: list[dict], name: str = "part-1.parquet") -> Path:
 @pytest.mark.parametrize(
     "defect, expected",
     [
-        ("null", "behandlingstidspunkt: is null in 2 claims"),
+        ("null", "behandlingstidspunkt: is null in 2 claims of 2020; the source contract requires it"),
         ("other year", "behandlingstidspunkt: lies outside 2020 (the file's ar= folder) in 3 claims"),
     ],
 )

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from kuhr_pipeline import clock
 from kuhr_pipeline.application.model import ApplicationSpec
-from kuhr_pipeline.application.rules import advisories, borrowed_domain, recipient_keys, refusals
+from kuhr_pipeline.application.rules import advisories, borrowed_domain, population_file, recipient_keys, refusals
 from kuhr_pipeline.application.yaml_safe import MAX_SPEC_BYTES, parse_yaml
 from kuhr_pipeline.errors import Problem, SpecRefused
 
@@ -29,6 +29,8 @@ class LoadedSpec:
     sha256: str
     recipient_keys: dict[str, bytes] = field(repr=False)
     advisories: list[str] = field(default_factory=list)
+    population_file: Path | None = None  # encrypted; read only where the population key is
+    population_sha256: str | None = None
 
     @property
     def application_id(self) -> str:
@@ -113,12 +115,19 @@ def _closest_key(dotted: str) -> str:
     return f"did you mean '{close[0]}'?" if close else "remove it or correct its spelling"
 
 
-def canonical_sha256(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) -> str:
+def canonical_sha256(
+    spec: ApplicationSpec, recipient_keys: dict[str, bytes], population_sha256: str | None = None
+) -> str:
     """The spec's hash over what it says, not how it is written: the parsed spec as canonical JSON
     (comments, key order, quoting and whitespace do not change it) with its recipients' keys (a
     new key is a new delivery). It names the spec in runs, manifests and the audit log, and an
     unchanged hash is what keeps a spec from being delivered twice by accident."""
-    text = json.dumps(canonical_body(spec, recipient_keys), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(
+        canonical_body(spec, recipient_keys, population_sha256),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -127,9 +136,12 @@ def canonical_sha256(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) ->
 _LATER_OPTIONAL = {"approval": ("decision_id", "approved_by")}
 
 
-def canonical_body(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) -> dict[str, object]:
+def canonical_body(
+    spec: ApplicationSpec, recipient_keys: dict[str, bytes], population_sha256: str | None = None
+) -> dict[str, object]:
     """What the canonical hash is taken over (and what the deliveries' spec archive keeps): the
-    parsed spec and the SHA-256 of each recipient's key. No person data is in it."""
+    parsed spec, the SHA-256 of each recipient's key and of the encrypted population file (when
+    there is one). No person data is in it."""
     dumped = spec.model_dump(mode="json", by_alias=True)
     for section, names in _LATER_OPTIONAL.items():
         for name in names:
@@ -138,6 +150,7 @@ def canonical_body(spec: ApplicationSpec, recipient_keys: dict[str, bytes]) -> d
     return {
         "spec": dumped,
         "recipient_keys": {name: hashlib.sha256(key).hexdigest() for name, key in sorted(recipient_keys.items())},
+        **({"population_file_sha256": population_sha256} if population_sha256 else {}),
     }
 
 
@@ -166,13 +179,16 @@ def load_spec(path: str | Path, *, today: date | None = None, draft: bool = Fals
         raise SpecRefused(_pydantic_problems(where, exc)) from None
     problems = refusals(spec, where, today, draft=draft)
     keys, key_problems = recipient_keys(spec, path)
-    problems += key_problems + borrowed_domain(spec, path)
+    population, population_sha256, population_problems = population_file(spec, path)
+    problems += key_problems + population_problems + borrowed_domain(spec, path)
     if problems:
         raise SpecRefused(problems)
     return LoadedSpec(
         spec=spec,
         path=path,
-        sha256=canonical_sha256(spec, keys),
+        sha256=canonical_sha256(spec, keys, population_sha256),
         recipient_keys=keys,
+        population_file=population,
+        population_sha256=population_sha256,
         advisories=advisories(spec),
     )

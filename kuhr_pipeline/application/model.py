@@ -122,7 +122,9 @@ class Exclusion(Criteria):
 
 
 class CohortSpec(_Strict):
-    entry: Criteria
+    # Required unless the spec gives a population (rules.py): then every listed person's claims
+    # count as entry claims, and the index date is their first claim in the period.
+    entry: Criteria = Field(default_factory=Criteria)
     min_entry_claims: int = Field(default=1, ge=1, le=10_000)
     washout_days: int | None = Field(default=None, ge=1, le=MAX_WINDOW_DAYS)
     age: AgeRange | None = None
@@ -177,6 +179,24 @@ class DeliverySpec(_Strict):
         return recipients
 
 
+class PopulationSpec(_Strict):
+    """The project's own persons (utvalgsfil): a Crypt4GH file of fnr (and lopenr), identity/population.py."""
+
+    file: NonEmpty
+
+
+PSEUDONYM_FORMS = ("hmac", "lopenr", "issued")
+
+
+class IdentitySpec(_Strict):
+    """How `pasient_pseudonym` is made: keyed HMAC (default), the project's løpenummer from the
+    population file, or løpenumre the pipeline issues with a bridge for the linking party."""
+
+    pseudonym: Literal["hmac", "lopenr", "issued"] = "hmac"
+    bridge_recipients: list[Recipient] | None = Field(default=None, min_length=1, max_length=8)
+    bridge_destroy_by: date | None = None
+
+
 class Geography(_Strict):
     """Kommune and fylke as on the map of 1 January `map` (catalogue/kommuner.py), or as recorded."""
 
@@ -203,6 +223,8 @@ class ApplicationSpec(_Strict):
     delivery: DeliverySpec
     # Left out of the dump when absent, so that the specs' canonical hashes stay what they were.
     geography: Geography | None = Field(default=None, exclude_if=lambda value: value is None)
+    population: PopulationSpec | None = Field(default=None, exclude_if=lambda value: value is None)
+    identity: IdentitySpec | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @field_validator("application_id", "linkage_domain")
     @classmethod
@@ -211,6 +233,11 @@ class ApplicationSpec(_Strict):
         if value is not None and not value.isascii():
             raise ValueError("must be ASCII letters, digits, '.', '_' or '-'")
         return value
+
+    @property
+    def pseudonym_form(self) -> str:
+        """hmac, lopenr or issued (identity.pseudonym)."""
+        return self.identity.pseudonym if self.identity else "hmac"
 
     @property
     def map_year(self) -> int | None:

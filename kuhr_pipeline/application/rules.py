@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -46,6 +47,7 @@ def refusals(spec: ApplicationSpec, where: str, today: date, *, draft: bool = Fa
     _refuse_application_id(spec, refuse)
     _refuse_cohort(spec, refuse)
     _refuse_geography(spec, today, refuse)
+    _refuse_linkage(spec, today, refuse)
     if spec.data_level == "pseudonymised":
         _refuse_person_level(spec, refuse)
     else:
@@ -128,6 +130,40 @@ def _refuse_cohort(spec: ApplicationSpec, refuse: _Refuse) -> None:
     age = spec.cohort.age
     if age is not None and age.min > age.max:
         refuse("cohort.age", f"min ({age.min}) is greater than max ({age.max})")
+
+
+def _refuse_linkage(spec: ApplicationSpec, today: date, refuse: _Refuse) -> None:
+    """The contract's linkage rules that the spec alone decides (the files: `population_file`)."""
+    form = spec.pseudonym_form
+    if spec.population is None and "entry" not in spec.cohort.model_fields_set:
+        refuse("cohort.entry", "is required unless population.file lists the project's persons", "give entry criteria")
+    if form == "lopenr" and spec.population is None:
+        refuse("identity.pseudonym", "lopenr needs population.file with a lopenr column", "give the population file")
+    if form != "hmac" and spec.data_level == "statistics":
+        refuse(
+            "identity.pseudonym", f"{form} is for person-level deliveries", "leave identity out of a statistics spec"
+        )
+    identity = spec.identity
+    if identity is None:
+        return
+    if form != "issued" and (identity.bridge_recipients or identity.bridge_destroy_by):
+        refuse(
+            "identity.bridge_recipients", "only identity.pseudonym: issued has a bridge", "leave the bridge fields out"
+        )
+    if form == "issued":
+        if not identity.bridge_recipients:
+            refuse("identity.bridge_recipients", "is required for issued løpenumre", "name the linking party's key")
+        if identity.bridge_destroy_by is None or identity.bridge_destroy_by < today:
+            refuse(
+                "identity.bridge_destroy_by",
+                f"{identity.bridge_destroy_by or 'is missing'}: the bridge's destruction date must not have passed",
+                "give the date the linking party must destroy the bridge",
+            )
+        refuse(
+            "identity.pseudonym",
+            "issued løpenumre (and their bridge package) are not delivered by this version of kuhr-pipeline",
+            "use hmac, or lopenr with the project's own løpenumre in the population file",
+        )
 
 
 def _refuse_geography(spec: ApplicationSpec, today: date, refuse: _Refuse) -> None:
@@ -249,6 +285,30 @@ def _check_variables(
                 f"'{request.as_}' is not allowed for {request.name}",
                 f"use one of {', '.join(variable.generalisations)}",
             )
+
+
+def population_file(spec: ApplicationSpec, spec_path: Path) -> tuple[Path | None, str | None, list[Problem]]:
+    """The population file (beside the spec, like recipient keys) and the SHA-256 of its encrypted
+    bytes (a new population is a new delivery), or what is wrong with it. Whether it decrypts and
+    has the columns the spec needs is judged where the population key is (identity/population.py)."""
+    if spec.population is None:
+        return None, None, []
+    folder = spec_path.parent.resolve()
+    path = (folder / spec.population.file).resolve()
+    where = str(spec_path)
+    if not path.is_relative_to(folder):
+        return (
+            None,
+            None,
+            [Problem(where, "population.file", "lies outside the spec's folder", "keep it beside the spec")],
+        )
+    if not path.is_file():
+        return None, None, [Problem(where, "population.file", f"{path} does not exist", "put the encrypted file there")]
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return path, digest.hexdigest(), []
 
 
 def borrowed_domain(spec: ApplicationSpec, spec_path: Path) -> list[Problem]:

@@ -27,7 +27,8 @@ from kuhr_pipeline.cohort.select import (
 )
 from kuhr_pipeline.cohort.windows import Progress, reach
 from kuhr_pipeline.extract.generalise import month_label
-from kuhr_pipeline.identity.pseudonym import Pseudonymiser, patient_domain, practitioner_domain
+from kuhr_pipeline.identity.population import ListedPseudonyms, Population
+from kuhr_pipeline.identity.pseudonym import PatientPseudonyms, Pseudonymiser, patient_domain, practitioner_domain
 from kuhr_pipeline.source.scan import Source
 from kuhr_pipeline.staging import Staging
 
@@ -42,14 +43,16 @@ def select_cohort(
     on_progress: Progress | None = None,
     per_year: bool = False,
     on_members: Members | None = None,
+    population: Population | None = None,
 ) -> CohortClaims:
     """Both passes: find the cohort, then stage its claims (pseudonymised, sealed) in `staging`.
-    `per_year`: each pass reads the period a year at a time (what the fanned-out job does)."""
+    `per_year`: each pass reads the period a year at a time (what the fanned-out job does).
+    `population`: the spec's population file, read (identity/population.py)."""
     source.require_sound_period(*reach(spec), spec.period.from_)
     try:
         groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year)]
-        found = find_cohort_in(spec, groups, staging, on_members)
-        patients, practitioners = pseudonymisers(spec, master_key)
+        found = find_cohort_in(spec, groups, staging, on_members, population)
+        patients, practitioners = pseudonymisers(spec, master_key, population)
         parts = [second_pass(source, spec, found, g, patients, practitioners, staging, on_progress) for g in groups]
         return cohort_claims(found, parts, staging)
     finally:
@@ -62,16 +65,26 @@ def find_cohort(
     staging: Staging,
     on_progress: Progress | None = None,
     on_members: Members | None = None,
+    population: Population | None = None,
 ) -> FoundCohort:
     """Pass 1 only (the estimate): the cohort and its attrition."""
     source.require_sound_period(*reach(spec), spec.period.from_)
     groups = [first_pass(source, spec, group, staging, on_progress) for group in scan_groups(spec, per_year=False)]
-    return find_cohort_in(spec, groups, staging, on_members)
+    return find_cohort_in(spec, groups, staging, on_members, population)
 
 
-def pseudonymisers(spec: ApplicationSpec, master_key: bytes) -> tuple[Pseudonymiser, Pseudonymiser | None]:
-    """The patients' pseudonymiser, and the practitioners' when the plan delivers their pseudonyms."""
-    patients = Pseudonymiser(master_key, patient_domain(spec.domain))
+def pseudonymisers(
+    spec: ApplicationSpec, master_key: bytes, population: Population | None = None
+) -> tuple[PatientPseudonyms, Pseudonymiser | None]:
+    """The patients' pseudonyms (keyed, or the project's løpenumre from the population file), and
+    the practitioners' when the plan delivers their pseudonyms."""
+    if spec.pseudonym_form == "lopenr" and population is None:
+        raise ValueError(f"{spec.application_id}: løpenumre need the spec's population, read")
+    patients: PatientPseudonyms = (
+        ListedPseudonyms(population)
+        if spec.pseudonym_form == "lopenr" and population is not None
+        else Pseudonymiser(master_key, patient_domain(spec.domain))
+    )
     if not spec.plan.practitioner_pseudonyms:
         return patients, None
     return patients, Pseudonymiser(master_key, practitioner_domain(spec.domain))

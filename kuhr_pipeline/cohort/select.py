@@ -49,7 +49,8 @@ from kuhr_pipeline.disclosure.masking import count_rounding, small_count_thresho
 from kuhr_pipeline.extract.generalise import age_label
 from kuhr_pipeline.faults import fault_point
 from kuhr_pipeline.identity.fodselsnummer import IdReason
-from kuhr_pipeline.identity.pseudonym import Pseudonymiser
+from kuhr_pipeline.identity.population import Population
+from kuhr_pipeline.identity.pseudonym import PatientPseudonyms, Pseudonymiser
 from kuhr_pipeline.reducing import Reducing
 from kuhr_pipeline.source.scan import Source, decoded, scan, scan_pieces
 from kuhr_pipeline.source.schema import CODE_COLUMNS
@@ -218,24 +219,36 @@ Members = Callable[[str, np.ndarray], None]  # an attrition step's name and its 
 
 
 def find_cohort_in(
-    spec: ApplicationSpec, groups: list[GroupFound], staging: Staging, on_members: Members | None = None
+    spec: ApplicationSpec,
+    groups: list[GroupFound],
+    staging: Staging,
+    on_members: Members | None = None,
+    population: Population | None = None,
 ) -> FoundCohort:
     """Merge the groups' pass 1 into the cohort: its persons (sealed), the attrition, their ages.
     `on_members` (estimates: their cell keys) is handed each attrition step's persons, in memory
-    only, as the step is counted."""
+    only, as the step is counted. With a `population`, only its persons can be in the cohort, and
+    the attrition starts with the population file's own counts."""
     groups = sorted(groups, key=lambda found: found.group.index)
     firsts = merge_groups([staging.read(g.firsts) for g in groups])
+    if population is not None:
+        firsts = firsts.filter(pa.array(population.listed(firsts.column("person").to_numpy())))
     rules = IndexDateRules(
         spec,
         pa.concat_tables([staging.read(g.exclusions) for g in groups]),
         pa.concat_tables([staging.read(g.prior_entries) for g in groups]),
     )
-    in_period = "persons with a claim in the period"
+    in_period = "persons with a claim in the period" if population is None else LISTED_IN_PERIOD
+    in_period_persons = _persons_in_period(groups, staging)
+    if population is not None:
+        in_period_persons = in_period_persons[population.listed(in_period_persons)]
     if on_members is not None:
-        on_members(in_period, _persons_in_period(groups, staging))
+        on_members(in_period, in_period_persons)
     cohort, ages, index_days, steps = _apply_person_criteria(firsts, rules, on_members)
-    persons_in_period = _distinct_persons(groups, staging)
+    persons_in_period = len(in_period_persons)
     steps.insert(0, (in_period, persons_in_period))
+    if population is not None:
+        steps[:0] = [(IN_POPULATION_FILE, population.rows), (POPULATION_ROWS_NOT_USED, population.not_used)]
     dropped = np.sum([g.dropped for g in groups], axis=0)
     dropped_claims: dict[IdReason, int] = {r: int(dropped[r]) for r in IdReason if r != IdReason.VALID}
     path = _write_sealed(
@@ -259,12 +272,10 @@ def _age_groups(ages: np.ndarray) -> dict[str, int]:
     return dict(sorted(groups.items()))
 
 
-def _distinct_persons(groups: list[GroupFound], staging: Staging) -> int:
-    """Persons with a valid id in the period, each once: a person is in the persons of every group
-    (year) with a claim of theirs."""
-    if len(groups) == 1:
-        return staging.rows(groups[0].persons)
-    return len(np.unique(np.concatenate([staging.read(g.persons).column("number").to_numpy() for g in groups])))
+# The attrition's first steps when the spec gives a population (application-spec.md, "Linkage")
+IN_POPULATION_FILE = "persons in the population file"
+POPULATION_ROWS_NOT_USED = "population rows not used (invalid or duplicate)"
+LISTED_IN_PERIOD = "listed persons with a claim in the period"
 
 
 def _persons_in_period(groups: list[GroupFound], staging: Staging) -> np.ndarray:
@@ -323,7 +334,7 @@ def second_pass(
     spec: ApplicationSpec,
     cohort: FoundCohort,
     found: GroupFound,
-    patients: Pseudonymiser,
+    patients: PatientPseudonyms,
     practitioners: Pseudonymiser | None,
     staging: Staging,
     on_progress: Progress | None = None,
@@ -389,7 +400,7 @@ class _GroupCohort:
     among the group's cohort persons (−1: not in the cohort), their pseudonyms and index days.
     Only the cohort's persons that this group met are pseudonymised."""
 
-    def __init__(self, staging: Staging, cohort: FoundCohort, found: GroupFound, patients: Pseudonymiser) -> None:
+    def __init__(self, staging: Staging, cohort: FoundCohort, found: GroupFound, patients: PatientPseudonyms) -> None:
         merged = staging.read(cohort.path)
         numbers = merged.column("number").to_numpy()
         group_numbers = staging.read(found.persons).column("number").to_numpy()  # label − 1 → id

@@ -27,6 +27,7 @@ from kuhr_pipeline.disclosure.patterns import previous_pattern
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics
 from kuhr_pipeline.errors import SpecRefused
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report
+from kuhr_pipeline.identity.population import load_population
 
 
 class ApplicationConfig(dg.Config):
@@ -59,6 +60,7 @@ def application(
             "launch the run for the partition of the spec's application_id",
         )
     require_run_spec(context, loaded)
+    load_population(loaded)  # a population that cannot be read stops the run here, before a scan
     if context.run.tags.get(AGAIN_TAG) != "true":
         refuse_repeat(paths.deliveries_dir(), application_id, loaded.sha256, str(path))
     context.log.info(f"application: {application_id} checked ({loaded.spec.data_level}, spec {loaded.sha256[:12]})")
@@ -72,6 +74,7 @@ def application(
             "period": f"{spec.period.from_} – {spec.period.to}",
             "claims": spec.claims,
             "recipients": ", ".join(loaded.recipient_keys),
+            "pseudonyms": spec.pseudonym_form,
             "advisories": dg.MetadataValue.md("\n".join(f"- {a}" for a in loaded.advisories) or "none"),
         }
     )

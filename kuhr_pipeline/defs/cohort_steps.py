@@ -30,6 +30,7 @@ from kuhr_pipeline.defs.partitions import SOURCE_SCAN_POOL, applications_partiti
 from kuhr_pipeline.defs.resources import KuhrPaths, PseudonymKey
 from kuhr_pipeline.defs.runs import run_staging, stored_run
 from kuhr_pipeline.defs.tables import arrow_table, counts_table, row_count, text_table
+from kuhr_pipeline.identity.population import load_population
 from kuhr_pipeline.quality import gx_process
 from kuhr_pipeline.quality.source_quality import check_source_quality_meanwhile, keep_source_quality
 from kuhr_pipeline.report import months_by_year, progress_line
@@ -138,7 +139,7 @@ def merged_cohort(
 ) -> FoundCohort:
     """The groups' pass 1 merged: the cohort (its persons sealed in staging) and the attrition."""
     staging = run_staging(context, application.application_id, paths, pseudonym_key)
-    found = find_cohort_in(application.spec, groups, staging)
+    found = find_cohort_in(application.spec, groups, staging, population=load_population(application))
     context.log.info(f"cohort: {found.attrition.masked(found.persons)} persons from {len(groups)} scan group(s)")
     return found
 
@@ -156,7 +157,8 @@ def second_pass_group(
     """Pass 2 over one scan group: its claims of the cohort, pseudonymised, sealed in staging."""
     staging = run_staging(context, application.application_id, paths, pseudonym_key)
     source = checked_source(context, paths, application)
-    patients, practitioners = pseudonymisers(application.spec, pseudonym_key.master_key())
+    listed = load_population(application) if application.spec.pseudonym_form == "lopenr" else None
+    patients, practitioners = pseudonymisers(application.spec, pseudonym_key.master_key(), listed)
     first, last = group.group.period
     total = source.rows_in_years(first.year, last.year)
     context.log.info(f"cohort: collecting the claims of {first} – {last}")

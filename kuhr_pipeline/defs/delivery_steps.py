@@ -22,6 +22,7 @@ from kuhr_pipeline.delivery.package import assemble_and_publish
 from kuhr_pipeline.delivery.publish import Provenance, PublishedDelivery
 from kuhr_pipeline.disclosure.statistics import StatisticsTable
 from kuhr_pipeline.extract.build import ExtractFiles
+from kuhr_pipeline.identity.pseudonym import pseudonym_provenance
 from kuhr_pipeline.report import SMALL_COHORT_ADVICE
 from kuhr_pipeline.staging import remove_staging
 
@@ -79,6 +80,12 @@ def publish(
         on_step=context.log.info,
         still_wanted=lambda: _still_wanted(context),
         provenance=made_by,
+        pseudonyms=pseudonym_provenance(
+            application.spec.pseudonym_form,
+            application.spec.domain,
+            pseudonym_key.master_key(),
+            application.population_sha256,
+        ),
     )
     remove_staging(staging.folder)  # a failed run's: sensors.staging_cleanup
     small = cohort.persons < cohort.attrition.threshold

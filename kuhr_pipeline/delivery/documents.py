@@ -69,6 +69,11 @@ def _column_lines(spec: ApplicationSpec, name: str, how: str, schema: pa.Schema 
         f"- Generalisation: {how} – {GENERALISATIONS[how].text}",
         f"- Role: {variable.role.replace('_', ' ')}",
     ]
+    if name == "pasient_pseudonym" and spec.pseudonym_form == "lopenr":
+        lines.append(
+            "- Pseudonym: the project's own løpenummer, as given in its population file: it joins 1:1 with the "
+            "project's other registers delivered by the same løpenummer."
+        )
     if variable.pattern and how == "exact":
         lines.append(f"- Pattern: `{variable.pattern}`")
     if variable.value_range and how == "exact":

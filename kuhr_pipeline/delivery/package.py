@@ -33,6 +33,7 @@ def assemble_and_publish(
     synthetic: bool = False,
     still_wanted: Callable[[], bool] = lambda: True,
     provenance: Provenance | None = None,
+    pseudonyms: dict[str, str] | None = None,
 ) -> PublishedDelivery:
     """`made`: the extract of a person-level application, or the statistics table of a statistics
     one. Only what passed validation goes in: the gate raises DeliveryError otherwise. `synthetic`:
@@ -73,6 +74,7 @@ def assemble_and_publish(
         synthetic=synthetic,
         provenance=provenance,
         canonical_spec=b"" if synthetic else canonical_yaml(application),
+        pseudonyms=pseudonyms or {},
     )
     published = publish_delivery(contents, deliveries_root, staging, signing_key, on_step, still_wanted)
     if isinstance(made, StatisticsTable) and not synthetic:  # the next release keeps these cells hidden
@@ -82,6 +84,6 @@ def assemble_and_publish(
 
 def canonical_yaml(application: LoadedSpec) -> bytes:
     """The spec as its canonical hash sees it (parsed spec, recipients' key hashes), as YAML."""
-    body = canonical_body(application.spec, application.recipient_keys)
+    body = canonical_body(application.spec, application.recipient_keys, application.population_sha256)
     header = f"# canonical spec of {application.application_id}, sha256 {application.sha256}\n"
     return (header + yaml.safe_dump(body, sort_keys=True, allow_unicode=True)).encode("utf-8")

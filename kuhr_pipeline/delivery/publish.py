@@ -62,6 +62,7 @@ class DeliveryContents:
     synthetic: bool = False  # dummy persons (kuhr_pipeline.dummy), no one of the register
     provenance: Provenance | None = None  # who and what made it (None: a dummy, outside the register's log)
     canonical_spec: bytes = b""  # archived beside the deliveries under specs/<spec_sha256>.yaml
+    pseudonyms: dict[str, str] = field(default_factory=dict)  # form, domain, algorithm, key fingerprint
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,7 @@ def _manifest(
         "format": spec.delivery.format,
         "period": {"from": spec.period.from_.isoformat(), "to": spec.period.to.isoformat()},
         "linkage_domain": spec.domain,
+        **({"pseudonyms": contents.pseudonyms} if contents.pseudonyms else {}),
         "approval": approval_of(spec),
         "claims": spec.claims,
         "recipients": [

@@ -97,9 +97,18 @@ class EquivalenceClasses:
         return table.group_by(self._columns).aggregate([])
 
 
-def write_disclosure_report(classes: EquivalenceClasses, staging: Staging) -> dict[str, Any]:
-    """Compute the report and keep it beside the staged extract (the delivery encrypts it)."""
-    report = classes.report()
+PERSONS_COUNTED_BY = {
+    "hmac": "pasient_pseudonym (keyed pseudonyms of the linkage domain)",
+    "lopenr": "pasient_pseudonym (the project's løpenumre from its population file)",
+}
+
+
+def write_disclosure_report(
+    classes: EquivalenceClasses, staging: Staging, pseudonym_form: str = "hmac"
+) -> dict[str, Any]:
+    """Compute the report and keep it beside the staged extract (the delivery encrypts it); it says
+    what a person is counted by (the pseudonym form)."""
+    report = {**classes.report(), "persons_counted_by": PERSONS_COUNTED_BY[pseudonym_form]}
     staging.write_small(DISCLOSURE_REPORT, json.dumps(report, indent=2).encode("utf-8"))
     return report
 

@@ -15,6 +15,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kuhr_pipeline import clock
@@ -26,6 +29,8 @@ from kuhr_pipeline.delivery.publish import PublishedDelivery
 from kuhr_pipeline.disclosure.statistics import StatisticsTable, build_statistics, keep_disclosure_report
 from kuhr_pipeline.dummy.source import write_dummy_source
 from kuhr_pipeline.extract.build import ExtractFiles, build_extract_with_report
+from kuhr_pipeline.identity.fodselsnummer import check_ids
+from kuhr_pipeline.identity.population import Population
 from kuhr_pipeline.quality.gate import record_report
 from kuhr_pipeline.quality.statistics_rules import validate_statistics
 from kuhr_pipeline.quality.suites import claims_suite, map_expectations
@@ -53,9 +58,19 @@ def deliver_dummy(
         source = write_dummy_source(spec, str(spec_path), Path(folder) / "source", persons, seed, clock.today())
         report(f"dummy: {source.persons} synthetic persons, {source.claims} claims")
         staging = Staging.for_run(Path(folder) / "staging", key, "dummy")
-        claims = select_cohort(open_source(source.path), spec, key, staging)
+        population = _dummy_population(source.path, spec.pseudonym_form == "lopenr") if spec.population else None
+        claims = select_cohort(open_source(source.path), spec, key, staging, population=population)
         made = _made(spec, claims, staging)
         return assemble_and_publish(loaded, claims, made, out, staging, signing_key, on_step=report, synthetic=True)
+
+
+def _dummy_population(source: Path, with_lopenr: bool) -> Population:
+    """The dummy persons as the spec's population (the real file lists real persons, who are not
+    among the dummies), with made-up løpenumre when the spec delivers løpenumre."""
+    ids = check_ids(ds.dataset(source, partitioning="hive").to_table(columns=["pasient_fnr"]).column(0))
+    numbers = np.unique(ids.number[ids.valid])
+    lopenr = pa.array([f"DUMMY{i:07d}" for i in range(len(numbers))]) if with_lopenr else None
+    return Population(numbers=numbers, lopenr=lopenr, rows=len(numbers), not_used=0)
 
 
 def _made(spec: ApplicationSpec, claims: CohortClaims, staging: Staging) -> ExtractFiles | StatisticsTable:

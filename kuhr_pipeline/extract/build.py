@@ -127,4 +127,4 @@ def build_extract_with_report(
     write (kept in staging for the delivery)."""
     classes = kanon.EquivalenceClasses(spec.plan.names)
     files = build_extract(spec, cohort_claims, staging, staging.sub("extract"), on_table=classes.add)
-    return files, kanon.write_disclosure_report(classes, staging)
+    return files, kanon.write_disclosure_report(classes, staging, spec.pseudonym_form)

@@ -12,8 +12,10 @@ per call than building an HMAC object, which matters at millions of ids.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +28,12 @@ PSEUDONYM_HEX_CHARS = 32
 
 def domain_key(master_key: bytes, domain: str) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=SALT, info=domain.encode("utf-8")).derive(master_key)
+
+
+class PatientPseudonyms(Protocol):
+    """What pass 2 asks of a patient pseudonym form: the pseudonyms of valid ids held as int64."""
+
+    def fnr_numbers(self, numbers: np.ndarray) -> pa.Array: ...
 
 
 class Pseudonymiser:
@@ -48,6 +56,34 @@ class Pseudonymiser:
         key = self._key
         out = [hmac.digest(key, b"%011d" % n, "sha256").hex()[:PSEUDONYM_HEX_CHARS] for n in numbers.tolist()]
         return pa.array(out, pa.string())
+
+
+FINGERPRINT_PREFIX = b"kuhr-pipeline/key-fingerprint/v1"
+ALGORITHMS = {
+    "hmac": "HMAC-SHA256(HKDF-SHA256(master key, salt 'kuhr-pipeline/pseudonym/v1', info linkage domain), "
+    "fødselsnummer as 11 ASCII digits), first 32 hex characters",
+    "lopenr": "the project's løpenummer from its population file (population_file_sha256)",
+}
+
+
+def key_fingerprint(master_key: bytes, domain: str) -> str:
+    """A name for the domain's derived key that reveals nothing of it: SHA-256 over a fixed prefix
+    and the derived key (never the master key), 32 hex characters. Equal fingerprints: equal keys."""
+    return hashlib.sha256(FINGERPRINT_PREFIX + domain_key(master_key, domain)).hexdigest()[:32]
+
+
+def pseudonym_provenance(
+    form: str, linkage_domain: str, master_key: bytes, population_sha256: str | None = None
+) -> dict[str, str]:
+    """What a manifest says of its patient pseudonyms, so that a later re-keying knows what it
+    starts from: the form, the linkage domain, the algorithm and the key's fingerprint."""
+    return {
+        "form": form,
+        "linkage_domain": linkage_domain,
+        "algorithm": ALGORITHMS[form],
+        "key_fingerprint": key_fingerprint(master_key, patient_domain(linkage_domain)),
+        **({"population_file_sha256": population_sha256} if form == "lopenr" and population_sha256 else {}),
+    }
 
 
 def patient_domain(linkage_domain: str) -> str:

@@ -18,8 +18,10 @@ from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.application.plan import PSEUDONYMS
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.extract.generalise import GENERALISATIONS, UNKNOWN, mapped_expectation
+from kuhr_pipeline.identity.population import LOPENR_PATTERN
 
 LEAK_GUARD = "expect_column_values_to_hold_no_fodselsnummer"
+REGEX = "expect_column_values_to_match_regex"
 LIST_TYPES = ("list<string>",)
 
 Expectation = dict[str, Any]
@@ -68,9 +70,12 @@ def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]
                 min_value=variable.value_range[0],
                 max_value=variable.value_range[1],
             )
+        elif name == "pasient_pseudonym" and spec.pseudonym_form == "lopenr":
+            add("expect_column_values_to_match_regex", name, regex=LOPENR_PATTERN.pattern)
         elif variable.pattern:
             add("expect_column_values_to_match_regex", name, regex=variable.pattern)
-        guarded = name not in PSEUDONYMS and variable.role != "claim_identifier"
+        made_here = name in PSEUDONYMS and not (name == "pasient_pseudonym" and spec.pseudonym_form == "lopenr")
+        guarded = not made_here and variable.role != "claim_identifier"  # a project's løpenummer is guarded too
         if guarded and (variable.type == "string" or variable.type in LIST_TYPES):
             add(LEAK_GUARD, name)
     return out
@@ -99,6 +104,8 @@ def claims_suite(spec: ApplicationSpec, columns: list[tuple[str, str]]) -> list[
     """The file suite (for delivered columns only) plus the catalogue's expectations."""
     delivered = {name for name, _ in columns}
     from_file = [e for e in load_suite_file("claims") if e["kwargs"].get("column", next(iter(delivered))) in delivered]
+    if spec.pseudonym_form == "lopenr":  # the file's pattern is the keyed pseudonyms'; løpenumre have their own
+        from_file = [e for e in from_file if (e["type"], e["kwargs"].get("column")) != (REGEX, "pasient_pseudonym")]
     return _unique(from_file + catalogue_expectations(spec, columns))
 
 
