@@ -11,19 +11,46 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from kuhr_pipeline import __version__, settings
-from kuhr_pipeline.errors import KeyFileError, KuhrError, SignerKeyError
+from kuhr_pipeline.errors import KeyFileError, KuhrError, Problem, SignerKeyError
 from kuhr_pipeline.report import SMALL_COHORT_ADVICE
 
 
 def _fail(message: str, code: int) -> None:
     click.echo(message, err=True)
     sys.exit(code)
+
+
+JSON_FLAG = "--json"
+JSON_HELP = "Print one JSON object (with ok and exit_code), also on failure."
+
+
+def _result(as_json: bool, text: str, exit_code: int = 0, **fields: object) -> None:
+    """A command's outcome: a line for a person, or with --json one object a script reads (`ok`,
+    `exit_code` and the command's fields); a non-zero code ends the command with it."""
+    if as_json:
+        click.echo(
+            json.dumps({"ok": exit_code == 0, "exit_code": exit_code, **fields}, ensure_ascii=False, default=str)
+        )
+        if exit_code:
+            click.echo(text, err=True)
+            sys.exit(exit_code)
+        return
+    if exit_code:
+        _fail(text, exit_code)
+    click.echo(text)
+
+
+def _failed_json(message: str, code: int, problems: list[Problem]) -> None:
+    """What --json prints when a command fails before it could say anything itself."""
+    fields = [{"file": p.file, "field": p.field, "problem": p.problem, "fix": p.fix} for p in problems]
+    click.echo(json.dumps({"ok": False, "exit_code": code, "error": message, "problems": fields}, ensure_ascii=False))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,7 +106,8 @@ def _source_years() -> list[int]:
 
 @cli.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def check(specs: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def check(specs: tuple[Path, ...], as_json: bool) -> None:
     """Check specs against the contract and the catalogue: every file, each refusal said (exit 0
     all valid, 2 any refused).
 
@@ -92,26 +120,42 @@ def check(specs: tuple[Path, ...]) -> None:
     from kuhr_pipeline.source.scan import period_before_source
 
     refused: list[KuhrError] = []
+    checked: list[dict[str, object]] = []
     source_years = _source_years()
+    say: Callable[[str], None] = (lambda line: None) if as_json else click.echo
     for spec in specs:
         try:
             loaded = load_spec(spec)
             population = load_population(loaded)
         except KuhrError as error:
             refused.append(error)
+            checked.append({"file": str(spec), "ok": False, "problems": [str(p) for p in error.problems]})
             continue
-        click.echo(f"ok: {spec}: {loaded.application_id} ({loaded.spec.data_level})")
+        say(f"ok: {spec}: {loaded.application_id} ({loaded.spec.data_level})")
         if population is not None:
-            click.echo(f"population: {population.rows:,} rows, {population.not_used:,} not used (invalid or duplicate)")
+            say(f"population: {population.rows:,} rows, {population.not_used:,} not used (invalid or duplicate)")
         before = period_before_source(source_years, loaded.spec.period.from_) if source_years else None
         advisories = [
             *loaded.advisories,
             *([f"period.from {before[0]} (deliver refuses it: {before[1]})"] if before else []),
         ]
         for advisory in advisories:
-            click.echo(f"advisory: {advisory}")
-    if refused:
-        raise KuhrError([problem for error in refused for problem in error.problems])
+            say(f"advisory: {advisory}")
+        checked.append(
+            {
+                "file": str(spec),
+                "ok": True,
+                "application_id": loaded.application_id,
+                "data_level": loaded.spec.data_level,
+                "spec_sha256": loaded.sha256,
+                "advisories": advisories,
+            }
+        )
+    problems = [problem for error in refused for problem in error.problems]
+    if as_json:
+        _result(True, "\n".join(f"error: {p}" for p in problems), 2 if refused else 0, specs=checked)
+    elif refused:
+        raise KuhrError(problems)
 
 
 @cli.command()
@@ -171,7 +215,8 @@ def deliver(
         verbosity="quiet" if quiet else "verbose" if verbose else "normal",
         executor=executor,
     )
-    click.echo(json.dumps(delivered.as_json(), sort_keys=True) if as_json else str(delivered.path))
+    ok = {"ok": True, "exit_code": 0}
+    click.echo(json.dumps({**ok, **delivered.as_json()}, sort_keys=True) if as_json else str(delivered.path))
     if delivered.persons.startswith("<") and not quiet:
         click.echo(f"advisory: {SMALL_COHORT_ADVICE.format(persons=delivered.persons)}", err=True)
     if not quiet and not as_json:
@@ -214,7 +259,7 @@ def estimate(spec: Path, source: Path | None, as_json: bool) -> None:
     if result.draft:
         click.echo(f"note: {spec}: a draft: estimated only; it is delivered once approved", err=True)
     if as_json:
-        click.echo(json.dumps(result.as_json(), ensure_ascii=False))
+        click.echo(json.dumps({"ok": True, "exit_code": 0, **result.as_json()}, ensure_ascii=False))
         return
     for line in result.lines():
         click.echo(line)
@@ -225,7 +270,8 @@ def estimate(spec: Path, source: Path | None, as_json: bool) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for dummy deliveries.")
 @click.option("--persons", default=200, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--seed", default=1, show_default=True, type=int)
-def dummy(spec: Path, out: Path, persons: int, seed: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def dummy(spec: Path, out: Path, persons: int, seed: int, as_json: bool) -> None:
     """A synthetic delivery with the exact shape of the spec's real one, for writing code before
     approval: synthetic persons who meet the cohort's rules, pseudonyms from a key made for the
     dummy alone, encrypted to the spec's recipients, signed, and marked `synthetic: true`.
@@ -237,7 +283,8 @@ def dummy(spec: Path, out: Path, persons: int, seed: int) -> None:
         _fail(f"error: {out}: --out: is the deliveries folder (fix: give a folder of its own for dummies)", 2)
     key = read_signing_key(settings.signing_key_file())
     published = deliver_dummy(spec, out, key, persons, seed, on_step=lambda line: click.echo(line, err=True))
-    click.echo(f"dummy delivery (synthetic, no real person): {published.path}")
+    text = f"dummy delivery (synthetic, no real person): {published.path}"
+    _result(as_json, text, path=str(published.path), delivery_id=published.delivery_id, synthetic=True)
 
 
 def _signer(signer_pub: Path | None) -> object:
@@ -264,7 +311,8 @@ def _signer(signer_pub: Path | None) -> object:
 @click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
 @click.option("--reviewers", type=click.Path(path_type=Path), help="Reviewers' public keys (default $KUHR_REVIEWERS).")
 @click.option("--prepared", is_flag=True, help="A package not released yet: check it as prepared (no releases).")
-def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prepared: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prepared: bool, as_json: bool) -> None:
     """Check the signature, every file's size and SHA-256, and the reviewers' releases (exit 0
     intact and released, 1 not)."""
     from kuhr_pipeline.delivery.reviewers import registered_reviewers, required_reviews, reviewers_dir, verify_releases
@@ -273,7 +321,8 @@ def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prep
     problems = verify_delivery(delivery, _signer(signer_pub))  # type: ignore[arg-type]
     synthetic = not problems and json.loads((delivery / "manifest.json").read_bytes()).get("synthetic") is True
     if synthetic:  # a dummy (synthetic persons, signed as such) is never reviewed
-        click.echo(f"intact (a synthetic dummy, no real person; not reviewed): {delivery}")
+        text = f"intact (a synthetic dummy, no real person; not reviewed): {delivery}"
+        _result(as_json, text, delivery=str(delivery), intact=True, synthetic=True, problems=[])
         return
     if not prepared and not problems:
         try:
@@ -281,9 +330,15 @@ def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prep
         except KeyFileError as error:
             raise SignerKeyError(error.problems) from None
         problems = verify_releases(delivery, registered, required_reviews())
-    if problems:
-        _fail("NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
-    click.echo(f"intact{' (prepared, not released)' if prepared else ' and released'}: {delivery}")
+    text = (
+        "NOT intact:\n" + "\n".join(f"  {p}" for p in problems)
+        if problems
+        else f"intact{' (prepared, not released)' if prepared else ' and released'}: {delivery}"
+    )
+    state = "prepared" if prepared else "released"
+    _result(
+        as_json, text, 1 if problems else 0, delivery=str(delivery), intact=not problems, state=state, problems=problems
+    )
 
 
 @cli.command()
@@ -379,7 +434,8 @@ def _reviewing() -> tuple[Path, object, Path | None]:
 @click.argument("delivery")
 @click.option("--key", "key_file", required=True, type=click.Path(path_type=Path), help="Your reviewer key (PEM).")
 @click.option("--note", default="", help="Recorded with your release.")
-def release(delivery: str, key_file: Path, note: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def release(delivery: str, key_file: Path, note: str, as_json: bool) -> None:
     """Release a prepared package (its .pending folder, or its delivery id) with a registered
     reviewer's key: not the preparer's, not one that released it already. Exit 2 when refused
     (nothing moved). With the last review required (KUHR_REQUIRED_REVIEWS) it moves into place
@@ -398,23 +454,36 @@ def release(delivery: str, key_file: Path, note: str) -> None:
         reviewers,
         required_reviews(),
     )
-    if decision.state == "released":
-        click.echo(f"released: {decision.path}")
-    else:
-        click.echo(f"{decision.reviews} of {decision.required} reviews: {decision.path} waits for another reviewer")
+    text = (
+        f"released: {decision.path}"
+        if decision.state == "released"
+        else f"{decision.reviews} of {decision.required} reviews: {decision.path} waits for another reviewer"
+    )
+    _result(
+        as_json,
+        text,
+        state=decision.state,
+        path=str(decision.path),
+        application_id=decision.application_id,
+        delivery_id=decision.delivery_id,
+        reviews=decision.reviews,
+        required=decision.required,
+    )
 
 
 @cli.command()
 @click.argument("delivery")
 @click.option("--key", "key_file", required=True, type=click.Path(path_type=Path), help="Your reviewer key (PEM).")
 @click.option("--reason", required=True, help="Why it is rejected (recorded in the audit log).")
-def reject(delivery: str, key_file: Path, reason: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def reject(delivery: str, key_file: Path, reason: str, as_json: bool) -> None:
     """Reject a prepared package: a signed `rejected` line with your name and reason; the package is removed."""
     from kuhr_pipeline.delivery import release as releasing
 
     root, signer, reviewers = _reviewing()
     decision = releasing.reject(delivery, key_file, reason, root, signer, reviewers)  # type: ignore[arg-type]
-    click.echo(f"rejected: {decision.application_id} {decision.delivery_id} (removed)")
+    text = f"rejected: {decision.application_id} {decision.delivery_id} (removed)"
+    _result(as_json, text, state="rejected", application_id=decision.application_id, delivery_id=decision.delivery_id)
 
 
 @keys.command("population")
@@ -507,7 +576,8 @@ def audit() -> None:
 @click.option("--log", "log_file", type=click.Path(path_type=Path), help="Default $KUHR_DELIVERIES/audit.jsonl.")
 @click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
 @click.option("--expect-head", help="N:SHA256 — the log's line N must be the line with this SHA-256 (kept apart).")
-def audit_verify(log_file: Path | None, signer_pub: Path | None, expect_head: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def audit_verify(log_file: Path | None, signer_pub: Path | None, expect_head: str | None, as_json: bool) -> None:
     """Check every line's signature, the hash chain, that lines and delivery folders match, that
     each manifest names its line, and that the log still reaches its head (kept signed in
     DAGSTER_HOME, and --expect-head): exit 0 intact, 1 not."""
@@ -521,9 +591,8 @@ def audit_verify(log_file: Path | None, signer_pub: Path | None, expect_head: st
         expected = (int(number), line_sha.lower())
     log_file = log_file or settings.deliveries_dir() / AUDIT_LOG
     problems = verify_audit(log_file, log_file.parent, _signer(signer_pub), expected)  # type: ignore[arg-type]
-    if problems:
-        _fail("audit log NOT intact:\n" + "\n".join(f"  {p}" for p in problems), 1)
-    click.echo(f"intact: {log_file}")
+    text = "audit log NOT intact:\n" + "\n".join(f"  {p}" for p in problems) if problems else f"intact: {log_file}"
+    _result(as_json, text, 1 if problems else 0, log=str(log_file), intact=not problems, problems=problems)
 
 
 @audit.command("init")
@@ -561,13 +630,18 @@ def console() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    as_json = JSON_FLAG in (sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=argv, prog_name="kuhr-pipeline", standalone_mode=False)
     except KuhrError as error:
+        if as_json:
+            _failed_json(str(error), error.exit_code, error.problems)
         _fail(f"error: {error}", error.exit_code)
     except click.exceptions.Abort:
         _fail("aborted", 1)
     except click.ClickException as error:
+        if as_json:
+            _failed_json(error.format_message(), 2, [])
         error.show()
         sys.exit(2)
     except Exception as error:  # a bug, not the user's fault: still no traceback unless asked for

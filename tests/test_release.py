@@ -326,3 +326,33 @@ def test_a_warning_checks_own_error_does_not_hide_a_prepared_package(setup, caps
     assert (
         "warning: run " in err and "the quality sample could not be read" in err and "(the package was prepared)" in err
     )
+
+
+def test_every_reporting_command_answers_in_json_with_ok_and_its_exit_code(setup, capsys) -> None:
+    """For scripts: one object with `ok` and `exit_code`, on success and on failure (#50)."""
+    prepared = prepare(setup, capsys)
+    assert (prepared["ok"], prepared["exit_code"]) == (True, 0)
+    pending = Path(prepared["path"])
+    code, out, _ = run_cli(["verify", pending, "--prepared", "--json"], capsys)
+    assert code == 0 and json.loads(out) | {"delivery": ""} == {
+        "ok": True, "exit_code": 0, "delivery": "", "intact": True, "state": "prepared", "problems": []
+    }  # fmt: skip
+    code, out, err = release(pending, setup["anna"], capsys, "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["state"] == "released" and (answer["reviews"], answer["required"]) == (1, 1)
+    code, out, err = release(pending, setup["bjorn"], capsys, "--json")  # not pending any more: refused
+    refused = json.loads(out)
+    assert code == 2 and refused["ok"] is False and refused["exit_code"] == 2 and refused["problems"], out
+    assert err.startswith("error: ")  # the person's line stays on stderr
+    code, out, _ = run_cli(["verify", answer["path"], "--json"], capsys)
+    assert code == 0 and json.loads(out)["intact"] is True
+    code, out, _ = run_cli(["deliver", setup["spec"], "--json"], capsys)  # unchanged: the one gate refuses
+    assert code == 2 and json.loads(out)["ok"] is False and "--again" in out
+    (Path(answer["path"]) / "manifest.json").write_text("{}")
+    code, out, _ = run_cli(["verify", answer["path"], "--json"], capsys)
+    assert code == 1 and json.loads(out)["ok"] is False and json.loads(out)["problems"]
+    code, out, _ = run_cli(["audit", "verify", "--json"], capsys)
+    assert json.loads(out)["exit_code"] == code
+    code, out, _ = run_cli(["check", setup["spec"], setup["spec"].parent / "missing.yaml", "--json"], capsys)
+    answer = json.loads(out)
+    assert code == 2 and answer["ok"] is False and [s["ok"] for s in answer["specs"]] == [True, False]

@@ -8,6 +8,7 @@ import pyarrow as pa
 from kuhr_pipeline.application.model import ApplicationSpec, Criteria
 from kuhr_pipeline.catalogue import load_catalogue
 from kuhr_pipeline.catalogue.kommuner import KOMMUNE_LISTS_DATE, kommune_lists
+from kuhr_pipeline.disclosure.suppression import DOMINANCE_PERCENT
 from kuhr_pipeline.extract.generalise import GENERALISATIONS
 
 
@@ -36,7 +37,7 @@ def codebook(spec: ApplicationSpec, columns: list[tuple[str, str]], schema: pa.S
             "## `suppressed`",
             "",
             "- English: true where the row's measures are hidden "
-            f"(fewer than {spec.statistics.min_cell} persons, one person with more than 85 % of a "
+            f"(fewer than {spec.statistics.min_cell} persons, one person with more than {DOMINANCE_PERCENT} % of a "
             "delivered sum, or hidden so that no hidden value can be derived from the shown rows "
             "and margins taken together).",
             "- Type: `bool`",

@@ -15,7 +15,7 @@ from kuhr_pipeline.application.model import ApplicationSpec
 from kuhr_pipeline.disclosure import DISCLOSURE_REPORT
 from kuhr_pipeline.disclosure.cube import build_cube
 from kuhr_pipeline.disclosure.proof import Proof
-from kuhr_pipeline.disclosure.suppression import Key, suppress
+from kuhr_pipeline.disclosure.suppression import DOMINANCE_PERCENT, Key, suppress
 from kuhr_pipeline.staging import Staging
 
 TABLE_FILE = "statistics.parquet"
@@ -91,7 +91,8 @@ def disclosure_report(statistics: StatisticsTable, proof: Proof) -> dict[str, An
         "data_level": "statistics",
         "rules": [
             f"primary: fewer than {statistics.min_cell} persons (min_cell), more than 0",
-            "primary: one person more than 85 % of a delivered sum (dominance (1, 85 %))",
+            f"primary: one person more than {DOMINANCE_PERCENT} % of a delivered sum "
+            f"(dominance (1, {DOMINANCE_PERCENT} %))",
             "primary: every cell the application's last statistics delivery suppressed",
             "secondary: no suppressed value is fixed by the whole table (cells ≥ 0), also for the single "
             "person of a suppressed one-person cell, who knows it",

@@ -115,6 +115,7 @@ def grid_of(table: pa.Table, keys: list[Key], sums: list[str]) -> Grid:
 
 
 DOMINANCE_SHARE = 0.85
+DOMINANCE_PERCENT = round(DOMINANCE_SHARE * 100)  # the share in words (codebook, disclosure report)
 
 
 def _dominated(keys: list[Key], table: pa.Table, measure: str) -> list[Key]:
