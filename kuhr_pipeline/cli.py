@@ -73,7 +73,11 @@ def cli() -> None:
     help="time: each year one file sorted by time, as the register exports; person: a person's claims together.",
 )
 def synth(out: Path, persons: int, from_year: int, to_year: int, seed: int, order: str) -> None:
-    """Write a synthetic KUHR source in the source contract."""
+    """Write a synthetic KUHR source in the source contract.
+
+    \b
+    Example:
+      kuhr-pipeline synth --out data/sample --persons 5000 --from-year 2019 --to-year 2025"""
     from tqdm import tqdm
 
     from kuhr_pipeline.synth.generate import expected_claims, generate_source
@@ -188,7 +192,12 @@ def deliver(
     An unchanged spec (same canonical hash) already delivered into the deliveries folder is
     refused (exit 2) unless --again: every delivery is a disclosure. Exit 1: the run or its
     validation failed (nothing delivered); 2: refused spec or usage; 3: a missing or unusable
-    key, source or audit log, or no Celery worker for --executor celery."""
+    key, source or audit log, or no Celery worker for --executor celery.
+
+    \b
+    Examples:
+      kuhr-pipeline deliver applications/HDS-2026-0042.yaml
+      kuhr-pipeline deliver applications/HDS-2026-0042.yaml --again --json"""
     from kuhr_pipeline.quality import gx_process
 
     if quiet and verbose:
@@ -237,7 +246,11 @@ def estimate(spec: Path, source: Path | None, as_json: bool) -> None:
 
     Accepts a draft spec (and says so); refuses whatever else the contract refuses. Nothing is
     delivered; the deployment's audit log records the estimate (it reads the register), and
-    KUHR_ESTIMATES_PER_DAY (default 10) per application id and day are answered (exit 2 past it)."""
+    KUHR_ESTIMATES_PER_DAY (default 10) per application id and day are answered (exit 2 past it).
+
+    \b
+    Example:
+      kuhr-pipeline estimate applications/HDS-2026-0042.yaml"""
     from tqdm import tqdm
 
     from kuhr_pipeline.estimate import estimate as estimate_spec
@@ -275,7 +288,11 @@ def dummy(spec: Path, out: Path, persons: int, seed: int, as_json: bool) -> None
     """A synthetic delivery with the exact shape of the spec's real one, for writing code before
     approval: synthetic persons who meet the cohort's rules, pseudonyms from a key made for the
     dummy alone, encrypted to the spec's recipients, signed, and marked `synthetic: true`.
-    Needs no source; accepts a draft spec."""
+    Needs no source; accepts a draft spec.
+
+    \b
+    Example:
+      kuhr-pipeline dummy applications/HDS-2026-0042.yaml --out dummies"""
     from kuhr_pipeline.dummy import deliver_dummy
     from kuhr_pipeline.identity.keys import read_signing_key
 
@@ -314,7 +331,11 @@ def _signer(signer_pub: Path | None) -> object:
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prepared: bool, as_json: bool) -> None:
     """Check the signature, every file's size and SHA-256, and the reviewers' releases (exit 0
-    intact and released, 1 not)."""
+    intact and released, 1 not).
+
+    \b
+    Example:
+      kuhr-pipeline verify deliveries/HDS-2026-0042/<id> --signer-pub keys/signing.pub --reviewers keys/reviewers"""
     from kuhr_pipeline.delivery.reviewers import registered_reviewers, required_reviews, reviewers_dir, verify_releases
     from kuhr_pipeline.delivery.verify import verify_delivery
 
@@ -347,7 +368,11 @@ def verify(delivery: Path, signer_pub: Path | None, reviewers: Path | None, prep
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the plain files.")
 @click.option("--signer-pub", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the signer.")
 def decrypt(delivery: Path, sk: Path, out: Path, signer_pub: Path | None) -> None:
-    """Verify the delivery, then decrypt every data file."""
+    """Verify the delivery, then decrypt every data file.
+
+    \b
+    Example:
+      kuhr-pipeline decrypt deliveries/HDS-2026-0042/<id> --sk my.sec --out plain --signer-pub signing.pub"""
     from kuhr_pipeline.delivery.verify import decrypt_delivery
 
     for path in decrypt_delivery(delivery, _signer(signer_pub), sk, out):  # type: ignore[arg-type]
@@ -363,7 +388,11 @@ def keys() -> None:
 @click.option("--demo-recipient", help="Also write a Crypt4GH key pair NAME.sec/NAME.pub (demo use).")
 @click.option("--recipient-dir", default="keys", show_default=True, type=click.Path(path_type=Path))
 def keys_init(demo_recipient: str | None, recipient_dir: Path) -> None:
-    """Write a new pseudonym master key and signing key where the environment points (never overwrites)."""
+    """Write a new pseudonym master key and signing key where the environment points (never overwrites).
+
+    \b
+    Example:
+      kuhr-pipeline keys init"""
     from kuhr_pipeline.identity.new_keys import init_keys
 
     paths = []
@@ -400,7 +429,12 @@ def history(
 ) -> None:
     """The packages prepared (of APPLICATION_ID, or of every application), oldest first, from the
     audit log: state, when, which spec and approval, to whom, who prepared and who reviewed them,
-    how the run was started. Exit 1 for an application with no line. `audit verify` checks the log."""
+    how the run was started. Exit 1 for an application with no line. `audit verify` checks the log.
+
+    \b
+    Examples:
+      kuhr-pipeline history HDS-2026-0042
+      kuhr-pipeline history --state prepared --json"""
     from kuhr_pipeline.application.find import require_application_id
     from kuhr_pipeline.delivery.history import deliveries_of, filtered
 
@@ -439,7 +473,11 @@ def release(delivery: str, key_file: Path, note: str, as_json: bool) -> None:
     """Release a prepared package (its .pending folder, or its delivery id) with a registered
     reviewer's key: not the preparer's, not one that released it already. Exit 2 when refused
     (nothing moved). With the last review required (KUHR_REQUIRED_REVIEWS) it moves into place
-    for its recipients."""
+    for its recipients.
+
+    \b
+    Example:
+      kuhr-pipeline release deliveries/HDS-2026-0042/.pending/<id> --key anna.key --note 'checked'"""
     from kuhr_pipeline.delivery import release as releasing
     from kuhr_pipeline.delivery.reviewers import required_reviews
 
@@ -477,7 +515,11 @@ def release(delivery: str, key_file: Path, note: str, as_json: bool) -> None:
 @click.option("--reason", required=True, help="Why it is rejected (recorded in the audit log).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def reject(delivery: str, key_file: Path, reason: str, as_json: bool) -> None:
-    """Reject a prepared package: a signed `rejected` line with your name and reason; the package is removed."""
+    """Reject a prepared package: a signed `rejected` line with your name and reason; the package is removed.
+
+    \b
+    Example:
+      kuhr-pipeline reject <id> --key anna.key --reason 'wrong period'"""
     from kuhr_pipeline.delivery import release as releasing
 
     root, signer, reviewers = _reviewing()
@@ -489,7 +531,11 @@ def reject(delivery: str, key_file: Path, reason: str, as_json: bool) -> None:
 @keys.command("population")
 def keys_population() -> None:
     """The registry's population key pair at $KUHR_POPULATION_KEY_FILE (and .pub beside it): projects
-    encrypt their population files (utvalgsfiler) to the public half it prints."""
+    encrypt their population files (utvalgsfiler) to the public half it prints.
+
+    \b
+    Example:
+      kuhr-pipeline keys population"""
     from kuhr_pipeline.identity.population import new_population_key
 
     secret = settings.population_key_file()
@@ -537,7 +583,11 @@ def population_encrypt(csv_file: Path, out: Path, key: Path | None) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for NAME.key and NAME.pub.")
 def keys_reviewer(name: str, out: Path) -> None:
     """A reviewer's key pair: NAME.key (0600, stays with the reviewer) and NAME.pub (register it
-    by copying it into the deployment's KUHR_REVIEWERS folder)."""
+    by copying it into the deployment's KUHR_REVIEWERS folder).
+
+    \b
+    Example:
+      kuhr-pipeline keys reviewer anna --out ~/reviewer-keys"""
     from kuhr_pipeline.delivery.reviewers import new_reviewer
 
     for written in new_reviewer(name, out):
@@ -550,7 +600,11 @@ def clean(application_id: str | None) -> None:
     """Remove the staging that killed runs left (of APPLICATION_ID, or of every application).
 
     Skips an application while a `deliver` of it runs. Runs launched from the UI do not take that
-    lock: clean while none of them is running."""
+    lock: clean while none of them is running.
+
+    \b
+    Example:
+      kuhr-pipeline clean HDS-2026-0042"""
     from kuhr_pipeline.application.find import require_application_id
     from kuhr_pipeline.delivery.commit import clean_publishing
     from kuhr_pipeline.locks import application_lock_if_free
@@ -580,7 +634,11 @@ def audit() -> None:
 def audit_verify(log_file: Path | None, signer_pub: Path | None, expect_head: str | None, as_json: bool) -> None:
     """Check every line's signature, the hash chain, that lines and delivery folders match, that
     each manifest names its line, and that the log still reaches its head (kept signed in
-    DAGSTER_HOME, and --expect-head): exit 0 intact, 1 not."""
+    DAGSTER_HOME, and --expect-head): exit 0 intact, 1 not.
+
+    \b
+    Example:
+      kuhr-pipeline audit verify --signer-pub keys/signing.pub"""
     from kuhr_pipeline.delivery.audit import AUDIT_LOG, verify_audit
 
     expected = None
@@ -600,7 +658,11 @@ def audit_verify(log_file: Path | None, signer_pub: Path | None, expect_head: st
 @click.option("--reason", default="audit log missing or damaged", show_default=True, help="Recorded in the log.")
 def audit_init(accept_existing: bool, reason: str) -> None:
     """Start a new signed chain after the log was lost or damaged: the old log is kept beside it,
-    and the break (with every existing delivery folder) is the new chain's first line."""
+    and the break (with every existing delivery folder) is the new chain's first line.
+
+    \b
+    Example:
+      kuhr-pipeline audit init --accept-existing --reason 'log restored from backup'"""
     from kuhr_pipeline.delivery.audit import AUDIT_LOG, break_chain, require_broken_log
     from kuhr_pipeline.delivery.folders import published_deliveries
     from kuhr_pipeline.identity.keys import read_signing_key

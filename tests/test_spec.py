@@ -408,3 +408,19 @@ def test_a_linkage_domain_borrowed_from_another_application_is_refused_unless_it
     other.unlink()
     code, _, err = run_cli(["check", write_spec(spec_dir, {"linkage_domain": "SHARED-2026"})], capsys)
     assert code == 0, err  # a domain that is no application's id
+
+
+def test_every_commands_help_ends_with_an_example() -> None:
+    import click
+
+    from kuhr_pipeline.cli import cli
+
+    def commands(group: click.Group, prefix: list[str]):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, [*prefix, name])
+            else:
+                yield " ".join([*prefix, name]), command
+
+    without = [name for name, command in commands(cli, []) if "Example" not in (command.help or "")]
+    assert without == []
