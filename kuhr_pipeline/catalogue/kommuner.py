@@ -28,8 +28,16 @@ UNKNOWN_KOMMUNE = "ukjent"  # a number that is no kommune in its year, under a g
 BYDELER = [(312, 335, "0301"), (1161, 1165, "1103"), (1202, 1210, "1201"), (1603, 1607, "1601")]
 
 
-def fold_bydeler(values: pa.Array) -> pa.Array:
-    """Bydel codes replaced by their kommune's number; every other value as it is."""
+def fold_bydeler(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Bydel codes replaced by their kommune's number; every other value as it is. Worked out on
+    the distinct values (a few hundred), then taken back to the rows."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values)
+    return _folded(encoded.dictionary).take(encoded.indices)
+
+
+def _folded(values: pa.Array) -> pa.Array:
     numbers = pc.cast(pc.if_else(pc.match_substring_regex(values, r"^[0-9]{4}$"), values, None), pa.int32())
     out = values
     for low, high, target in BYDELER:
@@ -121,7 +129,7 @@ class KommuneLists:
         if isinstance(codes, pa.ChunkedArray):
             codes = codes.combine_chunks()
         encoded = pc.dictionary_encode(codes)
-        dictionary = fold_bydeler(encoded.dictionary).to_pylist()
+        dictionary = _folded(encoded.dictionary).to_pylist()
         if not dictionary:  # no rows, or nulls only
             return codes.cast(pa.string())
         year = pc.cast(years, pa.int64())

@@ -157,7 +157,8 @@ def generalise(values: pa.Array, how: str, years: pa.Array | None = None, map_ye
     if map_year is not None and generalisation.geographic:
         if years is None:
             raise ValueError(f"{how} on the map of {map_year} needs each value's year")
-        values = kommune_lists().harmonise(values, years, map_year)
+        mapped = kommune_lists().harmonise(values, years, map_year)  # folded already: kommune is the map's
+        return mapped if how == "kommune" else generalisation.apply(mapped)
     return generalisation.apply(values)
 
 
