@@ -37,7 +37,6 @@ from kuhr_pipeline.delivery.manifest import public_fingerprint
 from kuhr_pipeline.deployment import DEPLOYMENT_TAG, SIGNER_TAG, deployment_fingerprint
 from kuhr_pipeline.errors import KuhrError, Problem
 from kuhr_pipeline.identity.keys import read_master_key, read_signing_key
-from kuhr_pipeline.identity.population import load_population
 from kuhr_pipeline.locks import application_lock, instance_setup_lock
 from kuhr_pipeline.processes import this_process
 from kuhr_pipeline.source import open_source
@@ -94,7 +93,6 @@ def run_delivery(
     `verbosity` (quiet, normal, verbose) chooses the run's log lines (see loggers_for);
     `executor` where the steps run (in_process, multiprocess, celery)."""
     loaded = load_spec(spec_path)
-    load_population(loaded)  # refused before a run when it cannot be read (never kept)
     master_key = read_master_key(settings.pseudonym_key_file())
     signing_key = read_signing_key(settings.signing_key_file())
     preparer = ran_by()

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from crypt4gh import lib as c4gh_lib
 from crypt4gh.keys import c4gh, get_private_key, get_public_key
@@ -105,9 +106,10 @@ def read_population(path: Path, secret_key_file: Path, where: str, *, with_lopen
             f"{path} has no lopenr column, which identity.pseudonym: lopenr needs",
             "add the project's løpenumre as a column lopenr",
         )
-    if "lopenr" in table.column_names and check_ids(table.column("lopenr")).valid.any():
+    ids_as_lopenr = _fodselsnummer_among(table.column("lopenr")) if "lopenr" in table.column_names else 0
+    if ids_as_lopenr:
         refuse(
-            f"{path}: a lopenr is a fødselsnummer ({int(check_ids(table.column('lopenr')).valid.sum()):,} rows)",
+            f"{path}: a lopenr is a fødselsnummer ({ids_as_lopenr:,} rows)",
             "give the project's own løpenumre, never a national id",
         )
     return _usable(table, with_lopenr)
@@ -120,9 +122,9 @@ def _usable(table: pa.Table, with_lopenr: bool) -> Population:
     # a løpenummer column is checked whenever the file has one: the project links on it
     lopenr = table.column("lopenr").combine_chunks() if "lopenr" in table.column_names else None
     if lopenr is not None:
-        texts = lopenr.to_pylist()
-        usable &= np.array([t is not None and bool(LOPENR_PATTERN.match(t)) for t in texts], dtype=bool)
-        usable &= ~_repeated(np.array([t or "" for t in texts], dtype=object), usable)
+        well_formed = pc.match_substring_regex(lopenr, LOPENR_PATTERN.pattern)
+        usable &= pc.fill_null(well_formed, False).to_numpy(zero_copy_only=False)
+        usable &= ~_repeated(pc.fill_null(pc.dictionary_encode(lopenr).indices, -1).to_numpy(), usable)
     usable &= ~_repeated(numbers, usable)
     order = np.argsort(numbers[usable], kind="stable")
     rows = np.flatnonzero(usable)[order]
@@ -132,6 +134,12 @@ def _usable(table: pa.Table, with_lopenr: bool) -> Population:
         rows=table.num_rows,
         not_used=int(table.num_rows - len(rows)),
     )
+
+
+def _fodselsnummer_among(values: pa.ChunkedArray) -> int:
+    """How many values are valid fødselsnummer (only 11-digit values are checked at all)."""
+    digits = values.filter(pc.fill_null(pc.match_substring_regex(values, r"^[0-9]{11}$"), False))
+    return int(check_ids(digits).valid.sum()) if len(digits) else 0
 
 
 def _repeated(values: np.ndarray, among: np.ndarray) -> np.ndarray:
