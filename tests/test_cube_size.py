@@ -57,7 +57,7 @@ def test_an_eight_dimension_timestamp_cube_is_refused_without_being_built(tmp_pa
         name="CUBE-1.yaml",
     )
     code, out, err = run_cli(["estimate", draft, "--source", source, "--json"], capsys)
-    assert code == 2 and out == "", err
+    assert code == 2 and json.loads(out)["ok"] is False, err  # --json: the refusal as an object, no estimate
     assert "statistics.group_by: KUHR_MAX_CELLS: the table would have more than 200,000 cells" in err
     assert "Traceback" not in err
     log = (

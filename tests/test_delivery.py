@@ -708,7 +708,8 @@ def test_the_eleventh_estimate_of_a_day_is_refused(setup, capsys, monkeypatch, s
     for _ in range(2):
         assert run_cli(["estimate", draft, "--source", setup["source"], "--json"], capsys)[0] == 0
     code, out, err = run_cli(["estimate", draft, "--source", setup["source"], "--json"], capsys)
-    assert code == 2 and out == "" and "had its 2 estimates today (KUHR_ESTIMATES_PER_DAY)" in err
+    assert code == 2 and "had its 2 estimates today (KUHR_ESTIMATES_PER_DAY)" in err
+    assert json.loads(out)["exit_code"] == 2 and "attrition" not in out  # --json: the refusal, no estimate
     log = (setup["deliveries"] / "audit.jsonl").read_text().splitlines()
     assert len(log) == 2  # the refused one read nothing and wrote nothing
     other = write_spec(

@@ -136,8 +136,8 @@ def test_bydeler_fold_and_other_text_stays_as_recorded() -> None:
 
 def test_backwards_over_two_changes_and_the_years_a_number_was_none() -> None:
     assert _covering("5030", 2019, 2017) == "1662"  # Klæbu: 5030 in 2018–2019, 1662 before
-    assert LISTS.changed_in("3024", 2020, 2023) == []
-    assert LISTS.changed_in("3024", 2019, 2024) == [2019, 2024]
+    assert LISTS.years_not_a_kommune("3024", 2020, 2023) == []
+    assert LISTS.years_not_a_kommune("3024", 2019, 2024) == [2019, 2024]
     for (year, old), news in LISTS.successors.items():  # a number ends the year before its change
         assert LISTS.years[old][1] == year - 1 or news == (old,), (year, old)
 

@@ -185,9 +185,6 @@ class PopulationSpec(_Strict):
     file: NonEmpty
 
 
-PSEUDONYM_FORMS = ("hmac", "lopenr", "issued")
-
-
 class IdentitySpec(_Strict):
     """How `pasient_pseudonym` is made: keyed HMAC (default), the project's løpenummer from the
     population file, or løpenumre the pipeline issues with a bridge for the linking party."""

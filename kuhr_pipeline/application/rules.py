@@ -479,7 +479,7 @@ def _geography_advisories(spec: ApplicationSpec) -> list[str]:
                     f"cohort.bostedskommuner[{i}]: '{code}' is no kommune on the map of {map_year}; it matches no one"
                 )
             continue
-        missing = lists.changed_in(code, first, last)
+        missing = lists.years_not_a_kommune(code, first, last)
         if missing:
             out.append(
                 f"cohort.bostedskommuner[{i}]: '{code}' was no kommune in {_years(missing)}: residents of those "

@@ -116,7 +116,7 @@ class KommuneLists:
             if len(news) > 1
         ]
 
-    def changed_in(self, code: str, first: int, last: int) -> list[int]:
+    def years_not_a_kommune(self, code: str, first: int, last: int) -> list[int]:
         """The years of `first`–`last` in which `code` was no kommune."""
         return [year for year in range(first, last + 1) if not self.is_kommune(code, year)]
 
