@@ -230,8 +230,8 @@ def deliver(
         click.echo(f"advisory: {SMALL_COHORT_ADVICE.format(persons=delivered.persons)}", err=True)
     if not quiet and not as_json:
         click.echo(
-            f"prepared, not yet released: a registered reviewer other than the preparer releases it with "
-            f"`kuhr-pipeline release {delivered.delivery_id} --key REVIEWER.key`",
+            f"prepared by run {delivered.run_id}, not yet released: a registered reviewer other than the preparer "
+            f"releases it with `kuhr-pipeline release {delivered.delivery_id} --key REVIEWER.key`",
             err=True,
         )
 

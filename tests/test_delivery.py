@@ -87,6 +87,8 @@ def test_deliver_then_reference_tool_decrypts_for_each_recipient(setup, capsys, 
     assert folder.parent.parent == setup["deliveries"] and folder.parent.name == "E2E-0001"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["ran_by"] == "preparer" and manifest["trigger"] == "cli" and manifest["run_id"]
+    assert f"prepared by run {manifest['run_id']}, not yet released" in err  # the run id, at the end
+    assert manifest["pseudonyms"]["form"] == "hmac" and len(manifest["pseudonyms"]["key_fingerprint"]) == 32
     for key in (
         "application_id",
         "delivery_id",
@@ -277,6 +279,7 @@ def test_failed_validation_stops_the_delivery(setup, capsys, tmp_path) -> None:
     assert code == 1, err
     assert "expect_column_values_to_hold_no_fodselsnummer on avvisningsgrunn" in err
     assert "expect_column_values_to_be_in_set on pasient_kjonn" in err
+    assert "Skipping step" not in err and "Dependencies for step" not in err  # Dagster's notices: only with -v
     assert victim not in err + out
     # not in the event log, metadata, logs, nor in what the run staged
     assert leaked({victim, person_id(1)}, [setup["home"], setup["deliveries"]]) == set()

@@ -73,6 +73,7 @@ class Delivered:
     persons: str
     claims: str
     state: str = "prepared"  # waiting in .pending for a reviewer's release
+    run_id: str = ""  # the Dagster run that prepared it (its event log, in the UI)
 
     def as_json(self) -> dict[str, str]:
         return {**asdict(self), "path": str(self.path)}
@@ -251,6 +252,7 @@ def _run(
         spec_sha256=loaded.sha256,
         persons=outcome.persons,
         claims=outcome.claims,
+        run_id=outcome.run_id,
     )
 
 

@@ -13,6 +13,11 @@ from tqdm import tqdm
 
 from kuhr_pipeline.report import progress_of
 
+# Dagster's own notices about steps it will not run (after a failed or skipped step): its
+# orchestration, not the pipeline's progress; the failure itself is said once at the end, and
+# `deliver -v` shows these too.
+DAGSTER_PLAN_NOTICES = ("Skipping step ", "Dependencies for step ")
+
 
 class _PipelineLines(logging.Handler):
     """Prints the messages the pipeline's steps log; drops Dagster's own events. On a terminal a
@@ -28,6 +33,8 @@ class _PipelineLines(logging.Handler):
         if meta is None or meta.get("dagster_event") is not None:
             return
         text = str(meta.get("orig_message", ""))
+        if text.startswith(DAGSTER_PLAN_NOTICES):
+            return
         progress = progress_of(text) if self.draw_bars else None
         if progress is not None:
             self._advance(*progress)
