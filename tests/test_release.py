@@ -356,3 +356,13 @@ def test_every_reporting_command_answers_in_json_with_ok_and_its_exit_code(setup
     code, out, _ = run_cli(["check", setup["spec"], setup["spec"].parent / "missing.yaml", "--json"], capsys)
     answer = json.loads(out)
     assert code == 2 and answer["ok"] is False and [s["ok"] for s in answer["specs"]] == [True, False]
+
+
+def test_a_specs_advisories_are_said_on_its_first_run_not_on_every_run(setup, capsys) -> None:
+    """The spec's diagnoses are a plain list (an advisory): said when the version is first prepared."""
+    code, _, first = run_cli(["deliver", setup["spec"]], capsys)
+    assert code == 0 and "warning: cohort.entry.diagnoses is a plain list" in first, first
+    code, _, again = run_cli(["deliver", setup["spec"], "--again"], capsys)
+    assert code == 0 and "plain list" not in again, again
+    code, out, _ = run_cli(["check", setup["spec"]], capsys)
+    assert "advisory: cohort.entry.diagnoses is a plain list" in out  # check always says it

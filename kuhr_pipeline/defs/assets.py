@@ -20,7 +20,7 @@ from kuhr_pipeline.defs.tables import (
     statistics_descriptions,
     text_table,
 )
-from kuhr_pipeline.delivery.history import AGAIN_TAG, refuse_repeat
+from kuhr_pipeline.delivery.history import AGAIN_TAG, prepared_before, refuse_repeat
 from kuhr_pipeline.disclosure import kanon
 from kuhr_pipeline.disclosure.kanon import KANON_COLUMNS
 from kuhr_pipeline.disclosure.patterns import previous_pattern
@@ -64,8 +64,9 @@ def application(
     if context.run.tags.get(AGAIN_TAG) != "true":
         refuse_repeat(paths.deliveries_dir(), application_id, loaded.sha256, str(path))
     context.log.info(f"application: {application_id} checked ({loaded.spec.data_level}, spec {loaded.sha256[:12]})")
-    for advisory in loaded.advisories:
-        context.log.warning(advisory)
+    if not prepared_before(paths.deliveries_dir(), application_id, loaded.sha256):  # once per spec version
+        for advisory in loaded.advisories:
+            context.log.warning(advisory)
     spec = loaded.spec
     context.add_output_metadata(
         {

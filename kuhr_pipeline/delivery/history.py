@@ -97,6 +97,12 @@ def _files(folder: Path) -> int | None:
         return None
 
 
+def prepared_before(deliveries_root: Path, application_id: str, spec_sha256: str) -> bool:
+    """This spec (by its canonical hash) has had a package prepared here, whatever became of it:
+    its advisories were said then, and need not be said on every run."""
+    return any(e["spec_sha256"] == spec_sha256 for e in deliveries_of(deliveries_root, application_id))
+
+
 def refuse_repeat(deliveries_root: Path, application_id: str, spec_sha256: str, where: str) -> None:
     """The one gate: raise AlreadyDelivered when this spec (by its canonical hash) has a prepared
     or released package in this deliveries folder's audit log (a rejected one does not count)."""
