@@ -31,7 +31,7 @@ JSON_FLAG = "--json"
 JSON_HELP = "Print one JSON object (with ok and exit_code), also on failure."
 
 
-def _result(as_json: bool, text: str, exit_code: int = 0, **fields: object) -> None:
+def _result(as_json: bool, text: str, exit_code: int = 0, /, **fields: object) -> None:
     """A command's outcome: a line for a person, or with --json one object a script reads (`ok`,
     `exit_code` and the command's fields); a non-zero code ends the command with it."""
     if as_json:
@@ -224,8 +224,7 @@ def deliver(
         verbosity="quiet" if quiet else "verbose" if verbose else "normal",
         executor=executor,
     )
-    ok = {"ok": True, "exit_code": 0}
-    click.echo(json.dumps({**ok, **delivered.as_json()}, sort_keys=True) if as_json else str(delivered.path))
+    _result(as_json, str(delivered.path), **delivered.as_json())
     if delivered.persons.startswith("<") and not quiet:
         click.echo(f"advisory: {SMALL_COHORT_ADVICE.format(persons=delivered.persons)}", err=True)
     if not quiet and not as_json:
@@ -272,7 +271,7 @@ def estimate(spec: Path, source: Path | None, as_json: bool) -> None:
     if result.draft:
         click.echo(f"note: {spec}: a draft: estimated only; it is delivered once approved", err=True)
     if as_json:
-        click.echo(json.dumps({"ok": True, "exit_code": 0, **result.as_json()}, ensure_ascii=False))
+        _result(True, "", **result.as_json())
         return
     for line in result.lines():
         click.echo(line)

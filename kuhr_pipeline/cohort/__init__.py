@@ -78,13 +78,13 @@ def pseudonymisers(
 ) -> tuple[PatientPseudonyms, Pseudonymiser | None]:
     """The patients' pseudonyms (keyed, or the project's løpenumre from the population file), and
     the practitioners' when the plan delivers their pseudonyms."""
-    if spec.pseudonym_form == "lopenr" and population is None:
-        raise ValueError(f"{spec.application_id}: løpenumre need the spec's population, read")
-    patients: PatientPseudonyms = (
-        ListedPseudonyms(population)
-        if spec.pseudonym_form == "lopenr" and population is not None
-        else Pseudonymiser(master_key, patient_domain(spec.domain))
-    )
+    patients: PatientPseudonyms
+    if spec.pseudonym_form == "lopenr":
+        if population is None:
+            raise ValueError(f"{spec.application_id}: løpenumre need the spec's population, read")
+        patients = ListedPseudonyms(population)
+    else:
+        patients = Pseudonymiser(master_key, patient_domain(spec.domain))
     if not spec.plan.practitioner_pseudonyms:
         return patients, None
     return patients, Pseudonymiser(master_key, practitioner_domain(spec.domain))

@@ -157,14 +157,12 @@ def generalise(values: pa.Array, how: str, years: pa.Array | None = None, map_ye
     if map_year is not None and generalisation.geographic:
         if years is None:
             raise ValueError(f"{how} on the map of {map_year} needs each value's year")
-        mapped = kommune_lists().harmonise(values, years, map_year)  # folded already: kommune is the map's
-        return mapped if how == "kommune" else generalisation.apply(mapped)
+        values = kommune_lists().harmonise(values, years, map_year)
     return generalisation.apply(values)
 
 
-def mapped_expectation(how: str, map_year: int | None) -> tuple[str, dict[str, Any]]:
+def mapped_expectation(how: str, map_year: int) -> tuple[str, dict[str, Any]]:
     """What a harmonised kommune or fylke column holds: a kommune (fylke) of the map, or "ukjent"."""
-    assert map_year is not None
     lists = kommune_lists()
     values = lists.kommuner_in(map_year) if how == "kommune" else lists.fylker_in(map_year)
     return "expect_column_values_to_be_in_set", {"value_set": [*sorted(values), UNKNOWN]}

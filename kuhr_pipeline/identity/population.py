@@ -50,10 +50,15 @@ class Population:
 
     def listed(self, numbers: np.ndarray) -> np.ndarray:
         """Per id number: True when the person is in the population."""
+        return self.places(numbers)[1]
+
+    def places(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per id number: its row in the population, and whether it is there at all (where it is
+        not, the row is a valid index that means nothing)."""
         if not len(self.numbers):
-            return np.zeros(len(numbers), dtype=bool)
+            return np.zeros(len(numbers), dtype=np.int64), np.zeros(len(numbers), dtype=bool)
         at = np.minimum(np.searchsorted(self.numbers, numbers), len(self.numbers) - 1)
-        return self.numbers[at] == numbers
+        return at, self.numbers[at] == numbers
 
 
 class ListedPseudonyms:
@@ -73,9 +78,10 @@ class ListedPseudonyms:
     def fnr_numbers(self, numbers: np.ndarray) -> pa.Array:
         population = self._population
         assert population.lopenr is not None
-        if not population.listed(numbers).all():
+        rows, listed = population.places(numbers)
+        if not listed.all():
             raise ValueError("a person outside the population has no løpenummer")
-        return population.lopenr.take(pa.array(np.searchsorted(population.numbers, numbers)))
+        return population.lopenr.take(pa.array(rows))
 
 
 def read_population(path: Path, secret_key_file: Path, where: str, *, with_lopenr: bool) -> Population:

@@ -71,9 +71,9 @@ def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]
                 max_value=variable.value_range[1],
             )
         elif name == "pasient_pseudonym" and spec.pseudonym_form == "lopenr":
-            add("expect_column_values_to_match_regex", name, regex=LOPENR_PATTERN.pattern)
+            add(REGEX, name, regex=LOPENR_PATTERN.pattern)
         elif variable.pattern:
-            add("expect_column_values_to_match_regex", name, regex=variable.pattern)
+            add(REGEX, name, regex=variable.pattern)
         made_here = name in PSEUDONYMS and not (name == "pasient_pseudonym" and spec.pseudonym_form == "lopenr")
         guarded = not made_here and variable.role != "claim_identifier"  # a project's løpenummer is guarded too
         if guarded and (variable.type == "string" or variable.type in LIST_TYPES):
@@ -84,12 +84,13 @@ def catalogue_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]
 def map_expectations(spec: ApplicationSpec, columns: list[tuple[str, str]]) -> list[Expectation]:
     """Under a geography map, each kommune (fylke) column holds kommuner (fylker) of the map or
     "ukjent"; the "ukjent" are counted, never failed (a number that was no kommune in its year)."""
-    if spec.map_year is None:
+    map_year = spec.map_year
+    if map_year is None:
         return []
     out: list[Expectation] = []
     for name, how in columns:
         if GENERALISATIONS[how].geographic:
-            kind, kwargs = mapped_expectation(how, spec.map_year)
+            kind, kwargs = mapped_expectation(how, map_year)
             out.append({"type": kind, "kwargs": {"column": name, **kwargs}})
             out.append(
                 {
