@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -356,3 +357,34 @@ def test_the_codebook_names_the_map_and_every_divided_kommune(spec_dir: Path) ->
         )
     ).spec
     assert "1507 Ålesund" not in codebook(early, early.plan.pairs, None)  # a division after the map plays no part
+
+
+def test_the_issues_numbers_on_the_maps_of_2019_and_2024() -> None:
+    assert [_covering(c, y, 2019) for c, y in (("0219", 2019),)] == ["0219"]
+    assert generalise(pa.array(["0219"]), "fylke", pa.array([2019]), 2019).to_pylist() == ["02"]
+    assert (_covering("0101", 2019, 2020), _covering("0101", 2019, 2024), _covering("3001", 2021, 2024)) == (
+        "3001",
+        "3101",
+        "3101",
+    )  # Halden
+    assert _covering("1601", 2017, 2024) == "5001"
+    bergen_bydel = generalise(pa.array(["1205", "1205"]), "kommune", pa.array([2019, 2019]), 2024).to_pylist()
+    assert bergen_bydel == ["4601", "4601"]  # a bydel of Bergen folds into Bergen, then onto the map
+    assert generalise(pa.array(["1205"]), "kommune", pa.array([2019]), 2019).to_pylist() == ["1201"]
+
+
+def test_mapping_twice_is_mapping_once_and_per_year_is_the_same_as_whole() -> None:
+    rng = np.random.default_rng(3)
+    codes = sorted(LISTS.years)
+    picked = pa.array([codes[i] for i in rng.integers(0, len(codes), 2000)])
+    years = pa.array(rng.integers(2006, 2026, 2000), pa.int16())
+    once = LISTS.harmonise(picked, years, 2024)
+    again = LISTS.harmonise(once, pa.array([2024] * len(once), pa.int16()), 2024)
+    known = pc.not_equal(once, UNKNOWN_KOMMUNE)
+    assert again.filter(known).to_pylist() == once.filter(known).to_pylist()  # a 2024 kommune is itself on 2024
+    per_year = {
+        int(y): LISTS.harmonise(picked.filter(pc.equal(years, y)), years.filter(pc.equal(years, y)), 2024).to_pylist()
+        for y in pc.unique(years).to_pylist()
+    }
+    whole = {int(y): once.filter(pc.equal(years, y)).to_pylist() for y in pc.unique(years).to_pylist()}
+    assert per_year == whole
